@@ -1,0 +1,210 @@
+"""The capability table: one entry per model, the single source of what each model accepts.
+
+Validation (`bot.validation`) reads only this table, so adding a model is a new `ModelSpec` here,
+not new control flow. Facts come from `../shared/api-docs/`; where the vendor's pages disagree
+with themselves we take the stricter reading and say so (see README "Model families").
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Family(StrEnum):
+    VEO = "veo"
+    SORA = "sora"
+    KLING = "kling"
+
+
+class ProviderName(StrEnum):
+    KKIAI = "kkiai"  # unified /v1/video/create + /v1/video/query (Veo, Sora 2)
+    KIE = "kie"  # kie.ai /api/v1/veo/* (Veo 3.1)
+    KLING = "kling"  # OpenAI-style /v1/video/generations (Kling v3)
+
+
+class Mode(StrEnum):
+    TEXT = "text"  # prompt only
+    FRAMES = "frames"  # first frame, optionally last frame
+    REFERENCE = "reference"  # 1-3 reference ("material") images
+
+
+class ImageRole(StrEnum):
+    FIRST_FRAME = "first_frame"
+    LAST_FRAME = "last_frame"
+    REFERENCE_1 = "reference_1"
+    REFERENCE_2 = "reference_2"
+    REFERENCE_3 = "reference_3"
+
+
+REFERENCE_ROLES = (ImageRole.REFERENCE_1, ImageRole.REFERENCE_2, ImageRole.REFERENCE_3)
+
+
+class ModeRule(BaseModel):
+    """What a model accepts in one mode."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_images: int = 0
+    max_images: int = 0
+    aspect_ratios: tuple[str, ...] | None = None  # None: every aspect ratio of the model
+
+
+class Timing(BaseModel):
+    """How long the vendor usually takes, in seconds: the poll schedule's prior with no history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    p10: float
+    p50: float
+    p90: float
+    max_runtime: float  # past this the job is ended as timed out
+
+
+class ModelSpec(BaseModel):
+    """One model as a member can order it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str  # our stable id: stored with jobs, used in cost tables and command choices
+    family: Family
+    provider: ProviderName
+    vendor_model: str  # the `model` string the vendor expects
+    label: str
+    tier: str  # fast / quality (veo), std / pro (kling), standard (sora)
+    modes: dict[Mode, ModeRule]
+    aspect_ratios: tuple[str, ...] = ()
+    default_aspect_ratio: str | None = None
+    aspect_ratio_text_only: bool = False  # kling: with a frame the video takes the image's shape
+    durations: tuple[int, ...] = ()
+    default_duration: int | None = None
+    seed_range: tuple[int, int] | None = None
+    supports_enhance: bool = False
+    upsample_aspect_ratios: tuple[str, ...] = ()  # empty: no 1080p upsampling
+    orientations: tuple[str, ...] = ()
+    sizes: tuple[str, ...] = ()
+    supports_watermark: bool = False
+    audio: bool | None = None  # kling: the model id carries audio on/off
+    supports_negative_prompt: bool = False
+    cfg_scale_range: tuple[float, float] | None = None
+    shot_types: tuple[str, ...] = ()
+    max_shots: int = 0  # multi-shot prompts; 0 = not supported
+    max_prompt_chars: int = 2000
+    default_cost: int
+    timing: Timing
+
+
+_VEO_FRAMES = ModeRule(min_images=1, max_images=2)
+_VEO_TIMING_FAST = Timing(p10=60, p50=150, p90=240, max_runtime=20 * 60)
+_VEO_TIMING_QUALITY = Timing(p10=120, p50=240, p90=360, max_runtime=30 * 60)
+
+MODELS: tuple[ModelSpec, ...] = (
+    # --- Veo through the unified API -----------------------------------------------------------
+    ModelSpec(
+        key="veo-fast-kkiai", family=Family.VEO, provider=ProviderName.KKIAI,
+        vendor_model="veo3.1-fast", label="Veo 3.1 Fast (unified API)", tier="fast",
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
+        aspect_ratios=("16:9", "9:16"), default_aspect_ratio="16:9",
+        supports_enhance=True, upsample_aspect_ratios=("16:9", "9:16"),
+        default_cost=2, timing=_VEO_TIMING_FAST,
+    ),
+    ModelSpec(
+        key="veo-quality-kkiai", family=Family.VEO, provider=ProviderName.KKIAI,
+        vendor_model="veo3.1-pro", label="Veo 3.1 Quality (unified API)", tier="quality",
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
+        aspect_ratios=("16:9", "9:16"), default_aspect_ratio="16:9",
+        supports_enhance=True, upsample_aspect_ratios=("16:9", "9:16"),
+        default_cost=4, timing=_VEO_TIMING_QUALITY,
+    ),
+    # --- Veo through kie.ai ------------------------------------------------------------------------
+    # Reference mode: "only supports veo3_fast model and 16:9" (the parameter's own note; the
+    # overview table also names 9:16 - we take the stricter). 1080p: "Only 16:9 supports 1080P".
+    ModelSpec(
+        key="veo-fast-kie", family=Family.VEO, provider=ProviderName.KIE,
+        vendor_model="veo3_fast", label="Veo 3.1 Fast (kie.ai)", tier="fast",
+        modes={
+            Mode.TEXT: ModeRule(),
+            Mode.FRAMES: _VEO_FRAMES,
+            Mode.REFERENCE: ModeRule(min_images=1, max_images=3, aspect_ratios=("16:9",)),
+        },
+        aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
+        seed_range=(10000, 99999), supports_enhance=True, upsample_aspect_ratios=("16:9",),
+        default_cost=2, timing=_VEO_TIMING_FAST,
+    ),
+    ModelSpec(
+        key="veo-quality-kie", family=Family.VEO, provider=ProviderName.KIE,
+        vendor_model="veo3", label="Veo 3.1 Quality (kie.ai)", tier="quality",
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
+        aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
+        seed_range=(10000, 99999), supports_enhance=True, upsample_aspect_ratios=("16:9",),
+        default_cost=4, timing=_VEO_TIMING_QUALITY,
+    ),
+    # --- Sora 2 through the unified API ------------------------------------------------------------
+    ModelSpec(
+        key="sora-2", family=Family.SORA, provider=ProviderName.KKIAI,
+        vendor_model="sora-2", label="Sora 2", tier="standard",
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: ModeRule(min_images=1, max_images=1)},
+        orientations=("landscape", "portrait"), sizes=("small", "large"),
+        durations=(10, 15), default_duration=10, supports_watermark=True,
+        default_cost=3, timing=Timing(p10=150, p50=300, p90=480, max_runtime=40 * 60),
+    ),
+)
+
+
+def _kling(tier: str, audio: bool, cost: int, timing: Timing) -> ModelSpec:
+    sound = "audio" if audio else "silent"
+    return ModelSpec(
+        key=f"kling-v3-{tier}-{sound}", family=Family.KLING, provider=ProviderName.KLING,
+        vendor_model=f"kling-v3-{tier}-{sound}",
+        label=f"Kling v3 {tier.capitalize()} ({'with' if audio else 'no'} audio)", tier=tier,
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: ModeRule(min_images=1, max_images=2)},
+        aspect_ratios=("16:9", "9:16", "1:1"), default_aspect_ratio="16:9",
+        aspect_ratio_text_only=True, durations=tuple(range(3, 16)), default_duration=5,
+        audio=audio, supports_negative_prompt=True, cfg_scale_range=(0.0, 1.0),
+        shot_types=("customize", "intelligent"), max_shots=6, max_prompt_chars=2500,
+        default_cost=cost, timing=timing,
+    )
+
+
+_KLING_STD = Timing(p10=60, p50=150, p90=300, max_runtime=30 * 60)
+_KLING_PRO = Timing(p10=120, p50=240, p90=420, max_runtime=40 * 60)
+MODELS += (
+    _kling("std", False, 2, _KLING_STD),
+    _kling("std", True, 3, _KLING_STD),
+    _kling("pro", False, 4, _KLING_PRO),
+    _kling("pro", True, 5, _KLING_PRO),
+)
+
+MODELS_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in MODELS}
+
+# Cost table keys beyond model keys: a surcharge for 1080p output (veo upsample, sora "large").
+UPSAMPLE_COST_KEY = "1080p"
+DEFAULT_UPSAMPLE_COST = 1
+COST_KEYS: tuple[str, ...] = tuple(MODELS_BY_KEY) + (UPSAMPLE_COST_KEY,)
+
+
+def get_model(key: str) -> ModelSpec:
+    return MODELS_BY_KEY[key]
+
+
+def models_for(family: Family, providers: set[ProviderName] | None = None) -> list[ModelSpec]:
+    """The family's models, limited to configured providers when given."""
+    return [m for m in MODELS if m.family == family and (providers is None or m.provider in providers)]
+
+
+def default_model(
+    family: Family, providers: set[ProviderName], preferred: ProviderName | None = None
+) -> ModelSpec | None:
+    """The model used when the member picks none: the preferred provider's cheapest tier."""
+    candidates = models_for(family, providers)
+    if not candidates:
+        return None
+    if preferred is not None and any(m.provider == preferred for m in candidates):
+        candidates = [m for m in candidates if m.provider == preferred]
+    return min(candidates, key=lambda m: m.default_cost)
+
+
+def families_available(providers: set[ProviderName]) -> list[Family]:
+    """Families with at least one configured provider: only these register a command."""
+    return [f for f in Family if models_for(f, providers)]

@@ -1,0 +1,121 @@
+"""All configuration, read from the environment (and `.env`) through pydantic-settings.
+
+Every field here is documented in README.md and `.env.example`; keep the three in step.
+Secrets are `SecretStr` so that a settings object printed into a log shows `**********`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
+
+
+class Settings(BaseSettings):
+    """Framecast's settings; names are the environment variables, case-insensitive."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- Discord -----------------------------------------------------------------------------
+    discord_token: SecretStr
+    discord_api_base: str | None = None
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    # --- Storage -----------------------------------------------------------------------------
+    database_url: str = "sqlite:///data/bot.db"
+
+    # --- Vendors -----------------------------------------------------------------------------
+    kkiai_base_url: str = "https://www.kkiai.com"
+    kkiai_api_key: SecretStr | None = None
+    kie_base_url: str = "https://api.kie.ai"
+    kie_upload_base_url: str = "https://kieai.redpandaai.co"
+    kie_api_key: SecretStr | None = None
+    kling_base_url: str | None = None
+    kling_api_key: SecretStr | None = None
+    veo_preferred_provider: Literal["kie", "kkiai"] = "kie"
+
+    # --- Polling, timeouts, vendor limits ----------------------------------------------------
+    http_timeout_seconds: float = 30.0
+    submit_timeout_seconds: float = 60.0
+    poll_min_interval_seconds: float = 3.0
+    poll_max_interval_seconds: float = 60.0
+    job_timeout_seconds: float | None = None  # None: each model's own maximum from the catalog
+    uncertain_submit_grace_seconds: float = 900.0
+    provider_max_in_flight: int = 8
+    kie_submits_per_10s: int = 20
+    lease_seconds: float = 180.0
+
+    # --- Quotas ------------------------------------------------------------------------------
+    quota_daily_credits: int = 10
+    quota_max_concurrent_jobs: int = 2
+
+    # --- Attachments -------------------------------------------------------------------------
+    max_attachment_bytes: int = 10 * 1024 * 1024
+
+    # --- Operators' HTTP server and callbacks ------------------------------------------------
+    http_listen: str | None = None
+    public_base_url: str | None = None
+    kie_webhook_hmac_key: SecretStr | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _split_guild_ids(cls, value: object) -> object:
+        """Accept `123,456` (the documented form) as well as a real list."""
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator(
+        "discord_api_base", "kling_base_url", "http_listen", "public_base_url", mode="before"
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An empty line in `.env` (`KLING_BASE_URL=`) means "not configured", not "empty URL"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.rstrip("/") if isinstance(value, str) else value
+
+    @field_validator("kkiai_api_key", "kie_api_key", "kling_api_key", "kie_webhook_hmac_key", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # --- Derived -------------------------------------------------------------------------------
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file named by DATABASE_URL (`sqlite:///relative` or `sqlite:////absolute`)."""
+        url = self.database_url
+        for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+            if url.startswith(prefix):
+                return Path(url[len(prefix):])
+        if "://" in url:
+            raise ValueError("DATABASE_URL must be a sqlite:/// URL")
+        return Path(url)
+
+    @property
+    def kkiai_configured(self) -> bool:
+        return self.kkiai_api_key is not None and bool(self.kkiai_base_url)
+
+    @property
+    def kie_configured(self) -> bool:
+        return self.kie_api_key is not None and bool(self.kie_base_url)
+
+    @property
+    def kling_configured(self) -> bool:
+        return self.kling_api_key is not None and self.kling_base_url is not None
+
+    def secret_values(self) -> list[str]:
+        """Every secret in force, for the log redaction filter."""
+        secrets = [self.discord_token, self.kkiai_api_key, self.kie_api_key, self.kling_api_key,
+                   self.kie_webhook_hmac_key]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
