@@ -18,7 +18,9 @@ DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
 class Settings(BaseSettings):
     """Framecast's settings; names are the environment variables, case-insensitive."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # --- Discord -----------------------------------------------------------------------------
     discord_token: SecretStr
