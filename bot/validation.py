@@ -183,14 +183,14 @@ def validate_request(
                           if m.family == spec.family and Mode.REFERENCE in m.modes and m.provider in providers]
             hint = f" Reference images work with: {_choices(ref_models)}." if ref_models else ""
         raise InputError(option, f"{spec.label} does not take {mode.value} mode (it takes {', '.join(allowed_modes)}).{hint}")
+    if ImageRole.LAST_FRAME in request.images and rule.max_images < 2:
+        raise InputError("last_frame", f"{spec.label} takes a first frame only.")
     count = len(request.images)
     if not rule.min_images <= count <= rule.max_images:
         raise InputError(
             "first_frame" if mode is Mode.FRAMES else "reference_1",
             f"{spec.label} takes {rule.min_images}-{rule.max_images} images in {mode.value} mode; you gave {count}.",
         )
-    if ImageRole.LAST_FRAME in request.images and rule.max_images < 2:
-        raise InputError("last_frame", f"{spec.label} takes a first frame only.")
 
     params: dict[str, Any] = {}
 
