@@ -1,0 +1,68 @@
+"""What the poller hands to Discord, and what it needs back: the `Publisher` protocol.
+
+Discord-agnostic on purpose: the poller and its tests never import discord. The only
+implementation that talks to Discord is `bot/delivery/discord_publisher.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.jobs.models import JobRecord
+
+NONCE_MAX_CHARS = 25  # Discord's limit for a message nonce
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+def job_nonce(job_id: int) -> str:
+    """A per-job nonce, so a repeat post after a crash is deduplicated by Discord (enforce_nonce)."""
+    nonce = f"fc-job-{job_id}"
+    if len(nonce) > NONCE_MAX_CHARS:  # ids this large cannot occur in SQLite's 63-bit range
+        raise ValueError("job id too long for a nonce")
+    return nonce
+
+
+def audit_nonce(event_id: int) -> str:
+    return f"fc-audit-{event_id}"[:NONCE_MAX_CHARS]
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """A job's result as plain data.
+
+    `content` already mentions the requester; the publisher must send it with AllowedMentions that
+    allow only `mention_user_id`, so nothing a member typed can ping anyone.
+    """
+
+    job_id: int
+    outcome: Outcome
+    content: str
+    mention_user_id: int
+    nonce: str
+    video_url: str | None = None
+
+
+class DeliveryError(Exception):
+    """A result or audit post that did not happen; `retryable` False means retrying cannot help."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class Publisher(Protocol):
+    async def deliver(self, job: "JobRecord", message: ResultMessage) -> int:
+        """Post the result (job thread -> channel -> DM) and return the message id; raise DeliveryError."""
+
+    async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
+        """Post one audit line to a server's audit channel and return the message id; raise DeliveryError."""

@@ -1,0 +1,141 @@
+"""Per-provider brakes: a submit rate window and a circuit breaker (the in-flight cap is counted in SQL).
+
+Both live in memory, per process: they exist to keep *this* process from hammering a vendor.
+The in-flight limit, which must hold across processes, is counted from the jobs table inside the
+submit transaction instead (see `JobRepository.count_in_flight_in`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bot.catalog import ProviderName
+from bot.clock import Clock
+
+DEFAULT_SUBMITS_PER_WINDOW = 10
+DEFAULT_WINDOW_SECONDS = 10.0
+DEFAULT_FAILURE_THRESHOLD = 5
+DEFAULT_COOL_DOWN_SECONDS = 30.0
+
+
+class RateWindow:
+    """At most `limit` events in any `window` seconds (sliding log; `limit` is small)."""
+
+    def __init__(self, limit: int, window: float, clock: Clock) -> None:
+        self.limit = max(1, limit)
+        self.window = window
+        self.clock = clock
+        self._events: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0] <= now - self.window:
+            self._events.popleft()
+
+    def try_acquire(self) -> bool:
+        now = self.clock.now()
+        self._trim(now)
+        if len(self._events) >= self.limit:
+            return False
+        self._events.append(now)
+        return True
+
+    def next_free_at(self) -> float:
+        """When the next event would be allowed (now if already allowed)."""
+        now = self.clock.now()
+        self._trim(now)
+        if len(self._events) < self.limit:
+            return now
+        return self._events[0] + self.window
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Open after `threshold` consecutive failures; after `cool_down`, let one probe through."""
+
+    def __init__(self, clock: Clock, threshold: int = DEFAULT_FAILURE_THRESHOLD,
+                 cool_down: float = DEFAULT_COOL_DOWN_SECONDS) -> None:
+        self.clock = clock
+        self.threshold = max(1, threshold)
+        self.cool_down = cool_down
+        self.failures = 0
+        self.state = BreakerState.CLOSED
+        self.opened_at = 0.0
+        self._probe_out = False
+
+    def allow(self) -> bool:
+        """May a request go out now? In half-open state only one probe at a time."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        now = self.clock.now()
+        if self.state is BreakerState.OPEN:
+            if now < self.opened_at + self.cool_down:
+                return False
+            self.state = BreakerState.HALF_OPEN
+            self._probe_out = False
+        if self._probe_out:
+            return False
+        self._probe_out = True
+        return True
+
+    def retry_at(self) -> float:
+        """When asking again makes sense."""
+        if self.state is BreakerState.CLOSED:
+            return self.clock.now()
+        return max(self.clock.now(), self.opened_at + self.cool_down)
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self.state = BreakerState.CLOSED
+        self._probe_out = False
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        if self.state is BreakerState.HALF_OPEN or self.failures >= self.threshold:
+            self.state = BreakerState.OPEN
+            self.opened_at = self.clock.now()
+            self._probe_out = False
+
+    def release_probe(self) -> None:
+        """A probe slot was taken but no request was made (e.g. another limit said no)."""
+        self._probe_out = False
+
+
+@dataclass
+class ProviderLimits:
+    """The brakes for one provider."""
+
+    submit_window: RateWindow
+    breaker: CircuitBreaker
+    max_in_flight: int
+
+
+@dataclass
+class LimitsRegistry:
+    """Brakes for every provider, built from settings."""
+
+    clock: Clock
+    max_in_flight: int
+    submits_per_window: dict[ProviderName, int] = field(default_factory=dict)
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    failure_threshold: int = DEFAULT_FAILURE_THRESHOLD
+    cool_down_seconds: float = DEFAULT_COOL_DOWN_SECONDS
+    _by_provider: dict[ProviderName, ProviderLimits] = field(default_factory=dict)
+
+    def for_provider(self, provider: ProviderName) -> ProviderLimits:
+        limits = self._by_provider.get(provider)
+        if limits is None:
+            per_window = self.submits_per_window.get(provider, DEFAULT_SUBMITS_PER_WINDOW)
+            limits = ProviderLimits(
+                submit_window=RateWindow(per_window, self.window_seconds, self.clock),
+                breaker=CircuitBreaker(self.clock, self.failure_threshold, self.cool_down_seconds),
+                max_in_flight=self.max_in_flight,
+            )
+            self._by_provider[provider] = limits
+        return limits

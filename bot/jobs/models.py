@@ -1,0 +1,126 @@
+"""The job row as the rest of the bot sees it: `JobRecord`, plus the status words.
+
+The database row is the source of truth; `JobRecord` is an immutable snapshot of one row so no
+caller can mutate state behind the repository's back.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from bot.catalog import Family, Mode, ProviderName
+from bot.validation import JobSpec
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    UNCERTAIN = "uncertain"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
+# Jobs that occupy a vendor slot (count against Settings.provider_max_in_flight).
+IN_FLIGHT_STATUSES = frozenset({JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One `jobs` row."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    thread_id: int | None
+    summary_message_id: int | None
+    user_id: int
+    family: Family
+    model_key: str
+    provider: ProviderName
+    mode: Mode
+    prompt: str
+    request_json: str
+    attachment_ids: str
+    cost: int
+    status: JobStatus
+    provider_task_id: str | None
+    raw_status: str | None
+    video_url: str | None
+    error_message: str | None
+    created_at: float
+    submitted_at: float | None
+    vendor_done_at: float | None
+    finished_at: float | None
+    deadline_at: float | None
+    next_due_at: float | None
+    poll_count: int
+    submit_attempts: int
+    error_streak: int
+    lease_owner: str | None
+    lease_until: float | None
+    delivery_state: DeliveryState
+    delivery_attempts: int
+    result_message_id: int | None
+    delivered_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> "JobRecord":
+        data = {name: row[name] for name in _FIELD_NAMES}
+        data["family"] = Family(data["family"])
+        data["provider"] = ProviderName(data["provider"])
+        data["mode"] = Mode(data["mode"])
+        data["status"] = JobStatus(data["status"])
+        data["delivery_state"] = DeliveryState(data["delivery_state"])
+        return cls(**data)
+
+    @property
+    def spec(self) -> JobSpec:
+        """The validated request this job was created from."""
+        return JobSpec.model_validate_json(self.request_json)
+
+    @property
+    def attachment_id_list(self) -> list[int]:
+        try:
+            values = json.loads(self.attachment_ids or "[]")
+        except ValueError:
+            return []
+        return [int(v) for v in values if isinstance(v, int)]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def is_active(self) -> bool:
+        return self.status.is_active
+
+    @property
+    def destination_channel_id(self) -> int:
+        """Where the result goes first: the job's thread if it has one, else its channel."""
+        return self.thread_id or self.channel_id
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(JobRecord))
+JOB_COLUMNS = _FIELD_NAMES
