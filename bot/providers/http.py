@@ -1,0 +1,309 @@
+"""Shared HTTP plumbing for the vendor clients: one httpx pool per vendor, metrics, and the error
+classification that keeps a job from ever being submitted twice.
+
+The rule that matters: a submit that may have reached the vendor (timeout or reset after the request
+was sent, a 5xx, an unreadable 2xx) is UNCERTAIN and must never be resent blindly; only failures that
+provably created nothing (connection refused, 429, maintenance) are RETRYABLE. Polls are reads, so
+every poll failure is RETRYABLE.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import SecretStr
+
+from bot.catalog import ProviderName
+from bot.clock import Clock
+from bot.metrics import VENDOR_LATENCY, VENDOR_REQUESTS
+from bot.providers.base import ErrorKind, ProviderError
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_REASON_CHARS = 300
+
+# How the member and the operators know each vendor.
+VENDOR_LABELS: dict[ProviderName, str] = {
+    ProviderName.KKIAI: "kkiai",
+    ProviderName.KIE: "kie.ai",
+    ProviderName.KLING: "Kling gateway",
+}
+
+# Words vendors use when a prompt or image is refused on content grounds.
+_POLICY_WORDS = re.compile(
+    r"content polic|unsafe|violat|moderation|sensitive|prohibited|safety|nsfw|flagged|"
+    r"rejected by|has been rejected|your request was rejected|inappropriate|porn",
+    re.IGNORECASE,
+)
+
+
+class Phase(StrEnum):
+    """Why a request is made; decides how its failures are classified."""
+
+    SUBMIT = "submit"  # creates something: never resend when unsure
+    POLL = "poll"  # a read: always safe to repeat
+    UPLOAD = "upload"  # re-hosting an image: a duplicate upload is harmless
+
+
+def trim_reason(text: object, limit: int = MAX_REASON_CHARS) -> str:
+    """Vendor text made fit for a Discord message: one line, at most `limit` characters."""
+    if text is None:
+        return ""
+    cleaned = " ".join(str(text).split())
+    if len(cleaned) > limit:
+        cleaned = cleaned[: limit - 1].rstrip() + "…"
+    return cleaned
+
+
+def looks_like_policy(text: str) -> bool:
+    return bool(text) and _POLICY_WORDS.search(text) is not None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """`Retry-After` as seconds from now: either delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The body as JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def first_text(*candidates: object) -> str:
+    """The first candidate that is a non-empty string (or an object with a `message`)."""
+    for candidate in candidates:
+        if isinstance(candidate, dict):
+            candidate = candidate.get("message") or candidate.get("msg")
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate
+    return ""
+
+
+def dig(payload: Any, *path: str | int) -> Any:
+    """payload[a][b]... or None when any step is missing or of the wrong type."""
+    node = payload
+    for key in path:
+        if isinstance(key, int):
+            if not isinstance(node, list) or len(node) <= key:
+                return None
+            node = node[key]
+        elif isinstance(node, dict):
+            node = node.get(key)
+        else:
+            return None
+    return node
+
+
+def error_text(payload: Any, fallback: str = "") -> str:
+    """A vendor's reason from the usual places in an error body, never a raw JSON dump."""
+    if isinstance(payload, dict):
+        found = first_text(
+            payload.get("error"), payload.get("message"), payload.get("msg"),
+            payload.get("detail"), payload.get("fail_reason"), dig(payload, "data", "fail_reason"),
+        )
+        if found:
+            return trim_reason(found)
+        return trim_reason(fallback)
+    if isinstance(payload, str):
+        return trim_reason(payload)
+    return trim_reason(fallback)
+
+
+def final_error(
+    provider: ProviderName, status: int | None, reason: str, *, policy: bool = False
+) -> ProviderError:
+    """A refusal the member must hear about, in a plain sentence."""
+    label = VENDOR_LABELS.get(provider, str(provider))
+    reason = trim_reason(reason)
+    if status in (401, 403):
+        message = f"The bot's {label} API key was refused; tell the server owner."
+    elif status == 402:
+        message = f"The bot's {label} account is out of credit; tell the server owner."
+    elif policy or looks_like_policy(reason):
+        message = "The vendor rejected the prompt or images under its content policy" + (
+            f": {reason}" if reason else "."
+        )
+    elif reason:
+        message = f"The vendor refused the request: {reason}"
+    else:
+        message = f"The vendor refused the request (HTTP {status})."
+    return ProviderError(ErrorKind.FINAL, message, status_code=status, detail=reason)
+
+
+def classify_http_error(
+    provider: ProviderName, phase: Phase, response: httpx.Response, now: float,
+    *, reason: str | None = None,
+) -> ProviderError:
+    """Turn a non-2xx response into a ProviderError for the given phase."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+    if reason is None:
+        reason = error_text(json_or_none(response), fallback=response.text if status < 500 else "")
+    label = VENDOR_LABELS.get(provider, str(provider))
+    if phase is Phase.POLL:
+        return ProviderError(
+            ErrorKind.RETRYABLE, f"{label} answered HTTP {status}; asking again later.",
+            retry_after=retry_after, status_code=status, detail=reason,
+        )
+    if status in (429, 503):
+        return ProviderError(
+            ErrorKind.RETRYABLE, f"{label} is busy right now; the request will be sent again shortly.",
+            retry_after=retry_after, status_code=status, detail=reason,
+        )
+    if 400 <= status < 500 and status != 408:
+        error = final_error(provider, status, reason)
+    else:  # 5xx and 408: the vendor may have acted on the request
+        error = ProviderError(
+            ErrorKind.UNCERTAIN, f"{label} failed while handling the request (HTTP {status}).",
+            retry_after=retry_after, status_code=status, detail=reason,
+        )
+    return soften_for_upload(error, phase)
+
+
+def soften_for_upload(error: ProviderError, phase: Phase) -> ProviderError:
+    """Uploads may be repeated freely: an UNCERTAIN upload is just RETRYABLE."""
+    if phase is Phase.UPLOAD and error.kind is ErrorKind.UNCERTAIN:
+        return ProviderError(
+            ErrorKind.RETRYABLE, error.user_message, retry_after=error.retry_after,
+            status_code=error.status_code, detail=error.detail,
+        )
+    return error
+
+
+def classify_transport_error(provider: ProviderName, phase: Phase, exc: httpx.TransportError) -> ProviderError:
+    """A request that got no HTTP answer. Only failures before sending are safe to resend."""
+    label = VENDOR_LABELS.get(provider, str(provider))
+    detail = type(exc).__name__
+    never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+    if phase is Phase.POLL or never_sent:
+        return ProviderError(
+            ErrorKind.RETRYABLE, f"{label} could not be reached; trying again later.", detail=detail,
+        )
+    error = ProviderError(
+        ErrorKind.UNCERTAIN, f"The connection to {label} broke after the request was sent.", detail=detail,
+    )
+    return soften_for_upload(error, phase)
+
+
+def unreadable_body(provider: ProviderName, phase: Phase, status: int, what: str) -> ProviderError:
+    """A 2xx we cannot use: on submit the task may exist, so UNCERTAIN."""
+    label = VENDOR_LABELS.get(provider, str(provider))
+    if phase is Phase.SUBMIT:
+        return ProviderError(
+            ErrorKind.UNCERTAIN, f"{label} answered but the reply could not be read ({what}).",
+            status_code=status, detail=what,
+        )
+    return ProviderError(
+        ErrorKind.RETRYABLE, f"{label} sent a reply that could not be read ({what}).",
+        status_code=status, detail=what,
+    )
+
+
+class VendorHttp:
+    """One httpx pool for one vendor, with bearer auth, per-phase timeouts and metrics.
+
+    `call` runs one request and hands the response to `parse`, which returns the value or raises
+    ProviderError; transport failures are classified here. Every call records
+    VENDOR_REQUESTS{provider, operation, outcome} and VENDOR_LATENCY.
+    """
+
+    def __init__(
+        self,
+        provider: ProviderName,
+        base_url: str,
+        api_key: SecretStr,
+        settings: Settings,
+        clock: Clock,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.provider = provider
+        self.clock = clock
+        self._poll_timeout = httpx.Timeout(settings.http_timeout_seconds)
+        self._submit_timeout = httpx.Timeout(settings.submit_timeout_seconds)
+        in_flight = max(1, settings.provider_max_in_flight)
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {api_key.get_secret_value()}",
+                "Accept": "application/json",
+                "User-Agent": "framecast/0.1",
+            },
+            timeout=self._poll_timeout,
+            # Polls and submits share the pool: room for every in-flight job plus a few polls.
+            limits=httpx.Limits(max_connections=in_flight * 2 + 4, max_keepalive_connections=in_flight + 2),
+            transport=transport,
+        )
+
+    def timeout_for(self, phase: Phase) -> httpx.Timeout:
+        return self._poll_timeout if phase is Phase.POLL else self._submit_timeout
+
+    async def call(
+        self,
+        operation: str,
+        phase: Phase,
+        method: str,
+        url: str,
+        parse: Callable[[httpx.Response], T],
+        **kwargs: Any,
+    ) -> T:
+        """Send one request and parse its answer; raises ProviderError, records metrics."""
+        started = time.monotonic()
+        outcome = "error"  # stays so only if something unforeseen (e.g. cancellation) escapes
+        try:
+            try:
+                response = await self._client.request(
+                    method, url, timeout=kwargs.pop("timeout", self.timeout_for(phase)), **kwargs
+                )
+            except httpx.TransportError as exc:
+                raise classify_transport_error(self.provider, phase, exc) from exc
+            log.debug("%s %s %s -> HTTP %s", self.provider, operation, method, response.status_code)
+            try:
+                result = parse(response)
+            except ProviderError:
+                raise
+            except Exception as exc:  # a body shape nobody foresaw: never crash the caller
+                log.warning("%s %s: unexpected reply shape (%s)", self.provider, operation, type(exc).__name__)
+                raise unreadable_body(self.provider, phase, response.status_code, "unexpected shape") from exc
+            outcome = "ok"
+            return result
+        except ProviderError as error:
+            outcome = error.kind.value
+            log.info(
+                "%s %s failed: %s (HTTP %s, %s)", self.provider, operation, error.kind.value,
+                error.status_code, error.detail[:120],
+            )
+            raise
+        finally:
+            VENDOR_REQUESTS.labels(self.provider.value, operation, outcome).inc()
+            VENDOR_LATENCY.labels(self.provider.value, operation).observe(time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

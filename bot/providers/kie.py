@@ -1,0 +1,330 @@
+"""kie.ai Veo 3.1: generate, record-info, the 1080p upgrade, image re-hosting and callbacks.
+
+Every kie reply is an envelope `{code, msg, data}` whose body `code` is the real status, so both the
+HTTP status and the body code are checked. For 1080p jobs the 720p result is held back until the
+1080p file is ready, but never lost: ten minutes after the task completed, the 720p link is delivered.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, SecretStr
+
+from bot.catalog import ImageRole, Mode, ProviderName
+from bot.clock import Clock
+from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from bot.providers.http import (
+    VENDOR_LABELS,
+    Phase,
+    VendorHttp,
+    dig,
+    error_text,
+    final_error,
+    first_text,
+    json_or_none,
+    parse_retry_after,
+    soften_for_upload,
+    trim_reason,
+    unreadable_body,
+)
+from bot.providers.unified import failure_message
+from bot.settings import Settings
+from bot.validation import JobSpec
+
+GENERATION_TYPES = {
+    Mode.TEXT: "TEXT_2_VIDEO",
+    Mode.FRAMES: "FIRST_AND_LAST_FRAMES_2_VIDEO",
+    Mode.REFERENCE: "REFERENCE_2_VIDEO",
+}
+# How long after the task completed we wait for the 1080p file before delivering the 720p one.
+HD_GRACE_SECONDS = 600.0
+UPLOAD_PATH = "framecast"
+_LABEL = VENDOR_LABELS[ProviderName.KIE]
+
+
+def build_kie_body(job: JobSpec, callback_url: str | None = None) -> dict[str, Any]:
+    """The `/api/v1/veo/generate` body from the validated spec."""
+    params = job.params
+    body: dict[str, Any] = {
+        "prompt": job.prompt,
+        "model": job.vendor_model,
+        "generationType": GENERATION_TYPES[job.mode],
+    }
+    if job.mode is Mode.FRAMES:
+        frames = (job.image(ImageRole.FIRST_FRAME), job.image(ImageRole.LAST_FRAME))
+        body["imageUrls"] = [image.url for image in frames if image is not None]
+    elif job.mode is Mode.REFERENCE:
+        body["imageUrls"] = [image.url for image in job.reference_images]
+    if "aspect_ratio" in params:
+        body["aspect_ratio"] = params["aspect_ratio"]
+    if params.get("seed") is not None:
+        body["seeds"] = int(params["seed"])
+    body["enableTranslation"] = bool(params.get("enhance_prompt", True))
+    if callback_url:
+        body["callBackUrl"] = callback_url
+    return body
+
+
+def result_urls(value: Any) -> list[str]:
+    """`resultUrls` is documented as an array; some replies carry it as a JSON string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                return re.findall(r"https?://[^\s\"',\]]+", text)
+        elif text:
+            return [text]
+        else:
+            return []
+    if isinstance(value, list):
+        return [item.strip() for item in value if isinstance(item, str) and item.strip()]
+    return []
+
+
+def as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """kie timestamps: epoch milliseconds (documented), seconds, or a date string."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        number = float(value)
+        return number / 1000 if number > 1e11 else number
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def classify_kie_code(
+    code: int | None, reason: str, phase: Phase, *, retry_after: float | None = None
+) -> ProviderError:
+    """A kie failure code (HTTP or body) as a ProviderError."""
+    reason = trim_reason(reason)
+    if phase is Phase.POLL:
+        return ProviderError(
+            ErrorKind.RETRYABLE, f"{_LABEL} answered code {code}; asking again later.",
+            retry_after=retry_after, status_code=code, detail=reason,
+        )
+    if code in (429, 455, 503):
+        return ProviderError(
+            ErrorKind.RETRYABLE, f"{_LABEL} is busy or in maintenance; the request will be sent again shortly.",
+            retry_after=retry_after, status_code=code, detail=reason,
+        )
+    if code in (401, 402, 403):
+        return final_error(ProviderName.KIE, code, reason)
+    if code == 422:
+        policy = "rejected" in reason.lower()
+        return final_error(ProviderName.KIE, code, reason, policy=policy)
+    if code == 451:
+        message = "The vendor could not download the attached images" + (f": {reason}" if reason else ".")
+        return ProviderError(ErrorKind.FINAL, message, status_code=code, detail=reason)
+    if code == 501:
+        return ProviderError(ErrorKind.FINAL, failure_message(reason), status_code=code, detail=reason)
+    if code == 505:
+        message = "This kind of video is switched off at the vendor right now" + (f": {reason}" if reason else ".")
+        return ProviderError(ErrorKind.FINAL, message, status_code=code, detail=reason)
+    if code is not None and 400 <= code < 500 and code != 408:
+        return soften_for_upload(final_error(ProviderName.KIE, code, reason), phase)
+    error = ProviderError(
+        ErrorKind.UNCERTAIN, f"{_LABEL} failed while handling the request (code {code}).",
+        retry_after=retry_after, status_code=code, detail=reason,
+    )
+    return soften_for_upload(error, phase)
+
+
+class _Record(BaseModel):
+    """The parts of record-info the client needs."""
+
+    success_flag: int | None
+    urls: list[str]
+    resolution: str = ""
+    fallback: bool = False
+    complete_time: float | None = None
+    error: str = ""
+
+
+class KieClient:
+    """kie.ai's Veo 3.1 API, plus its file host (`ImageHost`)."""
+
+    name = ProviderName.KIE
+
+    def __init__(
+        self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
+        *, upload_base_url: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
+        self._clock = clock
+        self._upload_base_url = (upload_base_url or settings.kie_upload_base_url).rstrip("/")
+        # When record-info lacks completeTime: when this process first saw the task succeed.
+        self._first_success_seen: dict[str, float] = {}
+
+    # --- envelope --------------------------------------------------------------------------------
+    def _envelope(self, response: httpx.Response, phase: Phase) -> dict[str, Any]:
+        """The `data` of a good envelope, or the classified error."""
+        payload = json_or_none(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
+        if not response.is_success:
+            fallback = response.text if response.status_code < 500 else ""
+            reason = error_text(payload, fallback=fallback)
+            raise classify_kie_code(response.status_code, reason, phase, retry_after=retry_after)
+        if not isinstance(payload, dict):
+            raise unreadable_body(self.name, phase, response.status_code, "not JSON")
+        code = as_int(payload.get("code"))
+        if code is not None and code != 200:
+            raise classify_kie_code(code, error_text(payload), phase, retry_after=retry_after)
+        data = payload.get("data")
+        return data if isinstance(data, dict) else {}
+
+    # --- submit ----------------------------------------------------------------------------------
+    async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
+        return await self._http.call(
+            "submit", Phase.SUBMIT, "POST", "/api/v1/veo/generate", self._parse_generate,
+            json=build_kie_body(job, callback_url),
+        )
+
+    def _parse_generate(self, response: httpx.Response) -> str:
+        data = self._envelope(response, Phase.SUBMIT)
+        task_id = first_text(data.get("taskId"), data.get("task_id"))
+        if not task_id:
+            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "no task id")
+        return task_id.strip()
+
+    # --- poll ------------------------------------------------------------------------------------
+    async def poll(self, task_id: str, job: JobSpec) -> PollResult:
+        record = await self._http.call(
+            "poll", Phase.POLL, "GET", "/api/v1/veo/record-info", self._parse_record,
+            params={"taskId": task_id},
+        )
+        flag = record.success_flag
+        if flag in (2, 3):
+            self._first_success_seen.pop(task_id, None)
+            return PollResult(state=TaskState.FAILED, raw_status=f"successFlag={flag}",
+                              error_message=failure_message(record.error))
+        if flag != 1:
+            return PollResult(state=TaskState.RUNNING, raw_status="generating")
+        if not record.urls:
+            return PollResult(state=TaskState.FAILED, raw_status="success_without_url",
+                              error_message="The vendor said the video was finished but sent no link to it.")
+        wants_hd = bool(job.params.get("upsample"))
+        already_hd = record.fallback or record.resolution.lower().startswith("1080")
+        if not wants_hd or already_hd:
+            self._first_success_seen.pop(task_id, None)
+            return PollResult(state=TaskState.SUCCEEDED, raw_status="success", video_url=record.urls[0], progress=1.0)
+        return await self._upgrade_to_1080p(task_id, record)
+
+    def _parse_record(self, response: httpx.Response) -> _Record:
+        data = self._envelope(response, Phase.POLL)
+        if not data:
+            raise unreadable_body(self.name, Phase.POLL, response.status_code, "no data")
+        reply = data.get("response") if isinstance(data.get("response"), dict) else {}
+        return _Record(
+            success_flag=as_int(data.get("successFlag")),
+            urls=result_urls(reply.get("resultUrls")) or result_urls(data.get("resultUrls")),
+            resolution=str(reply.get("resolution") or ""),
+            fallback=bool(data.get("fallbackFlag")),
+            complete_time=epoch_seconds(data.get("completeTime")),
+            error=first_text(data.get("errorMessage"), data.get("errorCode") and str(data.get("errorCode"))),
+        )
+
+    async def _upgrade_to_1080p(self, task_id: str, record: _Record) -> PollResult:
+        """Ask for the 1080p file; not ready = still RUNNING, until the grace period ends."""
+        try:
+            hd_url = await self._http.call(
+                "poll_1080p", Phase.POLL, "GET", "/api/v1/veo/get-1080p-video", self._parse_1080p,
+                params={"taskId": task_id, "index": 0},
+            )
+        except ProviderError:
+            hd_url = None  # "not ready" is reported as an error code; either way, ask again later
+        if hd_url:
+            self._first_success_seen.pop(task_id, None)
+            return PollResult(state=TaskState.SUCCEEDED, raw_status="success_1080p", video_url=hd_url, progress=1.0)
+        completed = record.complete_time or self._first_success_seen.setdefault(task_id, self._clock.now())
+        if self._clock.now() >= completed + HD_GRACE_SECONDS:
+            self._first_success_seen.pop(task_id, None)
+            return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
+                              video_url=record.urls[0], progress=1.0)
+        return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", progress=0.99)
+
+    def _parse_1080p(self, response: httpx.Response) -> str | None:
+        data = self._envelope(response, Phase.POLL)
+        url = first_text(data.get("resultUrl"), data.get("result_url"))
+        return url.strip() or None
+
+    # --- image hosting -----------------------------------------------------------------------------
+    async def upload_image(self, data: bytes, filename: str, content_type: str) -> str:
+        """Re-host an image on kie's file host (kept 3 days) and return its download URL."""
+        safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename)[-80:] or "image"
+        unique_name = f"{uuid.uuid4().hex[:12]}-{safe_name}"  # two members' "image.png" must not collide
+        return await self._http.call(
+            "upload", Phase.UPLOAD, "POST", f"{self._upload_base_url}/api/file-stream-upload",
+            self._parse_upload,
+            files={"file": (unique_name, data, content_type)},
+            data={"uploadPath": UPLOAD_PATH, "fileName": unique_name},
+        )
+
+    def _parse_upload(self, response: httpx.Response) -> str:
+        data = self._envelope(response, Phase.UPLOAD)
+        url = first_text(data.get("downloadUrl"), data.get("fileUrl"))
+        if not url:
+            raise unreadable_body(self.name, Phase.UPLOAD, response.status_code, "no file URL")
+        return url.strip()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def parse_kie_callback(payload: Any) -> tuple[str | None, PollResult]:
+    """A kie completion callback as (task id, result). Record-info stays the source of truth:
+    a success without URLs comes back RUNNING (poll to find out), and for 1080p jobs the URL here is
+    the 720p one, so callers wanting 1080p should poll rather than deliver it."""
+    if not isinstance(payload, dict):
+        return None, PollResult(state=TaskState.RUNNING, raw_status="callback_unreadable")
+    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    task_id = first_text(data.get("taskId"), data.get("task_id")) or None
+    code = as_int(payload.get("code"))
+    if code == 200:
+        urls = result_urls(dig(data, "info", "resultUrls")) or result_urls(dig(data, "response", "resultUrls"))
+        if urls:
+            return task_id, PollResult(state=TaskState.SUCCEEDED, raw_status="callback_success",
+                                       video_url=urls[0], progress=1.0)
+        return task_id, PollResult(state=TaskState.RUNNING, raw_status="callback_without_url")
+    if code is None:
+        return task_id, PollResult(state=TaskState.RUNNING, raw_status="callback_unreadable")
+    reason = first_text(payload.get("msg"), payload.get("message"))
+    return task_id, PollResult(state=TaskState.FAILED, raw_status=f"callback_code={code}",
+                               error_message=failure_message(reason))
+
+
+def verify_kie_signature(
+    task_id: str, timestamp: str, signature: str | None, key: str | bytes | SecretStr
+) -> bool:
+    """X-Webhook-Signature == base64(HMAC-SHA256(taskId + "." + timestamp, key)), compared in constant time."""
+    if not signature or not task_id or not timestamp:
+        return False
+    if isinstance(key, SecretStr):
+        key = key.get_secret_value()
+    key_bytes = key.encode() if isinstance(key, str) else key
+    if not key_bytes:
+        return False
+    digest = hmac.new(key_bytes, f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    expected = base64.b64encode(digest)
+    return hmac.compare_digest(expected, signature.strip().encode())

@@ -1,0 +1,230 @@
+"""Kling v3 through an OpenAI-style gateway (`/v1/video/generations`).
+
+Resellers run different gateway versions, so the poll answer is read in every documented shape:
+the OpenAI video object, the gateway envelope (old versions put the result URL in `fail_reason` on
+SUCCESS), the simple form, and Kling's native `task_status`/`task_result`. The poll path is
+`/v1/videos/{id}` with a fallback to `/v1/video/generations/{id}` on 404; the one that works is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from bot.catalog import ImageRole, Mode, ProviderName
+from bot.clock import Clock
+from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from bot.providers.http import (
+    VENDOR_LABELS,
+    Phase,
+    VendorHttp,
+    classify_http_error,
+    dig,
+    error_text,
+    final_error,
+    first_text,
+    json_or_none,
+    parse_retry_after,
+    trim_reason,
+    unreadable_body,
+)
+from bot.providers.unified import failure_message
+from bot.settings import Settings
+from bot.validation import JobSpec
+
+SUCCESS_STATUSES = frozenset({"completed", "succeeded", "succeed", "success", "complete"})
+FAILURE_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled", "expired"})
+POLICY_CODES = frozenset({1300, 1301})
+BUSY_CODES = frozenset({1302, 1303})  # rate / concurrency limit: nothing was created
+POLL_PATHS = ("/v1/videos/{id}", "/v1/video/generations/{id}")
+
+
+def build_kling_body(job: JobSpec) -> dict[str, Any]:
+    """The create body. With shot prompts the top-level prompt is left out: the vendor's page takes
+    one or the other (its multi_prompt example has no prompt)."""
+    params = job.params
+    body: dict[str, Any] = {"model": job.vendor_model}
+    shots = params.get("multi_prompt") or []
+    if not shots:
+        body["prompt"] = job.prompt
+    first, last = job.image(ImageRole.FIRST_FRAME), job.image(ImageRole.LAST_FRAME)
+    if first is not None:
+        body["image"] = first.url
+    if last is not None:
+        body["last_image"] = last.url
+    if job.mode is Mode.TEXT and "aspect_ratio" in params:
+        body["aspect_ratio"] = params["aspect_ratio"]
+    if params.get("duration") is not None:
+        body["duration"] = int(params["duration"])
+    extra: dict[str, Any] = {}
+    if params.get("cfg_scale") is not None:
+        extra["cfg_scale"] = params["cfg_scale"]
+    if params.get("shot_type"):
+        extra["shot_type"] = params["shot_type"]
+    if params.get("negative_prompt"):
+        extra["negative_prompt"] = params["negative_prompt"]
+    if shots:
+        extra["multi_prompt"] = [{"prompt": shot} for shot in shots]
+    body["extra_body"] = extra
+    return body
+
+
+def _int_code(*candidates: Any) -> int | None:
+    for candidate in candidates:
+        try:
+            return int(candidate)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def parse_progress(value: Any) -> float | None:
+    """"30%" -> 0.3; OpenAI's integer percent 30 -> 0.3; a fraction 0.3 stays."""
+    if isinstance(value, str):
+        text = value.strip().rstrip("%").strip()
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return max(0.0, min(1.0, number / 100))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    if isinstance(value, int) or number > 1:
+        number /= 100
+    return max(0.0, min(1.0, number))
+
+
+def _task_node(payload: dict[str, Any]) -> dict[str, Any]:
+    """The object that describes the task: `data` in envelopes, the payload itself otherwise."""
+    data = payload.get("data")
+    if isinstance(data, dict) and any(key in data for key in ("status", "task_status", "task_id", "id")):
+        return data
+    return payload
+
+
+def _video_url(node: dict[str, Any], success: bool) -> str:
+    url = first_text(
+        node.get("video_url"), node.get("url"), node.get("result_url"),
+        dig(node, "metadata", "url"), dig(node, "result", "video_url"), dig(node, "result", "url"),
+        dig(node, "task_result", "videos", 0, "url"), dig(node, "data", "video_url"),
+    )
+    if not url and success:
+        legacy = first_text(node.get("fail_reason"))  # old gateway versions: the URL sits here
+        if legacy.strip().startswith("http"):
+            url = legacy
+    return url.strip()
+
+
+def parse_kling_task(payload: Any) -> PollResult:
+    """Any of the documented poll shapes as a PollResult."""
+    if not isinstance(payload, dict):
+        raise ValueError("reply is not an object")
+    node = _task_node(payload)
+    raw_status = first_text(node.get("status"), node.get("task_status"))
+    if not raw_status:
+        raise ValueError("reply has no status")
+    normalized = raw_status.strip().lower()
+    progress = parse_progress(node.get("progress"))
+    if normalized in SUCCESS_STATUSES:
+        url = _video_url(node, success=True)
+        if not url:
+            return PollResult(state=TaskState.FAILED, raw_status=raw_status,
+                              error_message="The vendor said the video was finished but sent no link to it.")
+        return PollResult(state=TaskState.SUCCEEDED, raw_status=raw_status, video_url=url, progress=1.0)
+    if normalized in FAILURE_STATUSES:
+        reason = first_text(node.get("error"), node.get("fail_reason"), node.get("task_status_msg"),
+                            payload.get("error"), payload.get("message"))
+        code = _int_code(dig(node, "error", "code"))
+        message = failure_message(reason)
+        if code in POLICY_CODES and "content policy" not in message:
+            message = "The vendor rejected the prompt or images under its content policy" + (
+                f": {trim_reason(reason)}" if reason else "."
+            )
+        return PollResult(state=TaskState.FAILED, raw_status=raw_status, error_message=message)
+    return PollResult(state=TaskState.RUNNING, raw_status=raw_status, progress=progress)
+
+
+class KlingClient:
+    """Kling v3 via the OpenAI-style video gateway."""
+
+    name = ProviderName.KLING
+
+    def __init__(
+        self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
+        *, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
+        self._clock = clock
+        self._poll_paths = list(POLL_PATHS)  # the one that last worked goes first
+
+    async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
+        """POST /v1/video/generations; the gateway has no callbacks, so `callback_url` is ignored."""
+        return await self._http.call(
+            "submit", Phase.SUBMIT, "POST", "/v1/video/generations", self._parse_create,
+            json=build_kling_body(job),
+        )
+
+    def _parse_create(self, response: httpx.Response) -> str:
+        payload = json_or_none(response)
+        vendor_code = _int_code(dig(payload, "error", "code"), dig(payload, "code")) if isinstance(payload, dict) else None
+        if vendor_code in POLICY_CODES:
+            raise final_error(self.name, response.status_code, error_text(payload), policy=True)
+        if vendor_code in BUSY_CODES:
+            raise ProviderError(
+                ErrorKind.RETRYABLE, f"{VENDOR_LABELS[self.name]} is busy; the request will be sent again shortly.",
+                retry_after=parse_retry_after(response.headers.get("Retry-After"), self._clock.now()),
+                status_code=response.status_code, detail=error_text(payload),
+            )
+        if not response.is_success:
+            raise classify_http_error(self.name, Phase.SUBMIT, response, self._clock.now())
+        if not isinstance(payload, dict):
+            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "not JSON")
+        data = payload.get("data")
+        task_id = first_text(
+            payload.get("id"), payload.get("task_id"), dig(data, "task_id"), dig(data, "id"),
+            data if isinstance(data, str) else None,
+        )
+        if not task_id:
+            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "no task id")
+        return task_id.strip()
+
+    async def poll(self, task_id: str, job: JobSpec) -> PollResult:
+        """GET the task on the path that works here, falling back to the other one on 404."""
+        last_error: ProviderError | None = None
+        for path in list(self._poll_paths):
+            try:
+                result = await self._http.call(
+                    "poll", Phase.POLL, "GET", path.format(id=task_id), self._parse_task,
+                )
+            except ProviderError as error:
+                if error.status_code == 404:
+                    last_error = error
+                    continue
+                raise
+            if path != self._poll_paths[0]:
+                self._poll_paths.remove(path)
+                self._poll_paths.insert(0, path)
+            return result
+        assert last_error is not None
+        raise last_error
+
+    def _parse_task(self, response: httpx.Response) -> PollResult:
+        if not response.is_success:
+            raise classify_http_error(self.name, Phase.POLL, response, self._clock.now())
+        payload = json_or_none(response)
+        if not isinstance(payload, dict):
+            raise unreadable_body(self.name, Phase.POLL, response.status_code, "not JSON")
+        try:
+            return parse_kling_task(payload)
+        except ValueError as exc:
+            reason = error_text(payload)
+            raise ProviderError(
+                ErrorKind.RETRYABLE, f"{VENDOR_LABELS[self.name]} sent a reply that could not be read.",
+                status_code=response.status_code, detail=reason or str(exc),
+            ) from exc
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,171 @@
+"""The unified video API (kkiai: `/v1/video/create` + `/v1/video/query`) for Veo and Sora 2.
+
+Success is decided from `status` alone: the vendor's own completed example still carries error text
+from retried attempts. The task id is used exactly as create returned it (model prefix included).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from bot.catalog import Family, ImageRole, Mode, ProviderName
+from bot.clock import Clock
+from bot.providers.base import PollResult, TaskState
+from bot.providers.http import (
+    Phase,
+    VendorHttp,
+    classify_http_error,
+    dig,
+    final_error,
+    first_text,
+    json_or_none,
+    looks_like_policy,
+    trim_reason,
+    unreadable_body,
+)
+from bot.settings import Settings
+from bot.validation import JobSpec
+
+SUCCESS_STATUSES = frozenset({"completed", "complete", "success", "succeeded", "succeed"})
+FAILURE_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled"})
+
+
+def map_unified_status(status: str) -> TaskState:
+    """Every documented status string, plus the inferred rule for unknown ones (= still running)."""
+    normalized = status.strip().lower()
+    if normalized in SUCCESS_STATUSES:
+        return TaskState.SUCCEEDED
+    if normalized in FAILURE_STATUSES or normalized.endswith("_failed") or normalized.endswith("_error"):
+        return TaskState.FAILED
+    return TaskState.RUNNING
+
+
+def failure_message(reason: str) -> str:
+    """The sentence a member reads when the vendor could not make the video."""
+    reason = trim_reason(reason)
+    if looks_like_policy(reason):
+        return f"The vendor rejected the prompt or images under its content policy: {reason}"
+    if reason:
+        return f"The vendor could not make this video: {reason}"
+    return "The vendor could not make this video and gave no reason."
+
+
+def parse_unified_query(payload: Any) -> PollResult:
+    """A `/v1/video/query` answer as a PollResult."""
+    if not isinstance(payload, dict):
+        raise ValueError("query reply is not an object")
+    detail = payload.get("detail") if isinstance(payload.get("detail"), dict) else {}
+    raw_status = payload.get("status") or detail.get("status")
+    if not isinstance(raw_status, str) or not raw_status:
+        raise ValueError("query reply has no status")
+    state = map_unified_status(raw_status)
+    if state is TaskState.SUCCEEDED:
+        url = first_text(payload.get("video_url"), detail.get("upsample_video_url"), detail.get("video_url"))
+        if not url:
+            return PollResult(
+                state=TaskState.FAILED, raw_status=raw_status,
+                error_message="The vendor said the video was finished but sent no link to it.",
+            )
+        return PollResult(state=state, raw_status=raw_status, video_url=url.strip(), progress=1.0)
+    if state is TaskState.FAILED:
+        reason = first_text(
+            detail.get("video_generation_error"), detail.get("error_message"),
+            payload.get("error"), payload.get("message"),
+        )
+        return PollResult(state=state, raw_status=raw_status, error_message=failure_message(reason))
+    progress = payload.get("progress", detail.get("progress"))
+    return PollResult(state=state, raw_status=raw_status, progress=_progress(progress))
+
+
+def _progress(value: Any) -> float | None:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        value = value.strip()[:-1]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(1.0, number / 100 if number > 1 else number))
+
+
+def build_unified_body(job: JobSpec) -> dict[str, Any]:
+    """The create body for Veo or Sora 2, from the validated spec."""
+    params = job.params
+    first = job.image(ImageRole.FIRST_FRAME)
+    if job.family is Family.SORA:
+        return {
+            "model": job.vendor_model,
+            "prompt": job.prompt,
+            "images": [first.url] if first is not None else [],
+            "orientation": params.get("orientation", "landscape"),
+            "size": params.get("size", "small"),
+            "duration": int(params.get("duration", 10)),
+            "watermark": bool(params.get("watermark", True)),
+        }
+    body: dict[str, Any] = {"model": job.vendor_model, "prompt": job.prompt}
+    if job.mode is Mode.FRAMES:
+        last = job.image(ImageRole.LAST_FRAME)
+        body["images"] = [image.url for image in (first, last) if image is not None]
+    elif job.mode is Mode.REFERENCE:
+        body["images"] = [image.url for image in job.reference_images]
+    if "aspect_ratio" in params:
+        body["aspect_ratio"] = params["aspect_ratio"]
+    body["enhance_prompt"] = bool(params.get("enhance_prompt", True))
+    body["enable_upsample"] = bool(params.get("upsample", False))
+    return body
+
+
+class UnifiedClient:
+    """kkiai's unified API: Veo 3.1 and Sora 2."""
+
+    name = ProviderName.KKIAI
+
+    def __init__(
+        self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
+        *, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
+        self._clock = clock
+
+    async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
+        """POST /v1/video/create; the vendor has no callbacks, so `callback_url` is ignored."""
+        return await self._http.call(
+            "submit", Phase.SUBMIT, "POST", "/v1/video/create",
+            self._parse_create, json=build_unified_body(job),
+        )
+
+    def _parse_create(self, response: httpx.Response) -> str:
+        payload = json_or_none(response)
+        if not response.is_success:
+            raise classify_http_error(self.name, Phase.SUBMIT, response, self._clock.now())
+        if not isinstance(payload, dict):
+            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "not JSON")
+        task_id = first_text(payload.get("id"), payload.get("task_id"), dig(payload, "data", "id"))
+        if not task_id:
+            reason = first_text(payload.get("error"), payload.get("message"))
+            if looks_like_policy(reason):  # an explicit refusal created nothing
+                raise final_error(self.name, response.status_code, reason, policy=True)
+            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "no task id")
+        return task_id.strip()
+
+    async def poll(self, task_id: str, job: JobSpec) -> PollResult:
+        """GET /v1/video/query?id=<the id exactly as create returned it>."""
+        return await self._http.call(
+            "poll", Phase.POLL, "GET", "/v1/video/query", self._parse_query, params={"id": task_id},
+        )
+
+    def _parse_query(self, response: httpx.Response) -> PollResult:
+        if not response.is_success:
+            raise classify_http_error(self.name, Phase.POLL, response, self._clock.now())
+        payload = json_or_none(response)
+        if not isinstance(payload, dict):
+            raise unreadable_body(self.name, Phase.POLL, response.status_code, "not JSON")
+        try:
+            return parse_unified_query(payload)
+        except ValueError as exc:
+            raise unreadable_body(self.name, Phase.POLL, response.status_code, str(exc)) from exc
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
