@@ -1,0 +1,252 @@
+"""Credits: what a video costs, what a member may spend per rolling day, and the one decision.
+
+The decision (`reserve_in`) runs inside the caller's `BEGIN IMMEDIATE` transaction, the same one
+that writes the job row, and re-reads everything through that connection: two commands racing for
+the last credits are serialised by SQLite, so the second one sees the first one's hold.
+
+Budget precedence: a member override beats roles; among the member's roles with a budget the
+highest wins and "unlimited" (NULL) beats any number; a member with no budgeted role gets the
+server's default, else the bot's (Settings.quota_daily_credits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from bot import audit
+from bot.catalog import COST_KEYS, DEFAULT_UPSAMPLE_COST, UPSAMPLE_COST_KEY, get_model
+from bot.clock import Clock
+from bot.errors import Refusal
+from bot.quota import ledger
+from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
+from bot.settings import Settings
+from bot.validation import JobSpec
+from storage.database import Database
+from storage.guild_settings import GuildSettingsStore
+
+Source = Database | aiosqlite.Connection
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A member's credits right now. `budget`/`remaining` None = unlimited."""
+
+    budget: int | None
+    used: int  # charges - refunds - grants in the rolling day, plus active holds
+    held: int  # the part of `used` reserved by videos still in progress
+    remaining: int | None
+    refill_at: float | None  # when the oldest charge in the window stops counting
+    active_jobs: int
+    max_concurrent: int
+
+    @property
+    def unlimited(self) -> bool:
+        return self.budget is None
+
+
+def _t(when: float) -> str:
+    """Discord's relative timestamp markup (each reader sees it in their own time zone)."""
+    return f"<t:{int(when)}:R>"
+
+
+def _credits(n: int) -> str:
+    return f"{n} credit" if n == 1 else f"{n} credits"
+
+
+def comeback(rows: Sequence[WindowRow], remaining: int, cost: int) -> tuple[float, int] | None:
+    """When the member next has `cost` credits if nothing else happens, and how many came back by then.
+
+    Rows leave the window oldest first: a charge leaving gives its credits back, a grant or refund
+    leaving takes its credits away again. None if the window alone never gets them there.
+    """
+    returned = 0
+    for row in rows:
+        returned += row.signed
+        if remaining + returned >= cost:
+            return row.created_at + WINDOW_SECONDS, returned
+    return None
+
+
+class QuotaService:
+    """Costs, budgets, balances and the ledger writes; knows nothing of Discord."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Clock, store: GuildSettingsStore | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.store = store or GuildSettingsStore(db)
+        self.default_daily_credits = settings.quota_daily_credits
+        self.default_max_concurrent = settings.quota_max_concurrent_jobs
+
+    # --- costs ------------------------------------------------------------------------------
+
+    async def cost_table(self, guild_id: int) -> dict[str, int]:
+        """Every cost key (model keys + the 1080p surcharge) with this server's price."""
+        overrides = await self.store.costs(guild_id)
+        defaults = {key: self._default_cost(key) for key in COST_KEYS}
+        return {key: overrides.get(key, default) for key, default in defaults.items()}
+
+    @staticmethod
+    def _default_cost(key: str) -> int:
+        return DEFAULT_UPSAMPLE_COST if key == UPSAMPLE_COST_KEY else get_model(key).default_cost
+
+    async def cost_of(self, guild_id: int, spec: JobSpec) -> int:
+        """The model's price plus the 1080p surcharge (veo upsample, sora size "large")."""
+        overrides = await self.store.costs(guild_id)
+        cost = overrides.get(spec.model_key, self._default_cost(spec.model_key))
+        if spec.params.get("upsample") is True or spec.params.get("size") == "large":
+            cost += overrides.get(UPSAMPLE_COST_KEY, DEFAULT_UPSAMPLE_COST)
+        return cost
+
+    # --- budgets and balances ---------------------------------------------------------------
+
+    async def _budget(self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int]) -> tuple[int | None, int]:
+        """(daily budget or None for unlimited, max concurrent jobs), read through `source`."""
+        conn = source if isinstance(source, aiosqlite.Connection) else None
+        guild = await self.store.get(guild_id, conn=conn)
+        max_concurrent = guild.max_concurrent if guild.max_concurrent is not None else self.default_max_concurrent
+        override = await self.store.member_override(guild_id, user_id, conn=conn)
+        if override is not None:
+            return override.credits, max_concurrent
+        role_limits = await self.store.role_limits_for(guild_id, role_ids, conn=conn)
+        if role_limits:
+            if any(limit.credits is None for limit in role_limits):
+                return None, max_concurrent
+            return max(int(limit.credits or 0) for limit in role_limits), max_concurrent
+        if guild.daily_credits is not None:
+            return guild.daily_credits, max_concurrent
+        return self.default_daily_credits, max_concurrent
+
+    async def _balance(
+        self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int], now: float, exclude_job_id: int | None
+    ) -> Balance:
+        budget, max_concurrent = await self._budget(source, guild_id, user_id, role_ids)
+        totals = await ledger.usage(source, guild_id=guild_id, user_id=user_id, now=now)
+        active = await ledger.active_jobs(source, guild_id=guild_id, user_id=user_id, exclude_job_id=exclude_job_id)
+        return Balance(
+            budget=budget,
+            used=totals.used,
+            held=totals.held,
+            remaining=None if budget is None else budget - totals.used,
+            refill_at=None if totals.oldest_charge_at is None else totals.oldest_charge_at + WINDOW_SECONDS,
+            active_jobs=active,
+            max_concurrent=max_concurrent,
+        )
+
+    async def balance(self, guild_id: int, user_id: int, role_ids: Sequence[int]) -> Balance:
+        """The member's balance now, from the reader (never waits for the writer)."""
+        return await self._balance(self.db, guild_id, user_id, role_ids, self.clock.now(), None)
+
+    # --- the decision -----------------------------------------------------------------------
+
+    async def reserve_in(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        guild_id: int,
+        user_id: int,
+        role_ids: Sequence[int],
+        job_id: int,
+        cost: int,
+        now: float,
+    ) -> None:
+        """Hold `cost` credits for `job_id` or raise Refusal; call inside the job row's transaction."""
+        if cost < 0:
+            raise ValueError("a cost cannot be negative")
+        state = await self._balance(conn, guild_id, user_id, role_ids, now, job_id)
+        if state.active_jobs >= state.max_concurrent:
+            videos = "video" if state.active_jobs == 1 else "videos"
+            raise Refusal(
+                "concurrency", f"You already have {state.active_jobs} {videos} in progress; wait for one to finish."
+            )
+        if state.remaining is not None and cost > state.remaining:
+            raise Refusal("budget", await self._budget_message(conn, guild_id, user_id, state, cost, now))
+        await ledger.insert_hold(conn, guild_id=guild_id, user_id=user_id, job_id=job_id, amount=cost, now=now)
+
+    async def _budget_message(
+        self, conn: aiosqlite.Connection, guild_id: int, user_id: int, state: Balance, cost: int, now: float
+    ) -> str:
+        assert state.budget is not None and state.remaining is not None
+        if cost > state.budget:
+            return f"This video costs {_credits(cost)}, more than your daily budget of {_credits(state.budget)}."
+        left = max(0, state.remaining)
+        head = f"This video costs {_credits(cost)}; you have {left} left"
+        rows = await ledger.window_rows(conn, guild_id=guild_id, user_id=user_id, now=now)
+        back = comeback(rows, state.remaining, cost)
+        if back is not None:
+            when, amount = back
+            return f"{head}; {amount} come back {_t(when)}."
+        if state.held:
+            return f"{head}; {state.held} are held by videos in progress and come back if they fail."
+        return f"{head}."
+
+    async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float) -> None:
+        """Charge (video delivered-ready) or release (failed, timed out, refused, cancelled) the job's hold.
+
+        Idempotent: a job with no hold or already settled is left alone.
+        """
+        await ledger.settle(conn, job_id=job_id, charge=charge, now=now)
+
+    # --- moderator actions ------------------------------------------------------------------
+
+    async def grant(
+        self, guild_id: int, user_id: int, amount: int, *, actor_id: int, note: str | None = None
+    ) -> int:
+        """Add `amount` credits to the member's rolling day; returns the ledger row id."""
+        if amount <= 0:
+            raise ValueError("a grant must be at least 1 credit")
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            row_id = await ledger.insert_moderator_row(
+                conn, guild_id=guild_id, user_id=user_id, kind="grant", amount=amount,
+                actor_id=actor_id, note=note, now=now,
+            )
+            why = f" ({audit.quote(note)})" if note else ""
+            await audit.record_in(
+                conn, guild_id=guild_id, kind="quota_grant", actor_id=actor_id, target_id=user_id, now=now,
+                text=f"<@{actor_id}> granted {_credits(amount)} to <@{user_id}> for the next 24 hours{why}.",
+            )
+        return row_id
+
+    async def reset(self, guild_id: int, user_id: int, *, actor_id: int, note: str | None = None) -> int:
+        """Forgive the member's usage so far (videos still in progress keep their holds)."""
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            row_id = await ledger.insert_moderator_row(
+                conn, guild_id=guild_id, user_id=user_id, kind="reset", amount=0,
+                actor_id=actor_id, note=note, now=now,
+            )
+            why = f" ({audit.quote(note)})" if note else ""
+            await audit.record_in(
+                conn, guild_id=guild_id, kind="quota_reset", actor_id=actor_id, target_id=user_id, now=now,
+                text=f"<@{actor_id}> reset the credit usage of <@{user_id}>{why}.",
+            )
+        return row_id
+
+    async def refund(
+        self, job_id: int, actor_id: int, *, guild_id: int | None = None, note: str | None = None
+    ) -> int:
+        """Give back a charged job's credits; returns the amount. Refusal if there is nothing to refund.
+
+        Pass `guild_id` from a command so one server's moderators cannot touch another's jobs.
+        """
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            charge = await ledger.charge_of(conn, job_id)
+            if charge is None or (guild_id is not None and charge.guild_id != guild_id):
+                raise Refusal("not_found", f"Job #{job_id} was not charged, so there is nothing to refund.")
+            amount = await ledger.insert_refund(conn, job_id=job_id, actor_id=actor_id, note=note, now=now)
+            if amount == 0:
+                raise Refusal("not_found", f"Job #{job_id} was already refunded.")
+            await audit.record_in(
+                conn, guild_id=charge.guild_id, kind="quota_refund", actor_id=actor_id, target_id=charge.user_id,
+                job_id=job_id, now=now,
+                text=f"<@{actor_id}> refunded {_credits(amount)} to <@{charge.user_id}> for job #{job_id}.",
+            )
+        return amount
+
+    async def usage(self, guild_id: int, user_id: int, limit: int = 20) -> list[LedgerEntry]:
+        """The member's latest ledger rows, newest first (for moderators)."""
+        return await ledger.recent_entries(self.db, guild_id=guild_id, user_id=user_id, limit=limit)
