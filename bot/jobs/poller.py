@@ -1,0 +1,521 @@
+"""The poller: the one loop that moves jobs forward (submit, poll, finish, deliver).
+
+Work is claimed with a lease in one statement; every change is one transaction conditioned on
+that lease and on the status we saw, so a SIGKILL at any instant, or a second bot process on the
+same database, never submits twice, settles twice or posts twice:
+- the `submitting` status is committed *before* the vendor is called; finding a claimed row still
+  in `submitting` means its worker died mid-submit, so it becomes `uncertain` and is never resent;
+- the terminal status and the credit settlement commit together; the ledger's unique indexes
+  refuse a second settlement anyway;
+- a result is marked delivered only once Discord returned a message id, and a repeat post after a
+  crash carries the same nonce, which Discord deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from bot import metrics
+from bot.catalog import ProviderName
+from bot.clock import Clock
+from bot.delivery.base import DeliveryError, Publisher, audit_nonce
+from bot.delivery.render import render_result
+from bot.jobs.limits import LimitsRegistry
+from bot.jobs.models import JobRecord, JobStatus
+from bot.jobs.repository import JobRepository
+from bot.jobs.schedule import PollSchedule
+from bot.jobs.service import AuditRecorder, default_audit_recorder, deadline_for
+from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
+from bot.settings import Settings
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not resend, to avoid paying twice. "
+                       "Nothing was charged; please try again.")
+NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
+NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
+MAX_SUBMIT_ATTEMPTS = 6
+MAX_DELIVERY_ATTEMPTS = 25
+MAX_FINAL_DELIVERY_ATTEMPTS = 3
+MAX_ROUNDS_PER_RUN = 20
+IDLE_SLEEP_CAP = 5.0
+BUSY_FLOOR_SECONDS = 0.25
+GAUGE_REFRESH_SECONDS = 10.0
+AUDIT_BATCH = 20
+
+_CLEAR_LEASE = {"lease_owner": None, "lease_until": None}
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        providers: Mapping[ProviderName, ProviderClient],
+        quota: Any,
+        publisher: Publisher,
+        audit_service: Any = None,
+        repository: JobRepository | None = None,
+        schedule: PollSchedule | None = None,
+        limits: LimitsRegistry | None = None,
+        audit_recorder: AuditRecorder | None = None,
+        instance_id: str | None = None,
+        batch_size: int = 50,
+        max_concurrency: int = 32,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.providers = providers
+        self.quota = quota
+        self.publisher = publisher
+        self.audit_service = audit_service
+        self.repository = repository or JobRepository(db)
+        self.schedule = schedule or PollSchedule(
+            self.repository, clock, min_interval=settings.poll_min_interval_seconds,
+            max_interval=settings.poll_max_interval_seconds)
+        self.limits = limits or LimitsRegistry(
+            clock=clock, max_in_flight=settings.provider_max_in_flight,
+            submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
+        self.record_audit: AuditRecorder = audit_recorder or default_audit_recorder
+        self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
+        self.batch_size = batch_size
+        self.max_concurrency = max_concurrency
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._main: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gauges_at = float("-inf")
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._main is None or self._main.done():
+            self._stopping = False
+            self._main = asyncio.create_task(self._run(), name=f"poller-{self.owner}")
+
+    async def stop(self) -> None:
+        """Stop claiming and wait for jobs in hand (a cancelled submit is reconciled as uncertain)."""
+        self._stopping = True
+        self._wake.set()
+        if self._main is not None:
+            await asyncio.gather(self._main, return_exceptions=True)
+            self._main = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Look for due work now (a job was created, cancelled, or a callback arrived)."""
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Process all currently due work and wait for it; returns the number of jobs handled."""
+        handled = 0
+        for _ in range(MAX_ROUNDS_PER_RUN):
+            jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
+                                                   self.batch_size)
+            if not jobs:
+                break
+            semaphore = asyncio.Semaphore(self.max_concurrency)
+
+            async def bounded(job: JobRecord) -> None:
+                async with semaphore:
+                    await self.process(job)
+
+            await asyncio.gather(*(bounded(job) for job in jobs))
+            handled += len(jobs)
+        await self._housekeeping(force=True)
+        return handled
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            claimed = 0
+            try:
+                claimed = await self._dispatch()
+                await self._housekeeping()
+            except Exception:
+                log.exception("poller tick failed")
+            if self._stopping:
+                break
+            await self._idle(claimed)
+
+    async def _dispatch(self) -> int:
+        """Claim as much due work as there is room for and start it in the background."""
+        room = self.max_concurrency - len(self._tasks)
+        if room <= 0:
+            return 0
+        jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
+                                               min(room, self.batch_size))
+        for job in jobs:
+            task = asyncio.create_task(self.process(job), name=f"job-{job.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+        return len(jobs)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _idle(self, claimed: int) -> None:
+        earliest = await self.repository.earliest_due()
+        now = self.clock.now()
+        delay = IDLE_SLEEP_CAP if earliest is None else min(IDLE_SLEEP_CAP, max(0.0, earliest - now))
+        if claimed == 0 or len(self._tasks) >= self.max_concurrency:
+            # Due rows we could not claim are leased (by us or another process): do not spin.
+            delay = max(delay, BUSY_FLOOR_SECONDS)
+        if delay <= 0:
+            return
+        self._wake.clear()
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (sleeper, waker):
+                pending.cancel()
+
+    async def _housekeeping(self, force: bool = False) -> None:
+        await self._post_audit_events()
+        now = self.clock.now()
+        if force or now - self._gauges_at >= GAUGE_REFRESH_SECONDS:
+            self._gauges_at = now
+            depths = await self.repository.queue_depths()
+            for provider in ProviderName:
+                metrics.QUEUE_DEPTH.labels(provider=provider.value).set(depths.get(provider.value, 0))
+        metrics.POLLER_HEARTBEAT.set(now)
+
+    # --- one job -----------------------------------------------------------------------------------
+    async def process(self, job: JobRecord) -> None:
+        """Do the work a claimed job needs; never raises (one bad job must not stop the loop)."""
+        try:
+            if job.is_terminal:
+                await self._deliver_or_clear(job)
+            elif job.status is JobStatus.SUBMITTING:
+                await self._mark_uncertain(job, "its worker stopped mid-submit")
+            elif job.status is JobStatus.UNCERTAIN:
+                await self._handle_uncertain(job)
+            elif job.deadline_at is not None and self.clock.now() >= job.deadline_at:
+                await self._time_out(job)
+            elif job.status is JobStatus.QUEUED:
+                await self._handle_queued(job)
+            elif job.status is JobStatus.RUNNING:
+                await self._handle_running(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: unexpected error while handling status %s", job.id, job.status.value)
+            await self._defer_after_error(job)
+
+    async def _transition(self, job: JobRecord, values: dict[str, Any], *, keep_lease: bool = False) -> bool:
+        """One lease-conditioned change; gives the lease back when the row moved on without us."""
+        update = dict(values) if keep_lease else {**values, **_CLEAR_LEASE}
+        changed = await self.repository.update_leased(job.id, self.owner, job.status, update)
+        if not changed:
+            log.info("job %s changed under us (was %s); leaving it", job.id, job.status.value)
+            await self.repository.release_lease(job.id, self.owner)
+        return changed
+
+    async def _defer_after_error(self, job: JobRecord) -> None:
+        streak = job.error_streak + 1
+        try:
+            await self._transition(job, {"error_streak": streak,
+                                         "next_due_at": self.clock.now() + self.schedule.error_backoff(streak)})
+        except Exception:
+            log.exception("job %s: could not defer after an error", job.id)
+
+    # --- queued -> submitting -> running -------------------------------------------------------------
+    async def _handle_queued(self, job: JobRecord) -> None:
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            await self._finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE)
+            return
+        limits = self.limits.for_provider(job.provider)
+        now = self.clock.now()
+        if not limits.breaker.allow():
+            await self._requeue(job, limits.breaker.retry_at(), "circuit open")
+            return
+        moved = False
+        async with self.db.transaction() as conn:
+            in_flight = await self.repository.count_in_flight_in(conn, job.provider)
+            if in_flight >= limits.max_in_flight:
+                started, retry_at, why = False, now + self.schedule.min_interval, "in-flight limit"
+            elif not limits.submit_window.try_acquire():
+                started, retry_at, why = False, limits.submit_window.next_free_at(), "submit rate window"
+            else:
+                started, retry_at, why = True, now, ""
+                moved = await self.repository.update_leased_in(conn, job.id, self.owner, JobStatus.QUEUED, {
+                    "status": JobStatus.SUBMITTING.value, "submit_attempts": job.submit_attempts + 1,
+                    "submitted_at": now, "next_due_at": now,
+                })
+        if not started:
+            limits.breaker.release_probe()
+            await self._requeue(job, retry_at, why)
+            return
+        if not moved:
+            limits.breaker.release_probe()
+            await self.repository.release_lease(job.id, self.owner)
+            return
+        submitting = await self.repository.get(job.id)
+        assert submitting is not None
+        await self._submit(submitting, provider)
+
+    async def _requeue(self, job: JobRecord, at: float, why: str) -> None:
+        at = max(at, self.clock.now() + 0.05)
+        log.debug("job %s waits for %s until %.1f", job.id, why, at)
+        await self._transition(job, {"next_due_at": at})
+
+    def _callback_url(self, job: JobRecord) -> str | None:
+        if job.provider is ProviderName.KIE and self.settings.public_base_url:
+            return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
+        return None
+
+    async def _submit(self, job: JobRecord, provider: ProviderClient) -> None:
+        breaker = self.limits.for_provider(job.provider).breaker
+        try:
+            task_id = await provider.submit(job.spec, callback_url=self._callback_url(job))
+        except ProviderError as error:
+            await self._submit_failed(job, error)
+            return
+        except Exception as error:  # an unclassified failure may have reached the vendor: never resend
+            log.exception("job %s: submit raised unexpectedly; treating as uncertain", job.id)
+            breaker.record_failure()
+            await self._mark_uncertain(job, f"submit raised {type(error).__name__}")
+            return
+        breaker.record_success()
+        await self._record_task_id(job, str(task_id), owned=True)
+
+    async def _submit_failed(self, job: JobRecord, error: ProviderError) -> None:
+        breaker = self.limits.for_provider(job.provider).breaker
+        log.warning("job %s: submit failed (%s)", job.id, error)
+        if error.kind is ErrorKind.FINAL:
+            breaker.record_success()  # the vendor answered; it is up
+            await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
+        elif error.kind is ErrorKind.UNCERTAIN:
+            breaker.record_failure()
+            await self._mark_uncertain(job, str(error))
+        elif job.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
+            breaker.record_failure()
+            await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
+        else:
+            breaker.record_failure()
+            delay = self.schedule.error_backoff(job.submit_attempts, error.retry_after)
+            await self._transition(job, {"status": JobStatus.QUEUED.value, "error_streak": job.error_streak + 1,
+                                         "next_due_at": self.clock.now() + delay})
+
+    async def _record_task_id(self, job: JobRecord, task_id: str, *, owned: bool) -> bool:
+        """The vendor task exists: running from now, first poll from the schedule.
+
+        Tried under our lease first; failing that (our lease expired and another worker marked the
+        job uncertain), still recorded for a job in submitting/uncertain, so the task is not lost.
+        """
+        now = self.clock.now()
+        first_poll = await self.schedule.next_poll_at(model_key=job.model_key, mode=job.mode.value,
+                                                      submitted_at=now, now=now)
+        values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
+                  "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
+                  "error_streak": 0}
+        leased = False
+        async with self.db.transaction() as conn:
+            if owned:
+                leased = await self.repository.update_leased_in(
+                    conn, job.id, self.owner, JobStatus.SUBMITTING, {**values, **_CLEAR_LEASE})
+            recorded = leased or await self.repository.update_unleased_in(
+                conn, job.id, (JobStatus.SUBMITTING, JobStatus.UNCERTAIN), values)
+        if owned and not leased:
+            await self.repository.release_lease(job.id, self.owner)
+        if recorded:
+            log.info("job %s: vendor task %s", job.id, task_id)
+        else:
+            log.warning("job %s: vendor task %s arrived but the job has moved on", job.id, task_id)
+        return recorded
+
+    async def _mark_uncertain(self, job: JobRecord, why: str) -> None:
+        grace_end = self.clock.now() + self.settings.uncertain_submit_grace_seconds
+        log.warning("job %s: submit outcome unknown (%s); waiting for reconciliation, never resending", job.id, why)
+        await self._transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
+                                     "next_due_at": grace_end})
+
+    async def _handle_uncertain(self, job: JobRecord) -> None:
+        if job.deadline_at is not None and self.clock.now() < job.deadline_at:
+            await self._transition(job, {"next_due_at": job.deadline_at})
+            return
+        await self._finish(job, JobStatus.FAILED, error_message=LOST_SUBMIT_MESSAGE, from_vendor=False)
+
+    async def on_callback(self, job_id: int, task_id: str | None) -> bool:
+        """A vendor callback for a job: record a lost task id, or check a running job right now."""
+        job = await self.repository.get(job_id)
+        if job is None:
+            return False
+        acted = False
+        if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
+            acted = await self._record_task_id(job, task_id, owned=False)
+            if acted:  # the callback usually means "done": confirm now rather than at the first poll
+                await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
+        elif job.status is JobStatus.RUNNING:
+            if task_id and job.provider_task_id and task_id != job.provider_task_id:
+                log.warning("job %s: callback names task %s, job has %s; ignored", job_id, task_id,
+                            job.provider_task_id)
+                return False
+            acted = await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
+        if acted:
+            self.wake()
+        return acted
+
+    # --- running -> terminal -----------------------------------------------------------------------
+    async def _handle_running(self, job: JobRecord) -> None:
+        provider = self.providers.get(job.provider)
+        if provider is None or not job.provider_task_id:
+            await self._finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE, from_vendor=False)
+            return
+        breaker = self.limits.for_provider(job.provider).breaker
+        if not breaker.allow():
+            await self._transition(job, {"next_due_at": max(breaker.retry_at(), self.clock.now() + 0.05)})
+            return
+        try:
+            result = await provider.poll(job.provider_task_id, job.spec)
+        except ProviderError as error:
+            if error.kind is ErrorKind.FINAL:
+                breaker.record_success()
+                await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
+            else:
+                breaker.record_failure()
+                await self._poll_failed(job, error, error.retry_after)
+            return
+        except Exception as error:
+            log.exception("job %s: poll raised unexpectedly", job.id)
+            breaker.record_failure()
+            await self._poll_failed(job, error, None)
+            return
+        breaker.record_success()
+        polls = job.poll_count + 1
+        if result.state is TaskState.RUNNING:
+            now = self.clock.now()
+            next_at = await self.schedule.next_poll_at(
+                model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
+                progress=result.progress)
+            if job.deadline_at is not None:
+                next_at = min(next_at, max(job.deadline_at, now + 0.05))
+            await self._transition(job, {"poll_count": polls, "raw_status": result.raw_status[:100],
+                                         "error_streak": 0, "next_due_at": next_at})
+        elif result.state is TaskState.SUCCEEDED and result.video_url:
+            await self._finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
+                               raw_status=result.raw_status)
+        else:
+            reason = result.error_message if result.state is TaskState.FAILED else NO_URL_MESSAGE
+            await self._finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,
+                               raw_status=result.raw_status)
+
+    async def _poll_failed(self, job: JobRecord, error: Exception, retry_after: float | None) -> None:
+        streak = job.error_streak + 1
+        log.warning("job %s: poll failed (%s), streak %s", job.id, error, streak)
+        await self._transition(job, {"error_streak": streak, "poll_count": job.poll_count + 1,
+                                     "next_due_at": self.clock.now() + self.schedule.error_backoff(streak, retry_after)})
+
+    async def _time_out(self, job: JobRecord) -> None:
+        log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
+        await self._finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
+                           from_vendor=False)
+
+    async def _finish(self, job: JobRecord, status: JobStatus, *, video_url: str | None = None,
+                      error_message: str | None = None, poll_count: int | None = None,
+                      raw_status: str | None = None, from_vendor: bool = True) -> None:
+        """Terminal status + settlement + audit in one transaction, then deliver right away."""
+        now = self.clock.now()
+        values: dict[str, Any] = {"status": status.value, "finished_at": now, "next_due_at": now,
+                                  "video_url": video_url, "error_message": error_message}
+        if from_vendor and job.status is JobStatus.RUNNING:
+            values["vendor_done_at"] = now
+        if poll_count is not None:
+            values["poll_count"] = poll_count
+        if raw_status is not None:
+            values["raw_status"] = raw_status[:100]
+        success = status is JobStatus.SUCCEEDED
+        async with self.db.transaction() as conn:
+            changed = await self.repository.update_leased_in(conn, job.id, self.owner, job.status, values)
+            if changed:
+                await self.quota.settle_in(conn, job_id=job.id, charge=success, now=now)
+                await self.record_audit(
+                    conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
+                    target_id=job.user_id, job_id=job.id, now=now,
+                    text=f"Job #{job.id} of <@{job.user_id}> {status.value.replace('_', ' ')}"
+                         + ("" if success or not error_message else f": {error_message[:200]}"))
+                finished = await self.repository.get_in(conn, job.id)
+        if not changed:
+            await self.repository.release_lease(job.id, self.owner)
+            return
+        metrics.JOBS_FINISHED.labels(family=job.family.value, outcome=status.value).inc()
+        if success:
+            metrics.CREDITS_SPENT.labels(family=job.family.value).inc(job.cost)
+        log.info("job %s: %s", job.id, status.value)
+        assert finished is not None
+        await self._deliver_or_clear(finished)
+
+    # --- delivery ----------------------------------------------------------------------------------
+    async def _deliver_or_clear(self, job: JobRecord) -> None:
+        if job.delivery_state.value == "delivered":
+            await self._transition(job, {"next_due_at": None})
+            return
+        message = render_result(job)
+        try:
+            message_id = await self.publisher.deliver(job, message)
+        except DeliveryError as error:
+            await self._delivery_failed(job, error, error.retryable, error.retry_after)
+            return
+        except Exception as error:
+            log.exception("job %s: publisher raised unexpectedly", job.id)
+            await self._delivery_failed(job, error, True, None)
+            return
+        if not message_id:
+            await self._delivery_failed(job, RuntimeError("no message id came back"), True, None)
+            return
+        now = self.clock.now()
+        recorded = await self._transition(job, {"delivery_state": "delivered", "result_message_id": int(message_id),
+                                                "delivered_at": now, "next_due_at": None})
+        metrics.DELIVERIES.labels(outcome="delivered").inc()
+        if recorded and job.vendor_done_at is not None:
+            metrics.NOTIFY_LATENCY.observe(max(0.0, now - job.vendor_done_at))
+        log.info("job %s: result delivered as message %s", job.id, message_id)
+
+    async def _delivery_failed(self, job: JobRecord, error: Exception, retryable: bool,
+                               retry_after: float | None) -> None:
+        attempts = job.delivery_attempts + 1
+        limit = MAX_DELIVERY_ATTEMPTS if retryable else MAX_FINAL_DELIVERY_ATTEMPTS
+        metrics.DELIVERIES.labels(outcome="retry" if attempts < limit else "failed").inc()
+        if attempts >= limit:
+            log.error("job %s: giving up delivering after %s attempts (%s); result stays pending", job.id,
+                      attempts, error)
+            next_at = None
+        else:
+            delay = self.schedule.error_backoff(attempts, retry_after) if retryable else 300.0
+            next_at = self.clock.now() + delay
+            log.warning("job %s: delivery failed (%s); retry in %.1fs", job.id, error, delay)
+        await self._transition(job, {"delivery_attempts": attempts, "next_due_at": next_at})
+
+    # --- audit outbox --------------------------------------------------------------------------------
+    async def _post_audit_events(self) -> None:
+        """Post pending audit events to their servers' audit channels (never lets an error out)."""
+        service = self.audit_service
+        if service is None:
+            return
+        try:
+            events = await service.pending(limit=AUDIT_BATCH, now=self.clock.now())
+        except Exception:
+            log.exception("could not read pending audit events")
+            return
+        for event in events:
+            try:
+                message_id = await self.publisher.post_audit(event.guild_id, event.channel_id, event.text,
+                                                             audit_nonce(event.id))
+                await service.mark_posted(event.id, message_id, now=self.clock.now())
+            except DeliveryError as error:
+                retry_in = self.schedule.error_backoff(event.attempts + 1, error.retry_after)
+                log.warning("audit event %s: post failed (%s); retry in %.0fs", event.id, error, retry_in)
+                await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
+            except Exception:
+                log.exception("audit event %s: could not post", getattr(event, "id", "?"))

@@ -1,0 +1,197 @@
+"""`JobService`: what the cogs call to validate, check, create, find and cancel jobs.
+
+The job row, its credit hold and its audit event are written in one transaction before any vendor
+is called; the poller (woken here) does everything after that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiosqlite
+
+from bot import metrics
+from bot.catalog import ProviderName, get_model
+from bot.clock import Clock
+from bot.errors import Refusal
+from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus
+from bot.jobs.repository import JobRepository
+from bot.providers.base import ProviderClient
+from bot.settings import Settings
+from bot.validation import GenerationRequest, JobSpec, validate_request
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_LIST_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where; plain ids so nothing here depends on Discord objects."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: tuple[int, ...] = ()
+    parent_channel_id: int | None = None  # a thread's parent, for the channel allowlist
+    display_name: str = ""
+
+
+class AuditRecorder(Protocol):
+    """`bot.audit.record_in`: one audit row inside the caller's transaction."""
+
+    async def __call__(self, conn: aiosqlite.Connection, **fields: Any) -> Any: ...
+
+
+async def default_audit_recorder(conn: aiosqlite.Connection, **fields: Any) -> Any:
+    """Write through `bot.audit.record_in` (imported late: that module is built alongside this one)."""
+    from bot.audit import record_in
+
+    return await record_in(conn, **fields)
+
+
+def deadline_for(settings: Settings, model_key: str, start: float) -> float:
+    """When a job started at `start` is given up: JOB_TIMEOUT_SECONDS, else the model's max runtime."""
+    limit = settings.job_timeout_seconds or get_model(model_key).timing.max_runtime
+    return start + limit
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        providers: Mapping[ProviderName, ProviderClient],
+        quota: Any,
+        policy: Any,
+        repository: JobRepository | None = None,
+        audit_recorder: AuditRecorder | None = None,
+        on_job_created: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.providers = providers
+        self.quota = quota
+        self.policy = policy
+        self.repository = repository or JobRepository(db)
+        self.record_audit: AuditRecorder = audit_recorder or default_audit_recorder
+        self.on_job_created = on_job_created
+
+    def available_providers(self) -> set[ProviderName]:
+        return set(self.providers)
+
+    def validate(self, request: GenerationRequest) -> JobSpec:
+        """Raises InputError; the preferred Veo vendor is used when both are configured."""
+        preferred = ProviderName(self.settings.veo_preferred_provider)
+        return validate_request(request, self.available_providers(), preferred)
+
+    async def precheck(self, requester: Requester, spec: JobSpec) -> int:
+        """Policy and budget, before the member spends time on attachments; returns the cost."""
+        await self.policy.check(requester, spec)
+        cost = await self.quota.cost_of(requester.guild_id, spec)
+        balance = await self.quota.balance(requester.guild_id, requester.user_id, requester.role_ids)
+        active, allowed = getattr(balance, "active_jobs", 0), getattr(balance, "max_concurrent", None)
+        if allowed is not None and active >= allowed:
+            raise Refusal("concurrency", f"You already have {active} video(s) in progress; wait for one to finish.")
+        available = _available_credits(balance)
+        if available is not None and cost > available:
+            raise Refusal(
+                "budget",
+                f"This video costs {cost} credits and you have {available} left. Your credits refill over the day.",
+            )
+        return cost
+
+    async def create_job(self, requester: Requester, spec: JobSpec) -> JobRecord:
+        """Job row + credit hold + audit event in one transaction; raises Refusal and writes nothing."""
+        await self.policy.check(requester, spec)
+        cost = await self.quota.cost_of(requester.guild_id, spec)
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            job_id = await self.repository.insert_in(
+                conn, guild_id=requester.guild_id, channel_id=requester.channel_id, user_id=requester.user_id,
+                spec=spec, cost=cost, now=now, deadline_at=deadline_for(self.settings, spec.model_key, now),
+            )
+            await self.quota.reserve_in(
+                conn, guild_id=requester.guild_id, user_id=requester.user_id, role_ids=requester.role_ids,
+                job_id=job_id, cost=cost, now=now,
+            )
+            await self.record_audit(
+                conn, guild_id=requester.guild_id, kind="job_created", actor_id=requester.user_id,
+                target_id=requester.user_id, job_id=job_id, now=now,
+                text=f"<@{requester.user_id}> started job #{job_id} ({spec.model_key}, {cost} credits).",
+            )
+            job = await self.repository.get_in(conn, job_id)
+        assert job is not None
+        metrics.JOBS_CREATED.labels(family=spec.family.value, model=spec.model_key).inc()
+        log.info("job %s created: guild %s user %s model %s cost %s",
+                 job_id, requester.guild_id, requester.user_id, spec.model_key, cost)
+        if self.on_job_created is not None:
+            self.on_job_created()
+        return job
+
+    async def attach_destination(self, job_id: int, *, channel_id: int, thread_id: int | None,
+                                 summary_message_id: int | None) -> None:
+        """Where the result goes (the job's thread); written whatever the job's state or lease."""
+        await self.db.execute(
+            "UPDATE jobs SET channel_id = ?, thread_id = ?, summary_message_id = ? WHERE id = ?",
+            (channel_id, thread_id, summary_message_id, job_id),
+        )
+
+    async def queue_position(self, job: JobRecord) -> int:
+        """1 = next to be submitted for its vendor; 0 = not waiting in the queue."""
+        current = await self.repository.get(job.id)
+        if current is None or current.status is not JobStatus.QUEUED:
+            return 0
+        return await self.repository.queue_position(current)
+
+    async def get_job(self, guild_id: int, job_id: int) -> JobRecord | None:
+        return await self.repository.get_for_guild(guild_id, job_id)
+
+    async def list_jobs(self, guild_id: int, user_id: int, limit: int = 10) -> list[JobRecord]:
+        return await self.repository.list_for_member(guild_id, user_id, max(1, min(limit, MAX_LIST_LIMIT)))
+
+    async def cancel_job(self, guild_id: int, job_id: int, actor_id: int) -> JobRecord:
+        """A moderator stops a job: hold released, audited, and the member gets a "cancelled" message."""
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            job = await self.repository.get_in(conn, job_id)
+            if job is None or job.guild_id != guild_id:
+                raise Refusal("not_found", f"There is no job #{job_id} in this server.")
+            if job.status not in ACTIVE_STATUSES:
+                raise Refusal("finished", f"Job #{job_id} has already finished ({job.status.value}).")
+            # The lease is cleared on purpose: a worker still busy with the job fails its own
+            # status-conditioned write, and any worker may now deliver the cancellation.
+            changed = await self.repository.update_unleased_in(conn, job_id, ACTIVE_STATUSES, {
+                "status": JobStatus.CANCELLED.value, "finished_at": now, "next_due_at": now,
+                "error_message": "Cancelled by a moderator.", "lease_owner": None, "lease_until": None,
+            })
+            if not changed:
+                raise Refusal("finished", f"Job #{job_id} has already finished.")
+            await self.quota.settle_in(conn, job_id=job_id, charge=False, now=now)
+            await self.record_audit(
+                conn, guild_id=guild_id, kind="job_cancelled", actor_id=actor_id, target_id=job.user_id,
+                job_id=job_id, now=now, text=f"<@{actor_id}> cancelled job #{job_id} of <@{job.user_id}>.",
+            )
+            cancelled = await self.repository.get_in(conn, job_id)
+        assert cancelled is not None
+        metrics.JOBS_FINISHED.labels(family=job.family.value, outcome=JobStatus.CANCELLED.value).inc()
+        log.info("job %s cancelled by %s", job_id, actor_id)
+        if self.on_job_created is not None:
+            self.on_job_created()  # wake the poller to deliver the cancellation now
+        return cancelled
+
+
+def _available_credits(balance: Any) -> int | None:
+    """Credits the member can still spend, from whatever `QuotaService.balance` returns (None: unlimited)."""
+    for name in ("available", "remaining", "spendable"):
+        if hasattr(balance, name):
+            value = getattr(balance, name)
+            return None if value is None else int(value)
+    return None

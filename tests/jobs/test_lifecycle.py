@@ -1,0 +1,169 @@
+"""A job from creation to the delivered result, on a real SQLite file and a fake clock."""
+
+from __future__ import annotations
+
+from bot.clock import FakeClock
+from bot.delivery.base import DeliveryError, Outcome
+from bot.errors import Refusal
+from bot.jobs.models import DeliveryState, JobStatus
+from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from storage.database import Database
+from tests.jobs.support import REQUESTER, build_rig
+
+
+async def test_success_is_charged_once_and_delivered_once(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=120)
+    job = await rig.create("a cat surfing @everyone")
+    assert job.status is JobStatus.QUEUED
+    assert await rig.ledger(job.id) == ["hold"]  # written with the row, before any vendor call
+    provider = rig.providers[job.provider]
+    assert provider.submits == []
+
+    await rig.poller.run_once()
+    running = await rig.job(job.id)
+    assert running.status is JobStatus.RUNNING and running.provider_task_id
+    assert running.submit_attempts == 1 and running.lease_owner is None
+
+    async def delivered() -> bool:
+        return (await rig.job(job.id)).delivery_state is DeliveryState.DELIVERED
+
+    await rig.run_until(delivered)
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.video_url and done.video_url.endswith(".mp4")
+    assert done.result_message_id is not None and done.next_due_at is None
+    assert await rig.ledger(job.id) == ["hold", "charge"]
+    assert len(provider.submits) == 1
+    assert 1 <= done.poll_count <= 10
+    # A few more ticks change nothing: no second post, no second charge.
+    for _ in range(3):
+        fake_clock.advance(60)
+        await rig.poller.run_once()
+    assert len(rig.publisher.delivered) == 1
+    assert await rig.ledger(job.id) == ["hold", "charge"]
+    job_id, message = rig.publisher.delivered[0]
+    assert job_id == job.id and message.outcome is Outcome.SUCCEEDED
+    assert f"<@{REQUESTER.user_id}>" in message.content and done.video_url in message.content
+    assert "@everyone" not in message.content  # member text never pings
+    assert message.mention_user_id == REQUESTER.user_id and message.nonce == f"fc-job-{job.id}"
+    kinds = [r["kind"] for r in await db.fetchall("SELECT kind FROM audit_events WHERE job_id = ? ORDER BY id",
+                                                  (job.id,))]
+    assert kinds == ["job_created", "job_succeeded"]
+
+
+async def test_vendor_failure_releases_and_explains(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=60)
+    job = await rig.create()
+    provider = rig.providers[job.provider]
+    provider.outcome = TaskState.FAILED
+    provider.error_message = "The prompt was flagged by the content filter."
+
+    async def finished() -> bool:
+        return (await rig.job(job.id)).delivery_state is DeliveryState.DELIVERED
+
+    await rig.run_until(finished)
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.FAILED
+    assert await rig.ledger(job.id) == ["hold", "release"]
+    message = rig.publisher.delivered[0][1]
+    assert message.outcome is Outcome.FAILED and "content filter" in message.content
+
+
+async def test_final_submit_error_fails_without_polling(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    provider = rig.providers[job.provider]
+    provider.submit_script.append(ProviderError(ErrorKind.FINAL, "Your prompt was refused by the vendor."))
+    await rig.poller.run_once()
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.FAILED and done.delivery_state is DeliveryState.DELIVERED
+    assert provider.polls == []
+    assert await rig.ledger(job.id) == ["hold", "release"]
+    assert "refused by the vendor" in rig.publisher.delivered[0][1].content
+
+
+async def test_success_without_a_link_is_a_failure(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    await rig.poller.run_once()
+    rig.providers[job.provider].poll_script.append(PollResult(state=TaskState.SUCCEEDED, raw_status="completed"))
+    fake_clock.advance(3600 * 0 + 500)
+    await rig.poller.run_once()
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.FAILED and await rig.ledger(job.id) == ["hold", "release"]
+
+
+async def test_deadline_times_out_and_releases(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=10_000_000)
+    job = await rig.create()
+
+    async def over() -> bool:
+        return (await rig.job(job.id)).is_terminal
+
+    waited = await rig.run_until(over, step=30, limit=3 * 3600)
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.TIMED_OUT
+    assert waited <= 20 * 60 + 120  # veo fast: 20 minutes from submit, noticed promptly
+    assert await rig.ledger(job.id) == ["hold", "release"]
+    assert rig.publisher.delivered[0][1].outcome is Outcome.TIMED_OUT
+    assert done.poll_count <= 40
+
+
+async def test_delivery_failure_keeps_job_pending_until_a_message_exists(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=60)
+    rig.publisher.failures = [DeliveryError("discord 503", retryable=True, retry_after=30.0),
+                              DeliveryError("discord 503", retryable=True)]
+    job = await rig.create()
+
+    async def vendor_done() -> bool:
+        return (await rig.job(job.id)).is_terminal
+
+    await rig.run_until(vendor_done)
+    pending = await rig.job(job.id)
+    assert pending.status is JobStatus.SUCCEEDED and pending.delivery_state is DeliveryState.PENDING
+    assert pending.result_message_id is None and pending.delivery_attempts == 1
+    assert pending.next_due_at is not None and pending.next_due_at >= fake_clock.now() + 30  # Retry-After
+
+    async def delivered() -> bool:
+        return (await rig.job(job.id)).delivery_state is DeliveryState.DELIVERED
+
+    await rig.run_until(delivered, step=5)
+    assert rig.publisher.attempts == [job.id] * 3
+    assert len(rig.publisher.delivered) == 1
+    assert await rig.ledger(job.id) == ["hold", "charge"]
+
+
+async def test_cancel_releases_and_tells_the_member(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    await rig.poller.run_once()
+    cancelled = await rig.jobs.cancel_job(REQUESTER.guild_id, job.id, actor_id=99)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert await rig.ledger(job.id) == ["hold", "release"]
+    await rig.poller.run_once()
+    assert rig.publisher.delivered[0][1].outcome is Outcome.CANCELLED
+    assert (await rig.job(job.id)).delivery_state is DeliveryState.DELIVERED
+    try:
+        await rig.jobs.cancel_job(REQUESTER.guild_id, job.id, actor_id=99)
+    except Refusal as refusal:
+        assert refusal.kind == "finished"
+    else:
+        raise AssertionError("a finished job cannot be cancelled twice")
+    try:
+        await rig.jobs.cancel_job(REQUESTER.guild_id + 1, job.id, actor_id=99)
+    except Refusal as refusal:
+        assert refusal.kind == "not_found"
+    else:
+        raise AssertionError("another server's job is not found")
+
+
+async def test_lists_are_scoped_by_guild_and_user(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    mine = await rig.create()
+    other_user = await rig.create(requester=REQUESTER.__class__(guild_id=10, channel_id=20, user_id=31))
+    other_guild = await rig.create(requester=REQUESTER.__class__(guild_id=11, channel_id=21, user_id=30))
+    assert [j.id for j in await rig.jobs.list_jobs(10, 30)] == [mine.id]
+    assert await rig.jobs.get_job(10, other_guild.id) is None
+    assert (await rig.jobs.get_job(10, other_user.id)) is not None
+    await rig.jobs.attach_destination(mine.id, channel_id=20, thread_id=77, summary_message_id=78)
+    assert (await rig.job(mine.id)).thread_id == 77
