@@ -44,6 +44,7 @@ class RecordedRequest:
     json: Any
     files: list[dict[str, Any]]  # {"field", "filename", "content_type", "data"}
     headers: dict[str, str]
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -105,6 +106,7 @@ class FakeDiscord:
         self.messages: dict[int, RecordedMessage] = {}
         self.threads: dict[int, dict[str, Any]] = {}
         self.interaction_callbacks: dict[int, list[dict[str, Any]]] = {}
+        self.interactions_sent_at: dict[int, float] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}  # guild id (None = global) -> commands
         self.identify_payloads: list[dict[str, Any]] = []
         self.resume_payloads: list[dict[str, Any]] = []
@@ -190,6 +192,12 @@ class FakeDiscord:
 
     def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and re.fullmatch(path_pattern, r.path)]
+
+    def callback_delay(self, interaction_id: int) -> float | None:
+        """Seconds from dispatching the interaction to its first callback (Discord allows 3)."""
+        calls = self.requests_to("POST", rf"/interactions/{interaction_id}/[^/]+/callback")
+        sent_at = self.interactions_sent_at.get(interaction_id)
+        return None if not calls or sent_at is None else calls[0].received_at - sent_at
 
     async def wait_until(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         """Wait (without sleeping blindly) until `predicate()` is truthy after some request or event."""
@@ -326,8 +334,12 @@ class FakeDiscord:
             if session.identified:
                 await session.send_dispatch(event, data)
 
-    async def dispatch_interaction(self, payload: dict[str, Any]) -> None:
+    async def dispatch_interaction(self, payload: dict[str, Any]) -> float:
+        """Send INTERACTION_CREATE; returns the monotonic send time (to check the 3 s deadline)."""
+        sent_at = time.monotonic()
+        self.interactions_sent_at[int(payload["id"])] = sent_at
         await self.dispatch("INTERACTION_CREATE", payload)
+        return sent_at
 
     async def drop_gateway(self, code: int = 4000) -> None:
         """Close every gateway socket with `code` (4000 = resumable), as Discord does on a blip."""

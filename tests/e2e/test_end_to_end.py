@@ -1,0 +1,95 @@
+"""The real bot process, end to end: Discord (fake) -> command -> job -> vendor (fake) -> result in the thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import BotHarness, clean_environment
+from tests.fakes.discord_api import FakeDiscord
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + b"\x00" * 64
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[BotHarness]:
+    async with BotHarness(tmp_path) as running:
+        yield running
+
+
+async def test_veo_with_first_frame_goes_from_command_to_video_in_thread(harness: BotHarness) -> None:
+    discord = harness.discord
+    await harness.start_bot()
+    assert "veo" in {c["name"] for c in discord.commands[discord.GUILD_ID]}
+    assert discord.identify_payloads[0]["intents"] & ((1 << 1) | (1 << 8) | (1 << 15)) == 0
+
+    image = discord.add_attachment(PNG, "first.png", "image/png")
+    payload = discord.slash_command("veo", {"prompt": "a red fox running through snow"},
+                                    attachments={"first_frame": image})
+    interaction_id = int(payload["id"])
+    await discord.dispatch_interaction(payload)
+
+    # Deferred (ephemeral, thinking) well within Discord's 3 s.
+    await discord.wait_until(lambda: discord.interaction_callbacks.get(interaction_id), timeout=10)
+    assert discord.interaction_callbacks[interaction_id][0]["type"] == 5
+    delay = discord.callback_delay(interaction_id)
+    assert delay is not None and delay < 3.0
+
+    # A public summary in the channel, with a public thread on it.
+    def summary_and_thread() -> tuple[int, int] | None:
+        for message in discord.messages_in(discord.CHANNEL_ID):
+            if message.via == "channel" and message.id in discord.threads:
+                return message.id, message.id
+        return None
+    summary_id, thread_id = await discord.wait_until(summary_and_thread, timeout=15)
+    assert not discord.messages[summary_id].ephemeral
+    assert discord.threads[thread_id]["type"] == 11 and int(discord.threads[thread_id]["parent_id"]) == discord.CHANNEL_ID
+
+    # Exactly one message in the thread: the video link, mentioning only the requester.
+    await discord.wait_until(lambda: discord.messages_in(thread_id), timeout=20)
+    assert harness.kie.create_calls == 1
+    [task] = harness.kie.tasks.values()
+    image_urls = task.body.get("imageUrls") or []
+    assert len(image_urls) == 1 and image_urls[0].startswith("http")
+    video_url = harness.kie.video_url(task)
+
+    # A clean stop (SIGTERM) afterwards, then nothing was posted twice.
+    assert await harness.terminate() == 0
+    [result] = discord.messages_in(thread_id)
+    assert video_url in result.content
+    assert f"<@{discord.USER_ID}>" in result.content
+    assert result.allowed_mentions == {"parse": [], "users": [str(discord.USER_ID)]} or \
+        result.allowed_mentions == {"parse": [], "users": [discord.USER_ID]}
+    # The ephemeral "accepted" reply was edited from "thinking" into a real answer.
+    original = [m for m in discord.messages.values() if m.via == "interaction"]
+    assert len(original) == 1 and original[0].ephemeral and original[0].content
+    assert discord.token not in harness.log_text()
+
+
+async def test_missing_discord_token_exits_2_with_one_line(tmp_path: Path) -> None:
+    env = clean_environment()
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'bot.db'}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=str(tmp_path), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0] and "Traceback" not in stderr.decode()
+    assert stdout == b""
+    assert not (tmp_path / "bot.db").exists()
+
+
+async def test_rejected_token_exits_nonzero_with_a_clear_cause(harness: BotHarness) -> None:
+    env = harness.env()
+    env["DISCORD_TOKEN"] = "not.the-right.token"
+    await harness.start_bot(wait_ready=False, env=env)
+    code = await harness.wait_exit(timeout=30)
+    assert code == 1
+    assert "rejected DISCORD_TOKEN" in harness.log_text()
+    assert "not.the-right.token" not in harness.log_text()
+    assert FakeDiscord.TOKEN not in harness.log_text()
