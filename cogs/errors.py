@@ -1,0 +1,130 @@
+"""The one place where a slash-command error becomes the member's ephemeral message.
+
+Cogs raise (`InputError`, `Refusal`, `AttachmentError`, check failures, provider errors) and never
+format errors themselves, so every command answers the same way and an unexpected exception is always
+logged with a traceback and an id the member can quote. Works whether the interaction was already
+deferred/answered (edit or follow-up) or not (first response).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.attachments import AttachmentError
+from bot.errors import Refusal
+from bot.providers.base import ErrorKind, ProviderError
+from bot.validation import InputError
+
+log = logging.getLogger(__name__)
+
+GENERIC_CHECK_FAILURE = "You can't use this command here."
+
+
+def unwrap(error: BaseException) -> BaseException:
+    """The exception that really happened: past CommandInvokeError and a transformer's wrapper."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, app_commands.TransformerError) and error.__cause__ is not None:
+        cause = error.__cause__
+        if isinstance(cause, (InputError, Refusal)):
+            return cause
+    return error
+
+
+def _permission_names(permissions: list[str]) -> str:
+    return ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in permissions)
+
+
+def describe(error: BaseException) -> str | None:
+    """The member-facing sentence for an expected error; None for a bug (the caller logs it)."""
+    if isinstance(error, InputError):
+        return f"**{error.option}**: {error.message}"
+    if isinstance(error, AttachmentError):
+        return error.user_message
+    if isinstance(error, Refusal):
+        return error.user_message
+    if isinstance(error, ProviderError):
+        if error.kind is ErrorKind.FINAL:
+            return f"The video service refused this request: {error.user_message} Nothing was charged."
+        return "The video service is busy right now; try again in a minute. Nothing was charged."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {max(1, math.ceil(error.retry_after))}s."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "This command only works in a server, not in direct messages."
+    if isinstance(error, app_commands.MissingPermissions):
+        return f"You need the {_permission_names(error.missing_permissions)} permission to do that."
+    if isinstance(error, app_commands.BotMissingPermissions):
+        return f"I need the {_permission_names(error.missing_permissions)} permission in this channel."
+    if isinstance(error, (app_commands.MissingRole, app_commands.MissingAnyRole)):
+        return "You don't have the role this command needs."
+    if isinstance(error, app_commands.CheckFailure):
+        text = str(error)
+        # discord.py's own default text names the command in a way members don't need to see.
+        return text if text and "The check functions for" not in text else GENERIC_CHECK_FAILURE
+    if isinstance(error, app_commands.TransformerError):
+        return f"I couldn't read the value `{discord.utils.escape_mentions(str(error.value))[:50]}`; check the option."
+    if isinstance(error, app_commands.CommandNotFound):
+        return "This command is no longer available; Discord may need a moment to refresh the command list."
+    if isinstance(error, discord.Forbidden):
+        return "I'm missing a permission in this channel to do that."
+    return None
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Answer once, whatever state the interaction is in."""
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        elif interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            # Replaces the "thinking..." placeholder; it keeps the defer's ephemeral flag.
+            await interaction.edit_original_response(content=text, allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+    except discord.HTTPException as exc:
+        # The interaction token may have expired (15 minutes) or the message was dismissed.
+        log.warning("could not deliver an error message for interaction %s: %s", interaction.id, exc)
+
+
+async def handle_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+    """The tree's on_error: one ephemeral message per failed command."""
+    real = unwrap(error)
+    text = describe(real)
+    if text is None:
+        error_id = uuid.uuid4().hex[:8]
+        command = interaction.command.qualified_name if interaction.command else "?"
+        log.error(
+            "error id %s in /%s (guild %s, user %s)", error_id, command, interaction.guild_id, interaction.user.id,
+            exc_info=(type(real), real, real.__traceback__),
+        )
+        text = f"Something went wrong on our side (error id {error_id}); nothing was charged."
+    else:
+        log.info("command %s refused: %s", interaction.command.name if interaction.command else "?", type(real).__name__)
+    await send_ephemeral(interaction, text)
+
+
+class ErrorsCog(commands.Cog):
+    """Installs `handle_command_error` as the tree's error hook while loaded."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self._previous: Any = None
+
+    async def cog_load(self) -> None:
+        tree = self.bot.tree
+        self._previous = tree.on_error
+        tree.on_error = handle_command_error  # type: ignore[method-assign]
+
+    async def cog_unload(self) -> None:
+        if self._previous is not None:
+            self.bot.tree.on_error = self._previous  # type: ignore[method-assign]
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ErrorsCog(bot))

@@ -1,0 +1,370 @@
+"""`/veo`, `/sora`, `/kling`: parse options, defer, hand the request to the job service, show the outcome.
+
+Thin on purpose: validation lives in `bot.validation` (through `JobService.validate`), policy and credits
+in `JobService.precheck`/`create_job`, file checks in `bot.attachments`. Errors are not caught here; they
+propagate to the one tree error handler (`cogs/errors.py`), which turns `InputError`, `Refusal`,
+`AttachmentError` and the rest into one ephemeral message. A command is registered only when a provider
+for its family is configured, so members never see a command that cannot work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Optional
+
+import discord
+import httpx
+from discord import app_commands
+from discord.ext import commands
+
+from bot.attachments import AttachmentProcessor
+from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
+from bot.validation import GenerationRequest, ImageInput, JobSpec
+
+if TYPE_CHECKING:
+    from bot.jobs.models import JobRecord
+    from bot.jobs.service import Requester
+
+log = logging.getLogger(__name__)
+
+COOLDOWN_RATE = 1
+COOLDOWN_SECONDS = 5.0
+SUMMARY_PROMPT_CHARS = 1500  # keeps the public summary under Discord's 2000-character limit
+THREAD_NAME_CHARS = 100
+
+Attachment = Optional[discord.Attachment]
+
+
+def member_cooldown_key(interaction: discord.Interaction) -> tuple[int | None, int]:
+    return (interaction.guild_id, interaction.user.id)
+
+
+def _require_guild(interaction: discord.Interaction) -> bool:
+    """`guild_only()` only hides the command in DMs; this refuses it if a DM invocation arrives anyway."""
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    return True
+
+
+def _generation_checks(func: Any) -> Any:
+    """The checks every generation command carries: guild only and a per-member cooldown."""
+    func = app_commands.checks.cooldown(COOLDOWN_RATE, COOLDOWN_SECONDS, key=member_cooldown_key)(func)
+    func = app_commands.check(_require_guild)(func)
+    return app_commands.guild_only()(func)
+
+
+def image_inputs(**attachments: discord.Attachment | None) -> dict[ImageRole, ImageInput]:
+    """`first_frame=<Attachment>` -> {ImageRole.FIRST_FRAME: ImageInput(...)}; missing options skipped."""
+    return {
+        ImageRole(role): ImageInput(
+            role=ImageRole(role), filename=attachment.filename, url=attachment.url,
+            attachment_id=attachment.id, content_type=attachment.content_type, size=attachment.size,
+        )
+        for role, attachment in attachments.items()
+        if attachment is not None
+    }
+
+
+def requester_from(interaction: discord.Interaction) -> "Requester":
+    """Who asked and where, as plain ids for the services."""
+    from bot.jobs.service import Requester  # the service module imports the whole job stack
+
+    user = interaction.user
+    roles = tuple(getattr(user, "_roles", ()) or ())
+    channel = interaction.channel
+    parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+    assert interaction.guild_id is not None and interaction.channel_id is not None
+    return Requester(
+        guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=user.id,
+        role_ids=tuple(int(r) for r in roles), parent_channel_id=parent_id,
+        display_name=getattr(user, "display_name", "") or user.name,
+    )
+
+
+def quote(text: str) -> str:
+    """The prompt as a Markdown quote, mentions defused (AllowedMentions.none() is the second guard)."""
+    safe = discord.utils.escape_mentions(text)
+    if len(safe) > SUMMARY_PROMPT_CHARS:
+        safe = safe[:SUMMARY_PROMPT_CHARS].rstrip() + "…"
+    return "\n".join(f"> {line}" if line else ">" for line in safe.splitlines() or [""])
+
+
+def describe_options(spec: JobSpec) -> str:
+    """`16:9 · 8s · enhance_prompt on` style summary of the chosen parameters."""
+    parts: list[str] = [f"mode: {spec.mode.value}"]
+    for name, value in spec.params.items():
+        if name == "multi_prompt":
+            parts.append(f"{len(value)} shots")
+        elif name == "negative_prompt":
+            parts.append("negative prompt")
+        elif isinstance(value, bool):
+            parts.append(f"{name}: {'on' if value else 'off'}")
+        elif name == "duration":
+            parts.append(f"{value}s")
+        else:
+            parts.append(f"{name}: {discord.utils.escape_mentions(str(value))}")
+    if spec.images:
+        parts.append(f"{len(spec.images)} image{'s' if len(spec.images) != 1 else ''}")
+    return " · ".join(parts)
+
+
+def summary_text(job: "JobRecord", spec: JobSpec, user_id: int) -> str:
+    model: ModelSpec = get_model(spec.model_key)
+    return (
+        f"**/{spec.family.value}** job **#{job.id}** · {model.label}\n"
+        f"{describe_options(spec)}\n"
+        f"{quote(spec.prompt)}\n"
+        f"Requested by <@{user_id}>"
+    )
+
+
+def thread_name(job_id: int, spec: JobSpec) -> str:
+    words = " ".join(spec.prompt.split())
+    return f"#{job_id} {spec.family.value}: {words}"[:THREAD_NAME_CHARS]
+
+
+class GenerateCog(commands.Cog):
+    """Owns the three generation commands and the attachment processor they share."""
+
+    def __init__(self, bot: commands.Bot, *, attachments: AttachmentProcessor | None = None) -> None:
+        self.bot = bot
+        self._attachments = attachments
+        self._own_http: httpx.AsyncClient | None = None
+        self._commands: list[app_commands.Command[Any, ..., Any]] = []
+
+    @property
+    def services(self) -> Any:
+        return self.bot.services  # type: ignore[attr-defined]
+
+    async def cog_load(self) -> None:
+        if self._attachments is None:
+            settings = self.bot.settings  # type: ignore[attr-defined]
+            self._own_http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, follow_redirects=True)
+            self._attachments = AttachmentProcessor(
+                self._own_http, max_bytes=settings.max_attachment_bytes, image_hosts=_image_hosts(self.services),
+            )
+        providers: set[ProviderName] = set(self.services.jobs.available_providers())
+        builders = {Family.VEO: self._veo_command, Family.SORA: self._sora_command, Family.KLING: self._kling_command}
+        for family in families_available(providers):
+            command = builders[family](providers)
+            self.bot.tree.add_command(command, override=True)
+            self._commands.append(command)
+        log.info("generation commands registered: %s", ", ".join(c.name for c in self._commands) or "none")
+
+    async def cog_unload(self) -> None:
+        for command in self._commands:
+            self.bot.tree.remove_command(command.name)
+        self._commands.clear()
+        if self._own_http is not None:
+            await self._own_http.aclose()
+
+    # --- the shared flow ----------------------------------------------------------------------------
+
+    async def generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
+        """Defer, validate, precheck, verify files, create the job, post the summary and thread."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        jobs = self.services.jobs
+        requester = requester_from(interaction)
+        spec: JobSpec = jobs.validate(request)
+        await jobs.precheck(requester, spec)
+        if request.images:
+            assert self._attachments is not None
+            urls = await self._attachments.prepare(request.images, spec.provider)
+            spec = spec.with_image_urls(urls)
+        job = await jobs.create_job(requester, spec)
+        try:
+            summary, thread = await self._post_summary(interaction, job, spec)
+            await jobs.attach_destination(
+                job.id, channel_id=requester.channel_id, thread_id=thread.id if thread else None,
+                summary_message_id=summary.id if summary else None,
+            )
+            position = await jobs.queue_position(job)
+            text = _accepted_text(job, summary, thread, position)
+        except Exception:
+            # The job exists and holds credits: the member must hear that it was accepted, not
+            # "nothing was charged". Its row already names this channel, so results still arrive.
+            log.exception("job %s: accepted, but setting up its summary/thread failed", job.id)
+            text = _accepted_text(job, None, None, 0)
+        await interaction.edit_original_response(content=text)
+
+    async def _post_summary(
+        self, interaction: discord.Interaction, job: "JobRecord", spec: JobSpec
+    ) -> tuple[discord.Message | None, discord.Thread | None]:
+        """The public summary with the bot token (the interaction token dies in 15 minutes), and a thread
+        on it. Either may be impossible (no permission, command used in a thread): results then go to
+        the channel or thread itself, so this never fails the job."""
+        channel = interaction.channel
+        target: Any = channel if isinstance(channel, discord.abc.Messageable) else None
+        if target is None and interaction.channel_id is not None:
+            target = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+        try:
+            summary = await target.send(
+                summary_text(job, spec, interaction.user.id), allowed_mentions=discord.AllowedMentions.none()
+            )
+        except (discord.Forbidden, discord.HTTPException) as exc:
+            log.warning("job %s: could not post the summary in channel %s: %s", job.id, interaction.channel_id, exc)
+            return None, None
+        if isinstance(channel, discord.Thread) or not isinstance(channel, discord.TextChannel):
+            return summary, None
+        try:
+            thread = await summary.create_thread(name=thread_name(job.id, spec))
+        except (discord.Forbidden, discord.HTTPException) as exc:
+            log.info("job %s: no thread on the summary (%s); results go to the channel", job.id, exc)
+            return summary, None
+        return summary, thread
+
+    # --- the commands -------------------------------------------------------------------------------
+
+    def _veo_command(self, providers: set[ProviderName]) -> app_commands.Command[Any, ..., Any]:
+        models = models_for(Family.VEO, providers)
+        cog = self
+
+        @app_commands.command(name="veo", description="Make a video with Google Veo 3.1")
+        @app_commands.describe(
+            prompt="What should happen in the video",
+            first_frame="Image the video starts from (PNG, JPEG, WebP)",
+            last_frame="Image the video ends on (needs first_frame)",
+            reference_1="Reference image (reference mode; not with frames)",
+            reference_2="Second reference image",
+            reference_3="Third reference image",
+            model="Which Veo model",
+            aspect_ratio="Shape of the video",
+            enhance_prompt="Let the model improve the prompt (default on)",
+            upsample="Deliver in 1080p (costs extra)",
+            seed="Seed for reproducible results",
+        )
+        @app_commands.choices(
+            model=[app_commands.Choice(name=m.label, value=m.key) for m in models],
+            aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ("16:9", "9:16", "Auto")],
+        )
+        @_generation_checks
+        async def veo(
+            interaction: discord.Interaction,
+            prompt: str,
+            first_frame: Attachment = None,
+            last_frame: Attachment = None,
+            reference_1: Attachment = None,
+            reference_2: Attachment = None,
+            reference_3: Attachment = None,
+            model: Optional[str] = None,
+            aspect_ratio: Optional[str] = None,
+            enhance_prompt: Optional[bool] = None,
+            upsample: Optional[bool] = None,
+            seed: Optional[app_commands.Range[int, 10000, 99999]] = None,
+        ) -> None:
+            images = image_inputs(first_frame=first_frame, last_frame=last_frame, reference_1=reference_1,
+                                  reference_2=reference_2, reference_3=reference_3)
+            await cog.generate(interaction, GenerationRequest(
+                family=Family.VEO, prompt=prompt, model=model, images=images, aspect_ratio=aspect_ratio,
+                enhance_prompt=enhance_prompt, upsample=upsample, seed=seed,
+            ))
+
+        return veo
+
+    def _sora_command(self, providers: set[ProviderName]) -> app_commands.Command[Any, ..., Any]:
+        cog = self
+
+        @app_commands.command(name="sora", description="Make a video with OpenAI Sora 2")
+        @app_commands.describe(
+            prompt="What should happen in the video",
+            first_frame="Image the video starts from (PNG, JPEG, WebP)",
+            orientation="Landscape or portrait",
+            size="small (720p) or large (1080p, costs extra)",
+            duration="Length in seconds",
+            watermark="Keep the Sora watermark (default on)",
+        )
+        @app_commands.choices(
+            orientation=[app_commands.Choice(name=v, value=v) for v in ("landscape", "portrait")],
+            size=[app_commands.Choice(name=v, value=v) for v in ("small", "large")],
+            duration=[app_commands.Choice(name=f"{v} s", value=v) for v in (10, 15)],
+        )
+        @_generation_checks
+        async def sora(
+            interaction: discord.Interaction,
+            prompt: str,
+            first_frame: Attachment = None,
+            orientation: Optional[str] = None,
+            size: Optional[str] = None,
+            duration: Optional[int] = None,
+            watermark: Optional[bool] = None,
+        ) -> None:
+            await cog.generate(interaction, GenerationRequest(
+                family=Family.SORA, prompt=prompt, images=image_inputs(first_frame=first_frame),
+                orientation=orientation, size=size, duration=duration, watermark=watermark,
+            ))
+
+        return sora
+
+    def _kling_command(self, providers: set[ProviderName]) -> app_commands.Command[Any, ..., Any]:
+        cog = self
+
+        @app_commands.command(name="kling", description="Make a video with Kling v3")
+        @app_commands.describe(
+            prompt="What should happen in the video",
+            first_frame="Image the video starts from (PNG, JPEG, WebP)",
+            last_frame="Image the video ends on (needs first_frame)",
+            model="std (faster, cheaper) or pro",
+            audio="Generate sound too (costs extra)",
+            aspect_ratio="Shape of a text-only video (with a frame, the image decides)",
+            duration="Length in seconds (3-15)",
+            negative_prompt="What to avoid",
+            cfg_scale="How closely to follow the prompt (0-1)",
+            shot_type="customize (your shots) or intelligent (the model plans shots)",
+            multi_prompt="Several shots, separated by |",
+        )
+        @app_commands.choices(
+            model=[app_commands.Choice(name=v, value=v) for v in ("std", "pro")],
+            aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ("16:9", "9:16", "1:1")],
+            shot_type=[app_commands.Choice(name=v, value=v) for v in ("customize", "intelligent")],
+        )
+        @_generation_checks
+        async def kling(
+            interaction: discord.Interaction,
+            prompt: str,
+            first_frame: Attachment = None,
+            last_frame: Attachment = None,
+            model: Optional[str] = None,
+            audio: Optional[bool] = None,
+            aspect_ratio: Optional[str] = None,
+            duration: Optional[app_commands.Range[int, 3, 15]] = None,
+            negative_prompt: Optional[str] = None,
+            cfg_scale: Optional[app_commands.Range[float, 0.0, 1.0]] = None,
+            shot_type: Optional[str] = None,
+            multi_prompt: Optional[str] = None,
+        ) -> None:
+            await cog.generate(interaction, GenerationRequest(
+                family=Family.KLING, prompt=prompt, model=model,
+                images=image_inputs(first_frame=first_frame, last_frame=last_frame),
+                audio=audio, aspect_ratio=aspect_ratio, duration=duration, negative_prompt=negative_prompt,
+                cfg_scale=cfg_scale, shot_type=shot_type, multi_prompt=multi_prompt,
+            ))
+
+        return kling
+
+
+def _accepted_text(
+    job: "JobRecord", summary: discord.Message | None, thread: discord.Thread | None, position: int
+) -> str:
+    if thread is not None:
+        where = f"follow it in <#{thread.id}>"
+    elif summary is not None:
+        where = f"the result will be posted here: {summary.jump_url}"
+    else:
+        where = "the result will be posted in this channel (or sent to you directly if I cannot post here)"
+    text = f"Job #{job.id} accepted, {where}."
+    if position > 0:
+        text += f" Position in the queue: {position}."
+    return text
+
+
+def _image_hosts(services: Any) -> dict[ProviderName, Any]:
+    """Providers that re-host images for themselves (kie.ai's file upload), by provider name."""
+    from bot.providers.registry import image_host
+
+    providers = getattr(services, "providers", None) or getattr(services.jobs, "providers", None) or {}
+    host = image_host(providers)
+    return {ProviderName.KIE: host} if host is not None else {}
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(GenerateCog(bot))

@@ -1,0 +1,146 @@
+"""`/jobs` and `/job id:`: a member's view of their own jobs in this server.
+
+Read-only and ephemeral. A job belongs to its requester: anyone else (unless they can Manage Server)
+is told "not found", exactly as for a job that does not exist, so job ids reveal nothing about other
+members' prompts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.catalog import MODELS_BY_KEY
+from bot.errors import Refusal
+from cogs.generate import describe_options, quote
+
+if TYPE_CHECKING:
+    from bot.jobs.models import JobRecord
+
+LIST_LIMIT = 10
+DETAIL_PROMPT_CHARS = 1200
+
+STATUS_EMOJI: dict[str, str] = {
+    "queued": "⏳", "submitting": "📤", "running": "🎬", "uncertain": "❔",
+    "succeeded": "✅", "failed": "❌", "timed_out": "⌛", "cancelled": "🚫",
+}
+STATUS_WORD: dict[str, str] = {
+    "queued": "queued", "submitting": "submitting", "running": "generating", "uncertain": "checking with the vendor",
+    "succeeded": "done", "failed": "failed", "timed_out": "timed out", "cancelled": "cancelled",
+}
+
+
+def _guild_check(interaction: discord.Interaction) -> bool:
+    if interaction.guild_id is None:
+        raise app_commands.NoPrivateMessage()
+    return True
+
+
+def status_text(job: "JobRecord") -> str:
+    status = str(job.status)
+    return f"{STATUS_EMOJI.get(status, '•')} {STATUS_WORD.get(status, status)}"
+
+
+def model_label(job: "JobRecord") -> str:
+    spec = MODELS_BY_KEY.get(job.model_key)
+    return spec.label if spec else job.model_key
+
+
+def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
+    return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
+
+
+def where_text(job: "JobRecord") -> str:
+    """The best place to look: the result message, else the thread, else the summary message."""
+    if job.result_message_id:
+        return f"[result]({message_link(job.guild_id, job.destination_channel_id, job.result_message_id)})"
+    if job.thread_id:
+        return f"<#{job.thread_id}>"
+    if job.summary_message_id:
+        return f"[summary]({message_link(job.guild_id, job.channel_id, job.summary_message_id)})"
+    return f"<#{job.channel_id}>"
+
+
+def list_line(job: "JobRecord") -> str:
+    return f"**#{job.id}** {status_text(job)} · {model_label(job)} · <t:{int(job.created_at)}:R> · {where_text(job)}"
+
+
+def _duration(start: float | None, end: float | None) -> str | None:
+    if start is None or end is None or end < start:
+        return None
+    seconds = int(end - start)
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def detail_text(job: "JobRecord") -> str:
+    """Everything about one job, for its owner or a moderator."""
+    prompt = job.prompt if len(job.prompt) <= DETAIL_PROMPT_CHARS else job.prompt[:DETAIL_PROMPT_CHARS] + "…"
+    lines = [
+        f"**Job #{job.id}** · {status_text(job)} · /{job.family.value} · {model_label(job)}",
+        f"Requested by <@{job.user_id}> <t:{int(job.created_at)}:R> · cost {job.cost} credit{'s' if job.cost != 1 else ''}",
+    ]
+    try:
+        lines.append(describe_options(job.spec))
+    except ValueError:  # an unreadable stored request: still show the rest
+        lines.append(f"mode: {job.mode.value}")
+    lines.append(quote(prompt))
+    times = [f"created <t:{int(job.created_at)}:f>"]
+    if job.submitted_at:
+        times.append(f"submitted after {_duration(job.created_at, job.submitted_at)}")
+    if job.finished_at:
+        times.append(f"finished after {_duration(job.created_at, job.finished_at)}")
+    lines.append(" · ".join(times))
+    if job.video_url:
+        lines.append(f"Video: {job.video_url}")
+    if job.error_message and str(job.status) in ("failed", "timed_out", "cancelled"):
+        lines.append(f"Reason: {discord.utils.escape_mentions(job.error_message)[:300]}")
+    lines.append(f"Where: {where_text(job)}")
+    return "\n".join(lines)
+
+
+def can_see_any_job(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return bool(permissions.manage_guild or permissions.administrator)
+
+
+class JobsCog(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @property
+    def services(self) -> Any:
+        return self.bot.services  # type: ignore[attr-defined]
+
+    @app_commands.command(name="jobs", description="Your recent video jobs in this server")
+    @app_commands.guild_only()
+    @app_commands.check(_guild_check)
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        assert interaction.guild_id is not None
+        records = await self.services.jobs.list_jobs(interaction.guild_id, interaction.user.id, limit=LIST_LIMIT)
+        if not records:
+            text = "You have no jobs in this server yet. Try `/veo`, `/sora` or `/kling`."
+        else:
+            text = "**Your recent jobs**\n" + "\n".join(list_line(job) for job in records)
+        await interaction.edit_original_response(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="job", description="One of your video jobs in full")
+    @app_commands.describe(id="The job number, as in “Job #12”")
+    @app_commands.guild_only()
+    @app_commands.check(_guild_check)
+    async def job(self, interaction: discord.Interaction, id: app_commands.Range[int, 1, None]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        assert interaction.guild_id is not None
+        record = await self.services.jobs.get_job(interaction.guild_id, id)
+        if record is None or (record.user_id != interaction.user.id and not can_see_any_job(interaction)):
+            raise Refusal("not_found", f"Job #{id} not found in this server.")
+        await interaction.edit_original_response(
+            content=detail_text(record), allowed_mentions=discord.AllowedMentions.none()
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(JobsCog(bot))
