@@ -101,9 +101,16 @@ def detail_text(job: "JobRecord") -> str:
     return "\n".join(lines)
 
 
-def can_see_any_job(interaction: discord.Interaction) -> bool:
+async def is_moderator(interaction: discord.Interaction, services: Any) -> bool:
+    """Manage Server (or Administrator), or the server's configured moderator role."""
     permissions = interaction.permissions
-    return bool(permissions.manage_guild or permissions.administrator)
+    if permissions.manage_guild or permissions.administrator:
+        return True
+    store = getattr(services, "guild_settings", None)
+    if store is None or interaction.guild_id is None:
+        return False
+    role_id = (await store.get(interaction.guild_id)).moderator_role_id
+    return role_id is not None and role_id in getattr(interaction.user, "_roles", ())
 
 
 class JobsCog(commands.Cog):
@@ -135,8 +142,12 @@ class JobsCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
         record = await self.services.jobs.get_job(interaction.guild_id, id)
-        if record is None or (record.user_id != interaction.user.id and not can_see_any_job(interaction)):
+        visible = record is not None and (
+            record.user_id == interaction.user.id or await is_moderator(interaction, self.services)
+        )
+        if not visible:
             raise Refusal("not_found", f"Job #{id} not found in this server.")
+        assert record is not None
         await interaction.edit_original_response(
             content=detail_text(record), allowed_mentions=discord.AllowedMentions.none()
         )

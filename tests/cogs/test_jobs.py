@@ -59,3 +59,13 @@ async def test_jobs_in_another_server_are_not_visible(harness: Harness) -> None:
     assert elsewhere.content == "Job #1 not found in this server."
     listing = await harness.command("jobs", guild_id=FakeDiscord.GUILD_ID + 1)
     assert listing.content.startswith("You have no jobs in this server yet")
+
+
+async def test_the_servers_moderator_role_also_sees_any_job(harness: Harness) -> None:
+    await harness.command("sora", {"prompt": "someone's idea"}, user_id=OTHER)
+    store = harness.bot.services.guild_settings
+    await store.update(FakeDiscord.GUILD_ID, {"moderator_role_id": FakeDiscord.MODERATOR_ROLE_ID}, now=0.0)
+    with_role = await harness.command("job", {"id": 1}, role_ids=(FakeDiscord.MODERATOR_ROLE_ID,))
+    without = await harness.command("job", {"id": 1}, role_ids=(FakeDiscord.MEMBER_ROLE_ID,))
+    assert "> someone's idea" in with_role.content
+    assert without.content == "Job #1 not found in this server."
