@@ -96,6 +96,16 @@ def json_or_none(response: httpx.Response) -> Any:
         return None
 
 
+def plain_body_text(response: httpx.Response) -> str:
+    """A non-JSON error body worth showing: short plain text only, never an HTML page or JSON."""
+    if response.status_code >= 500:
+        return ""
+    text = response.text.strip()
+    if not text or text[0] in "<{[":
+        return ""
+    return trim_reason(text)
+
+
 def first_text(*candidates: object) -> str:
     """The first candidate that is a non-empty string (or an object with a `message`)."""
     for candidate in candidates:
@@ -165,7 +175,7 @@ def classify_http_error(
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
     if reason is None:
-        reason = error_text(json_or_none(response), fallback=response.text if status < 500 else "")
+        reason = error_text(json_or_none(response), fallback=plain_body_text(response))
     label = VENDOR_LABELS.get(provider, str(provider))
     if phase is Phase.POLL:
         return ProviderError(

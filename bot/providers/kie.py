@@ -32,6 +32,7 @@ from bot.providers.http import (
     first_text,
     json_or_none,
     parse_retry_after,
+    plain_body_text,
     soften_for_upload,
     trim_reason,
     unreadable_body,
@@ -183,8 +184,7 @@ class KieClient:
         payload = json_or_none(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
         if not response.is_success:
-            fallback = response.text if response.status_code < 500 else ""
-            reason = error_text(payload, fallback=fallback)
+            reason = error_text(payload, fallback=plain_body_text(response))
             raise classify_kie_code(response.status_code, reason, phase, retry_after=retry_after)
         if not isinstance(payload, dict):
             raise unreadable_body(self.name, phase, response.status_code, "not JSON")
@@ -265,6 +265,10 @@ class KieClient:
         return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", progress=0.99)
 
     def _parse_1080p(self, response: httpx.Response) -> str | None:
+        """The 1080p URL, or None while kie answers "not ready" (a non-200 body code)."""
+        payload = json_or_none(response)
+        if response.is_success and isinstance(payload, dict) and as_int(payload.get("code")) not in (200, None):
+            return None  # "1080P is processing": expected for 1-3 minutes, not an error
         data = self._envelope(response, Phase.POLL)
         url = first_text(data.get("resultUrl"), data.get("result_url"))
         return url.strip() or None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,15 @@ from bot.settings import Settings
 from bot.validation import GenerationRequest, ImageInput, JobSpec, validate_request
 
 API_KEY = "sk-test-secret-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _no_vendor_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings read the environment and `.env`: keep a developer's real keys out of these tests."""
+    for name in list(os.environ):
+        if name.upper().startswith(("KKIAI_", "KIE_", "KLING_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no `.env` here
 
 
 @pytest.fixture
