@@ -149,6 +149,24 @@ class BotHarness:
                 raise AssertionError(f"bot not {what} within {timeout}s:\n{self.log_text()}")
             await asyncio.sleep(0.05)
 
+    async def wait_for(self, predicate: Any, what: str, timeout: float = 20.0) -> Any:
+        """`discord.wait_until`, failing with the bot's log (and early if the bot died)."""
+        async def watch_process() -> None:
+            assert self.process is not None
+            await self.process.wait()
+        watcher = asyncio.create_task(watch_process())
+        waiter = asyncio.create_task(self.discord.wait_until(predicate, timeout=timeout))
+        try:
+            done, _ = await asyncio.wait({watcher, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not waiter.done():
+                waiter.cancel()
+        if waiter in done and waiter.exception() is None:
+            return waiter.result()
+        state = "exited" if watcher in done else "timed out"
+        raise AssertionError(f"{what}: {state} while waiting\n--- bot log ---\n{self.log_text()}")
+
     async def wait_for_log(self, text: str, timeout: float = 15.0) -> None:
         await self._poll(lambda: text in self.log_text(), timeout, f"logging {text!r}")
 

@@ -34,7 +34,7 @@ async def test_veo_with_first_frame_goes_from_command_to_video_in_thread(harness
     await discord.dispatch_interaction(payload)
 
     # Deferred (ephemeral, thinking) well within Discord's 3 s.
-    await discord.wait_until(lambda: discord.interaction_callbacks.get(interaction_id), timeout=10)
+    await harness.wait_for(lambda: discord.interaction_callbacks.get(interaction_id), "deferral", timeout=10)
     assert discord.interaction_callbacks[interaction_id][0]["type"] == 5
     delay = discord.callback_delay(interaction_id)
     assert delay is not None and delay < 3.0
@@ -45,12 +45,12 @@ async def test_veo_with_first_frame_goes_from_command_to_video_in_thread(harness
             if message.via == "channel" and message.id in discord.threads:
                 return message.id, message.id
         return None
-    summary_id, thread_id = await discord.wait_until(summary_and_thread, timeout=15)
+    summary_id, thread_id = await harness.wait_for(summary_and_thread, "summary and thread", timeout=15)
     assert not discord.messages[summary_id].ephemeral
     assert discord.threads[thread_id]["type"] == 11 and int(discord.threads[thread_id]["parent_id"]) == discord.CHANNEL_ID
 
     # Exactly one message in the thread: the video link, mentioning only the requester.
-    await discord.wait_until(lambda: discord.messages_in(thread_id), timeout=20)
+    await harness.wait_for(lambda: discord.messages_in(thread_id), "result in the thread", timeout=20)
     assert harness.kie.create_calls == 1
     [task] = harness.kie.tasks.values()
     image_urls = task.body.get("imageUrls") or []
@@ -62,8 +62,7 @@ async def test_veo_with_first_frame_goes_from_command_to_video_in_thread(harness
     [result] = discord.messages_in(thread_id)
     assert video_url in result.content
     assert f"<@{discord.USER_ID}>" in result.content
-    assert result.allowed_mentions == {"parse": [], "users": [str(discord.USER_ID)]} or \
-        result.allowed_mentions == {"parse": [], "users": [discord.USER_ID]}
+    assert result.allowed_mentions == {"parse": [], "users": [discord.USER_ID]}
     # The ephemeral "accepted" reply was edited from "thinking" into a real answer.
     original = [m for m in discord.messages.values() if m.via == "interaction"]
     assert len(original) == 1 and original[0].ephemeral and original[0].content
