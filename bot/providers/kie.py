@@ -257,8 +257,14 @@ class KieClient:
         if hd_url:
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success_1080p", video_url=hd_url, progress=1.0)
-        completed = record.complete_time or self._first_success_seen.setdefault(task_id, self._clock.now())
-        if self._clock.now() >= completed + HD_GRACE_SECONDS:
+        now = self._clock.now()
+        first_seen = self._first_success_seen.setdefault(task_id, now)
+        completed = record.complete_time
+        if completed is None or completed > now:
+            # Missing, or in the future (a date string read in the wrong time zone): waiting on it
+            # could outlast the job's timeout and lose the video, so count from our own first sighting.
+            completed = first_seen
+        if now >= completed + HD_GRACE_SECONDS:
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
                               video_url=record.urls[0], progress=1.0)

@@ -189,6 +189,8 @@ class FakeVendor:
 
     async def start(self, port: int | None = None) -> str:
         """Listen on 127.0.0.1 (a free port, or `port`, or the port of an earlier start)."""
+        if self._runner is not None:
+            return self.base_url
         if port is not None:
             self.port = port
         app = web.Application(middlewares=[self._middleware])

@@ -308,3 +308,22 @@ def test_signature_matches_the_documented_formula() -> None:
     expected = base64.b64encode(hmac.new(b"k", b"abc.1700000000", hashlib.sha256).digest()).decode()
     assert verify_kie_signature("abc", "1700000000", expected, "k")
     assert not verify_kie_signature("abc", "1700000000", expected, "")
+
+
+async def test_1080p_grace_counts_from_first_sighting_when_complete_time_is_unusable(
+    client: KieClient, vendor: FakeKieVendor, fake_clock: FakeClock
+) -> None:
+    job = spec(Family.VEO, KIE, upsample=True)
+    task_id = await client.submit(job)
+    future = int((fake_clock.now() + 10 * 3600) * 1000)  # e.g. a local date string read as UTC
+    record = {"code": 200, "msg": "success", "data": {
+        "taskId": task_id, "successFlag": 1, "completeTime": future,
+        "response": {"resultUrls": ["https://cdn.example/720p.mp4"], "resolution": "720p"}}}
+    vendor.hd_delay = None
+    vendor.inject("query", *[Fault.http(200, record)] * 3)
+    assert (await client.poll(task_id, job)).raw_status == "upsampling_1080p"
+    fake_clock.advance(HD_GRACE_SECONDS - 1)
+    assert (await client.poll(task_id, job)).state is TaskState.RUNNING
+    fake_clock.advance(1)
+    result = await client.poll(task_id, job)
+    assert result.state is TaskState.SUCCEEDED and result.video_url == "https://cdn.example/720p.mp4"
