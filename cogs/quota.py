@@ -1,0 +1,78 @@
+"""`/quota`: the caller's credits in this server, ephemerally.
+
+The numbers come from `QuotaService.balance` (the ledger is the truth, nothing is cached), so a
+moderator's change - a new budget, a grant, a reset - shows on the very next `/quota`.
+`balance_lines` is shared with `/framecast usage`, so a moderator sees exactly what the member sees.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from bot.quota.service import Balance
+
+
+def member_role_ids(user: discord.abc.User | Any) -> tuple[int, ...]:
+    """The member's role ids straight from the interaction payload.
+
+    `Member.roles` needs the guild's roles in the cache, which a bot without the members intent may
+    not have; the payload's id list (`_roles`) is always there. A plain `User` (no guild) has none.
+    """
+    return tuple(int(role_id) for role_id in (getattr(user, "_roles", None) or ()))
+
+
+def _credits(amount: int) -> str:
+    return f"{amount} credit" if amount == 1 else f"{amount} credits"
+
+
+def balance_lines(balance: "Balance") -> list[str]:
+    """Remaining credits, what is on hold, when credits come back, and jobs running / allowed."""
+    if balance.budget is None:
+        lines = ["Credits: **unlimited**"]
+    else:
+        remaining = max(0, balance.remaining if balance.remaining is not None else 0)
+        lines = [f"Credits: **{remaining}** of {balance.budget} left for the rolling 24 hours"]
+    if balance.held:
+        lines.append(f"On hold: {_credits(balance.held)} for videos in progress (given back if they fail)")
+    else:
+        lines.append("On hold: nothing")
+    if balance.budget is not None:
+        if balance.refill_at is not None:
+            lines.append(f"Credits come back: <t:{int(balance.refill_at)}:R> (24 hours after each charge)")
+        elif balance.held:
+            lines.append("Credits come back: 24 hours after each video is charged")
+        else:
+            lines.append("Credits come back: nothing is spent, you have your full budget")
+    lines.append(f"Videos in progress: {balance.active_jobs} / {balance.max_concurrent}")
+    return lines
+
+
+class QuotaCog(commands.Cog):
+    """Members' own credit view."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @property
+    def services(self) -> Any:
+        return self.bot.services  # type: ignore[attr-defined]
+
+    @app_commands.command(name="quota", description="Your credits in this server: left, on hold, and when they come back")
+    @app_commands.guild_only()
+    async def quota(self, interaction: discord.Interaction) -> None:
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        balance = await self.services.quota.balance(
+            interaction.guild_id, interaction.user.id, member_role_ids(interaction.user)
+        )
+        text = "\n".join(["**Your credits in this server**", *balance_lines(balance)])
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(QuotaCog(bot))
