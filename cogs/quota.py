@@ -36,7 +36,7 @@ def balance_lines(balance: "Balance") -> list[str]:
         lines = ["Credits: **unlimited**"]
     else:
         remaining = max(0, balance.remaining if balance.remaining is not None else 0)
-        lines = [f"Credits: **{remaining}** of {balance.budget} left for the rolling 24 hours"]
+        lines = [f"Credits left: **{remaining}** (daily budget {balance.budget}, over a rolling 24 hours)"]
     if balance.held:
         lines.append(f"On hold: {_credits(balance.held)} for videos in progress (given back if they fail)")
     else:
