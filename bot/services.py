@@ -1,0 +1,97 @@
+"""The composition root: every service built once, from settings, sharing one database and clock.
+
+The Discord bot, the operators' HTTP server and the end-to-end tests all start from
+`build_services`, so they run the very same wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.audit import AuditService
+from bot.catalog import ProviderName
+from bot.clock import Clock, SystemClock
+from bot.delivery.base import Publisher
+from bot.jobs.poller import Poller
+from bot.jobs.repository import JobRepository
+from bot.jobs.service import JobService
+from bot.providers.base import ProviderClient
+from bot.providers.registry import build_providers, close_providers
+from bot.quota.service import QuotaService
+from bot.settings import Settings
+from storage.database import Database
+from storage.guild_settings import GuildSettingsStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    clock: Clock
+    providers: dict[ProviderName, ProviderClient]
+    jobs: JobService
+    quota: QuotaService
+    policy: Any
+    audit: AuditService
+    poller: Poller
+    guild_settings: GuildSettingsStore
+    owns_providers: bool = field(default=True)
+
+    async def aclose(self) -> None:
+        """Stop the poller, release vendor connection pools (ours only) and close the database."""
+        try:
+            await self.poller.stop()
+        finally:
+            try:
+                if self.owns_providers:
+                    await close_providers(self.providers)
+            finally:
+                await self.db.close()
+
+
+def _build_policy(db: Database, settings: Settings, clock: Clock, store: GuildSettingsStore) -> Any:
+    """PolicyService, with whatever collaborators its constructor names."""
+    import inspect
+
+    from bot.moderation.policy import PolicyService
+
+    available: dict[str, Any] = {"db": db, "settings": settings, "clock": clock, "store": store,
+                                 "guild_settings": store}
+    parameters = inspect.signature(PolicyService).parameters
+    kwargs = {name: available[name] for name in parameters if name in available}
+    return PolicyService(**kwargs)
+
+
+async def build_services(
+    settings: Settings,
+    publisher: Publisher,
+    clock: Clock | None = None,
+    providers: Mapping[ProviderName, ProviderClient] | None = None,
+    instance_id: str | None = None,
+) -> Services:
+    """Open the database at settings.database_path and wire every service; the poller is not started."""
+    clock = clock or SystemClock()
+    db = await Database.open(settings.database_path)
+    try:
+        owns_providers = providers is None
+        clients = dict(providers) if providers is not None else build_providers(settings, clock)
+        store = GuildSettingsStore(db)
+        quota = QuotaService(db, settings, clock, store)
+        policy = _build_policy(db, settings, clock, store)
+        audit = AuditService(db, clock)
+        repository = JobRepository(db)
+        poller = Poller(settings=settings, db=db, clock=clock, providers=clients, quota=quota,
+                        publisher=publisher, audit_service=audit, repository=repository, instance_id=instance_id)
+        jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
+                          repository=repository, on_job_created=poller.wake)
+    except BaseException:
+        await db.close()
+        raise
+    log.info("services built: providers %s, poller %s", sorted(p.value for p in clients), poller.owner)
+    return Services(settings=settings, db=db, clock=clock, providers=clients, jobs=jobs, quota=quota,
+                    policy=policy, audit=audit, poller=poller, guild_settings=store, owns_providers=owns_providers)
