@@ -1,0 +1,132 @@
+"""Provider brakes: submit rate window, in-flight cap, circuit breaker; and queue positions."""
+
+from __future__ import annotations
+
+from bot.catalog import ProviderName
+from bot.clock import FakeClock
+from bot.jobs.limits import BreakerState, CircuitBreaker, RateWindow
+from bot.jobs.models import JobStatus
+from bot.providers.base import ErrorKind, ProviderError
+from storage.database import Database
+from tests.jobs.support import REQUESTER, Requester, build_rig, make_settings
+
+
+def test_rate_window_slides(fake_clock: FakeClock) -> None:
+    window = RateWindow(2, 10.0, fake_clock)
+    assert window.try_acquire() and window.try_acquire()
+    assert not window.try_acquire()
+    assert window.next_free_at() == fake_clock.now() + 10
+    fake_clock.advance(10)
+    assert window.try_acquire()
+
+
+def test_breaker_opens_then_lets_one_probe_through(fake_clock: FakeClock) -> None:
+    breaker = CircuitBreaker(fake_clock, threshold=3, cool_down=30)
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    fake_clock.advance(30)
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # only one at a time
+    breaker.record_failure()  # the probe failed: open again for a full cool-down
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    fake_clock.advance(30)
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state is BreakerState.CLOSED and breaker.allow() and breaker.allow()
+
+
+async def test_rate_window_queues_extra_jobs_and_positions_count_them(db: Database, fake_clock: FakeClock) -> None:
+    settings = make_settings(kie_api_key="k", kie_submits_per_10s=2)
+    rig = build_rig(db, fake_clock, settings=settings)
+    jobs = [await rig.create(f"shot {n}", requester=Requester(guild_id=10, channel_id=20, user_id=100 + n))
+            for n in range(5)]
+    assert all(j.provider is ProviderName.KIE for j in jobs)
+    assert [await rig.jobs.queue_position(j) for j in jobs] == [1, 2, 3, 4, 5]
+    await rig.poller.run_once()
+    statuses = [(await rig.job(j.id)).status for j in jobs]
+    assert statuses == [JobStatus.RUNNING] * 2 + [JobStatus.QUEUED] * 3  # never failed, just waiting
+    assert [await rig.jobs.queue_position(await rig.job(j.id)) for j in jobs] == [0, 0, 1, 2, 3]
+    waiting = await rig.job(jobs[2].id)
+    assert waiting.next_due_at is not None and waiting.next_due_at >= fake_clock.now() + 10
+    fake_clock.advance(10)
+    await rig.poller.run_once()
+    assert len(rig.providers[ProviderName.KIE].submits) == 4
+    assert (await rig.job(jobs[4].id)).status is JobStatus.QUEUED
+
+
+async def test_in_flight_limit_holds_jobs_until_a_slot_frees(db: Database, fake_clock: FakeClock) -> None:
+    settings = make_settings(kie_api_key="k", provider_max_in_flight=1)
+    rig = build_rig(db, fake_clock, settings=settings, duration=20)
+    first = await rig.create("one")
+    second = await rig.create("two", requester=Requester(guild_id=10, channel_id=20, user_id=31))
+    await rig.poller.run_once()
+    assert (await rig.job(first.id)).status is JobStatus.RUNNING
+    assert (await rig.job(second.id)).status is JobStatus.QUEUED
+
+    async def second_running() -> bool:
+        return (await rig.job(second.id)).status is JobStatus.RUNNING
+
+    await rig.run_until(second_running)
+    assert (await rig.job(first.id)).status is JobStatus.SUCCEEDED
+    assert len(rig.providers[ProviderName.KIE].submits) == 2
+
+
+async def test_failing_vendor_is_slowed_down_then_recovers(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=10, max_concurrency=1)  # one request at a time: deterministic
+    jobs = [await rig.create(f"job {n}", requester=Requester(guild_id=10, channel_id=20, user_id=200 + n))
+            for n in range(8)]
+    provider = rig.providers[ProviderName.KIE]
+    provider.submit_script = [ProviderError(ErrorKind.RETRYABLE, "vendor down", status_code=503)] * 100
+    await rig.poller.run_once()
+    breaker = rig.poller.limits.for_provider(ProviderName.KIE).breaker
+    assert breaker.state is BreakerState.OPEN
+    calls_when_open = len(provider.submits)
+    assert calls_when_open == breaker.threshold  # the rest waited instead of hammering
+    for _ in range(5):
+        fake_clock.advance(5)
+        await rig.poller.run_once()
+    assert len(provider.submits) == calls_when_open  # still cooling down
+    assert [(await rig.job(j.id)).status for j in jobs] == [JobStatus.QUEUED] * len(jobs)
+
+    provider.submit_script = []  # the vendor is back
+
+    async def all_running() -> bool:
+        statuses = [(await rig.job(j.id)).status for j in jobs]
+        return all(s in (JobStatus.RUNNING, JobStatus.SUCCEEDED) for s in statuses)
+
+    await rig.run_until(all_running, step=5, limit=600)
+    assert breaker.state is BreakerState.CLOSED
+    assert await rig.ledger(jobs[0].id) in (["hold"], ["hold", "charge"])
+
+
+async def test_poll_errors_back_off_and_count_the_streak(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=1000)
+    job = await rig.create()
+    await rig.poller.run_once()
+    provider = rig.providers[job.provider]
+    provider.poll_script = [ProviderError(ErrorKind.UNCERTAIN, "timeout"),
+                            ProviderError(ErrorKind.RETRYABLE, "slow down", retry_after=120.0)]
+    running = await rig.job(job.id)
+    assert running.next_due_at is not None
+    fake_clock.advance(running.next_due_at - fake_clock.now())
+    await rig.poller.run_once()
+    first = await rig.job(job.id)
+    assert first.error_streak == 1 and first.status is JobStatus.RUNNING
+    assert first.next_due_at is not None
+    fake_clock.advance(first.next_due_at - fake_clock.now())
+    await rig.poller.run_once()
+    second = await rig.job(job.id)
+    assert second.error_streak == 2 and second.next_due_at is not None
+    assert second.next_due_at >= fake_clock.now() + 120  # Retry-After honoured
+    fake_clock.advance(second.next_due_at - fake_clock.now())
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).error_streak == 0
+
+
+async def test_queue_position_is_zero_when_not_waiting(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create(requester=REQUESTER)
+    await rig.poller.run_once()
+    assert await rig.jobs.queue_position(job) == 0

@@ -1,0 +1,99 @@
+"""The poll schedule: catalog prior without history, learned quantiles with it, progress when given."""
+
+from __future__ import annotations
+
+import json
+
+from bot.catalog import get_model
+from bot.clock import FakeClock
+from bot.jobs.repository import JobRepository
+from bot.jobs.schedule import PollSchedule
+from storage.database import Database
+
+MODEL = "veo-fast-kie"
+
+
+async def _finished_jobs(db: Database, durations: list[float], start: float, model: str = MODEL) -> None:
+    async with db.transaction() as conn:
+        for n, took in enumerate(durations):
+            submitted = start + n
+            await conn.execute(
+                "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
+                " request_json, status, created_at, submitted_at, vendor_done_at, finished_at)"
+                " VALUES (1, 1, 1, 'veo', ?, 'kie', 'text', 'p', ?, 'succeeded', ?, ?, ?, ?)",
+                (model, json.dumps({}), submitted, submitted, submitted + took, submitted + took))
+
+
+def _polls_until(offsets: list[float], done_after: float) -> tuple[int, float]:
+    """(requests, lag) for a job that finishes `done_after` seconds after submit."""
+    for count, at in enumerate(offsets, start=1):
+        if at >= done_after:
+            return count, at - done_after
+    raise AssertionError("never noticed")
+
+
+async def _offsets(schedule: PollSchedule, now: float, horizon: float, progress_of=None) -> list[float]:  # type: ignore[no-untyped-def]
+    """The poll times the schedule would produce for one job, walking forward."""
+    at, offsets = now, []
+    while at - now < horizon:
+        progress = progress_of(at - now) if progress_of else None
+        at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=at, progress=progress)
+        offsets.append(at - now)
+    return offsets
+
+
+async def test_without_history_the_catalog_prior_is_used(db: Database, fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, max_interval=60)
+    plan = await schedule.plan_for(MODEL, "text")
+    timing = get_model(MODEL).timing
+    assert not plan.learned
+    assert plan.offsets[0] < timing.p10  # not before the vendor is plausibly done...
+    assert plan.offsets[0] >= timing.p10 * 0.4  # ...but not at once either
+    assert any(abs(o - timing.p50) < 30 for o in plan.offsets)
+    assert len(plan.offsets) <= 10
+
+
+async def test_history_makes_polls_dense_where_jobs_finish(db: Database, fake_clock: FakeClock) -> None:
+    # Jobs of this kind take 170-190 s.
+    await _finished_jobs(db, [170 + (n * 7) % 21 for n in range(60)], fake_clock.now() - 10_000)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=2, max_interval=60)
+    plan = await schedule.plan_for(MODEL, "text")
+    assert plan.learned
+    assert 150 <= plan.offsets[0] < 170
+    offsets = await _offsets(schedule, fake_clock.now(), 400)
+    lags, counts = [], []
+    for done_after in range(170, 191):
+        count, lag = _polls_until(offsets, done_after)
+        counts.append(count)
+        lags.append(lag)
+    assert max(counts) <= 10
+    assert sorted(lags)[len(lags) // 2] <= 3.0 and max(lags) <= 10.0
+    # Stragglers beyond everything seen are backed off, not hammered.
+    tail = [b - a for a, b in zip(offsets, offsets[1:]) if a > 200]
+    assert tail and all(later >= earlier for earlier, later in zip(tail, tail[1:]))
+
+
+async def test_history_is_cached_per_model_and_mode(db: Database, fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(JobRepository(db), fake_clock, cache_seconds=120)
+    first = await schedule.plan_for(MODEL, "text")
+    await _finished_jobs(db, [30.0] * 20, fake_clock.now() - 5000)
+    assert await schedule.plan_for(MODEL, "text") is first  # cached: no query per poll
+    fake_clock.advance(121)
+    refreshed = await schedule.plan_for(MODEL, "text")
+    assert refreshed.learned and refreshed.offsets[0] < 30
+
+
+async def test_progress_estimates_the_finish(db: Database, fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=2, max_interval=60)
+    total = 300.0  # far from the prior's median: only progress can tell
+    offsets = await _offsets(schedule, fake_clock.now(), 400, progress_of=lambda e: min(0.99, e / total))
+    count, lag = _polls_until(offsets, total)
+    assert count <= 10 and lag <= 3.0
+
+
+def test_error_backoff_grows_with_jitter_and_honours_retry_after(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, min_interval=2, max_interval=60)  # type: ignore[arg-type]
+    delays = [schedule.error_backoff(streak) for streak in range(1, 10)]
+    assert all(0.9 <= d <= 60 for d in delays)
+    assert delays[-1] > delays[0]
+    assert schedule.error_backoff(1, retry_after=90) >= 90
