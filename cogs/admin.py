@@ -31,6 +31,7 @@ MAX_CREDITS = 1_000_000
 MAX_CONCURRENT = 50
 MESSAGE_LIMIT = 1900  # under Discord's 2000, leaving room for a "... and N more" line
 JOBS_SHOWN = 10
+LEDGER_SHOWN = 8
 
 Write = Callable[[aiosqlite.Connection, float], Awaitable[Any]]
 Credits = app_commands.Range[int, 0, MAX_CREDITS]
@@ -93,6 +94,18 @@ def _code(text: str) -> str:
     return f"`{audit.quote(text)}`"
 
 
+def _ledger_line(entry: Any) -> str:
+    """One `credit_ledger` row for a moderator: what, how much, for which job, by whom, when."""
+    parts = [f"{entry.kind} {entry.amount}" if entry.kind != "reset" else "reset"]
+    if entry.job_id is not None:
+        parts.append(f"job #{entry.job_id}")
+    if entry.actor_id is not None:
+        parts.append(f"by <@{entry.actor_id}>")
+    if entry.note:
+        parts.append(audit.quote(entry.note, limit=80))
+    return f"<t:{int(entry.created_at)}:R> " + " · ".join(parts)
+
+
 def _budget_value(option: str, credits: int | None, unlimited: bool) -> int | None:
     """`credits` or None for unlimited; exactly one of the two must be given."""
     if unlimited and credits is not None:
@@ -130,6 +143,9 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
             raise app_commands.NoPrivateMessage()
         if not await is_moderator(interaction, self.services):
             raise NotModerator()
+        # A change may wait for the database writer (the poller's transactions): acknowledge now so
+        # Discord's 3-second deadline cannot pass; answers and errors then edit this placeholder.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         return True
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -295,6 +311,8 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
     ) -> None:
         value = _budget_value("credits", credits, unlimited)
         guild_id = _guild(interaction)
+        if role.is_default():  # never in a member's role list, so its budget would never apply
+            raise InputError("role", "for everyone, use `/framecast settings set daily_credits`.")
 
         async def write(conn: aiosqlite.Connection, now: float) -> None:
             await self.store.set_role_budget(guild_id, role.id, value, conn=conn)
@@ -549,6 +567,10 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
         lines = [f"**Credits of <@{member.id}>**", *balance_lines(balance)]
         if banned is not None:
             lines.append("Banned from making videos" + (f": {audit.quote(banned.reason)}" if banned.reason else ""))
+        entries = await self.services.quota.usage(guild_id, member.id, limit=LEDGER_SHOWN)
+        if entries:
+            lines.append("**Latest credit changes**")
+            lines += [_ledger_line(entry) for entry in entries]
         await _reply(interaction, _clip(lines))
 
     @app_commands.command(name="jobs", description="A member's recent jobs in this server")
@@ -591,7 +613,12 @@ def _cost_key(value: str) -> str:
 
 
 async def _reply(interaction: discord.Interaction, text: str) -> None:
-    await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+    """The command's one answer: it fills in the ephemeral "thinking" placeholder of the defer."""
+    none = discord.AllowedMentions.none()
+    if interaction.response.is_done():
+        await interaction.edit_original_response(content=text, allowed_mentions=none)
+    else:
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=none)
 
 
 async def setup(bot: commands.Bot) -> None:

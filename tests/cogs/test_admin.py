@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,20 @@ needs_policy = pytest.mark.skipif(
 )
 
 
+@dataclass
+class AdminReply(Reply):
+    """A Reply that also carries the answer's final allowed_mentions (after any edit)."""
+
+    allowed_mentions: dict[str, Any] | None = None
+
+
 class AdminHarness(Harness):
     """The shared Harness plus /framecast payloads with resolved users, roles and channels."""
+
+    def reply_to(self, payload: dict[str, Any]) -> AdminReply:
+        reply = super().reply_to(payload)
+        message = self.fake.messages[self.fake._interaction_originals[payload["token"]]]
+        return AdminReply(reply.callbacks, reply.content, reply.ephemeral, message.allowed_mentions)
 
     async def framecast(
         self, path: str, options: dict[str, Any] | None = None, *, user_id: int = MOD,
@@ -129,7 +142,7 @@ async def admin(make_admin: AdminFactory) -> AdminHarness:
 
 
 def no_pings(reply: Reply) -> bool:
-    return all((c.get("data") or {}).get("allowed_mentions") == {"parse": []} for c in reply.callbacks)
+    return isinstance(reply, AdminReply) and reply.allowed_mentions == {"parse": []}
 
 
 # --- who may use /framecast ---------------------------------------------------------------------
@@ -142,6 +155,7 @@ async def test_a_member_without_manage_server_is_refused_and_nothing_changes(adm
                                    permissions=DEFAULT_MEMBER_PERMISSIONS)
     for reply in (shown, banned):
         assert reply.ephemeral and reply.content.startswith(REFUSED) and no_pings(reply)
+        assert [c["type"] for c in reply.callbacks] == [4]  # refused before the command deferred
     assert await admin.count("guild_bans") == 0
     assert await admin.audit_rows() == []
 
@@ -181,6 +195,7 @@ async def test_every_answer_is_ephemeral_without_pings_and_every_change_is_audit
         await admin.framecast("settings show"),
     ]
     assert all(r.ephemeral and no_pings(r) for r in replies)
+    assert all([c["type"] for c in r.callbacks] == [5] for r in replies)  # deferred, then edited
     shown = replies[-1].content
     assert "Daily credits per member: 4" in shown and "Videos in progress per member: 3" in shown
     assert "Turned off: /kling" in shown
@@ -258,6 +273,12 @@ async def test_budget_role_applies_to_members_with_the_role_only(admin: AdminHar
     assert f"<@&{FakeDiscord.MEMBER_ROLE_ID}>: 6 credits" in listed
 
 
+async def test_a_budget_for_everyone_points_to_the_daily_credits_setting(admin: AdminHarness) -> None:
+    reply = await admin.framecast("budget role", {"role": ref("role", FakeDiscord.EVERYONE_ROLE_ID), "credits": 1})
+    assert reply.content == "**role**: for everyone, use `/framecast settings set daily_credits`."
+    assert await admin.count("guild_role_budgets") == 0
+
+
 async def test_budget_needs_exactly_one_of_credits_or_unlimited(admin: AdminHarness) -> None:
     neither = await admin.framecast("budget member", {"member": ref("user", USER)})
     both = await admin.framecast("budget member", {"member": ref("user", USER), "credits": 2, "unlimited": True})
@@ -314,8 +335,12 @@ async def test_cancel_releases_the_hold_and_is_scoped_to_the_server(admin: Admin
 
 async def test_usage_and_jobs_show_any_member(admin: AdminHarness) -> None:
     await admin.member("sora", {"prompt": "paper boats"})
+    await admin.framecast("credits grant", {"member": ref("user", USER), "amount": 2, "note": "contest winner"})
     usage = await admin.framecast("usage", {"member": ref("user", USER)})
     assert usage.content.startswith(f"**Credits of <@{USER}>**") and "On hold: 3 credits" in usage.content
+    latest = usage.content.split("**Latest credit changes**\n", 1)[1].splitlines()
+    assert latest[0].endswith(f"grant 2 · by <@{MOD}> · contest winner")
+    assert latest[1].endswith("hold 3 · job #1")
     jobs = await admin.framecast("jobs", {"member": ref("user", USER)})
     assert jobs.content.splitlines()[1].startswith("**#1**")
     none = await admin.framecast("jobs", {"member": ref("user", OTHER)})
