@@ -236,7 +236,12 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
             said.append(f"the moderator role to <@&{moderator_role.id}>")
         if not fields:
             raise InputError("settings", "give at least one option to change.")
-        await self._update_settings(interaction, fields, "set " + ", ".join(said))
+        hint = ""
+        if moderator_role is not None:
+            # default_permissions (Manage Server) hides /framecast from everyone else until an admin says otherwise.
+            hint = (f"\nDiscord shows /framecast to <@&{moderator_role.id}> once a server admin allows that role "
+                    "under Server Settings → Integrations → Framecast.")
+        await self._update_settings(interaction, fields, "set " + ", ".join(said), hint=hint)
 
     @settings.command(name="reset", description="Put a setting back to the bot's default")
     async def settings_reset(
@@ -246,14 +251,16 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
         column = "moderator_role_id" if setting == "moderator_role" else setting
         await self._update_settings(interaction, {column: None}, f"reset {setting} to the default")
 
-    async def _update_settings(self, interaction: discord.Interaction, fields: dict[str, Any], said: str) -> None:
+    async def _update_settings(
+        self, interaction: discord.Interaction, fields: dict[str, Any], said: str, *, hint: str = ""
+    ) -> None:
         guild_id = _guild(interaction)
 
         async def write(conn: aiosqlite.Connection, now: float) -> None:
             await self.store.update(guild_id, fields, now=now, conn=conn)
 
         await self._change(interaction, kind="settings", text=f"{said}.", write=write)
-        await _reply(interaction, f"Done: {said}.")
+        await _reply(interaction, f"Done: {said}.{hint}")
 
     @app_commands.command(name="pause", description="Stop members from starting new videos (running ones finish)")
     async def pause(self, interaction: discord.Interaction) -> None:

@@ -162,7 +162,8 @@ async def test_a_member_without_manage_server_is_refused_and_nothing_changes(adm
 
 async def test_the_configured_moderator_role_is_accepted(admin: AdminHarness) -> None:
     set_role = await admin.framecast("settings set", {"moderator_role": ref("role", FakeDiscord.MODERATOR_ROLE_ID)})
-    assert set_role.ephemeral and f"<@&{FakeDiscord.MODERATOR_ROLE_ID}>" in set_role.content
+    assert set_role.content.startswith(f"Done: set the moderator role to <@&{FakeDiscord.MODERATOR_ROLE_ID}>.")
+    assert "Server Settings → Integrations" in set_role.content  # default_permissions hides it otherwise
 
     with_role = await admin.framecast("ban", {"member": ref("user", OTHER), "reason": "spam"}, user_id=USER,
                                       permissions=DEFAULT_MEMBER_PERMISSIONS,
