@@ -135,6 +135,8 @@ class Poller:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before looking for work, so a wake() that arrives while we look is not lost.
+            self._wake.clear()
             claimed = 0
             try:
                 claimed = await self._dispatch()
@@ -169,9 +171,8 @@ class Poller:
         if claimed == 0 or len(self._tasks) >= self.max_concurrency:
             # Due rows we could not claim are leased (by us or another process): do not spin.
             delay = max(delay, BUSY_FLOOR_SECONDS)
-        if delay <= 0:
+        if delay <= 0 or self._stopping:
             return
-        self._wake.clear()
         sleeper = asyncio.ensure_future(self.clock.sleep(delay))
         waker = asyncio.ensure_future(self._wake.wait())
         try:

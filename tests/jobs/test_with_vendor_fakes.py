@@ -1,0 +1,126 @@
+"""The poller with the real vendor clients against the loopback vendor fakes, and the poller's loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.catalog import Family, ProviderName
+from bot.clock import FakeClock
+from bot.jobs.models import DeliveryState, JobStatus
+from bot.jobs.poller import Poller
+from bot.providers.registry import build_providers, close_providers
+from bot.validation import GenerationRequest
+from storage.database import Database
+from tests.fakes.vendors import Fault, FakeKieVendor, FakeUnifiedVendor, Outcome
+from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota, RecordingPublisher, make_settings, record_audit_in
+from bot.jobs.service import JobService
+
+
+def _wire(db: Database, clock: FakeClock, settings, providers):  # type: ignore[no-untyped-def]
+    quota, publisher = LedgerQuota(), RecordingPublisher()
+    poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota, publisher=publisher,
+                    audit_recorder=record_audit_in, instance_id="poller-fakes")
+    jobs = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota, policy=AllowAll(),
+                      audit_recorder=record_audit_in, on_job_created=poller.wake)
+    return jobs, poller, publisher
+
+
+async def _drive(poller: Poller, clock: FakeClock, jobs: JobService, job_id: int, step: float = 2.0,
+                 limit: float = 3600) -> None:
+    waited = 0.0
+    while waited < limit:
+        await poller.run_once()
+        job = await jobs.repository.get(job_id)
+        if job is not None and job.delivery_state is DeliveryState.DELIVERED:
+            return
+        clock.advance(step)
+        waited += step
+    raise AssertionError("job never delivered")
+
+
+async def test_kie_job_end_to_end_with_the_fake_vendor(db: Database, fake_clock: FakeClock) -> None:
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=95) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dawn"))
+            job = await jobs.create_job(REQUESTER, spec)
+            await _drive(poller, fake_clock, jobs, job.id)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED and done.video_url
+            assert kie.create_calls == 1
+            task = next(iter(kie.tasks.values()))
+            assert 1 <= task.status_calls <= 10
+            assert len(publisher.delivered) == 1 and done.video_url in publisher.delivered[0][1].content
+        finally:
+            await close_providers(providers)
+
+
+async def test_lost_create_response_is_never_resent(db: Database, fake_clock: FakeClock) -> None:
+    async with FakeUnifiedVendor(api_key="k", clock=fake_clock, duration=60) as vendor:
+        settings = make_settings(kkiai_api_key="k", kkiai_base_url=vendor.base_url,
+                                 uncertain_submit_grace_seconds=300)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            assert set(providers) == {ProviderName.KKIAI}
+            vendor.inject("create", Fault.lost_response())
+            spec = jobs.validate(GenerationRequest(family=Family.SORA, prompt="waves"))
+            job = await jobs.create_job(REQUESTER, spec)
+            await poller.run_once()
+            assert (await jobs.repository.get(job.id)).status is JobStatus.UNCERTAIN  # type: ignore[union-attr]
+            await _drive(poller, fake_clock, jobs, job.id, step=30)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.FAILED
+            assert vendor.create_calls == 1  # the vendor did create a task; we did not send another
+        finally:
+            await close_providers(providers)
+
+
+async def test_rate_limited_create_waits_for_retry_after(db: Database, fake_clock: FakeClock) -> None:
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=30, outcome=Outcome.fail("unsafe prompt")) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            kie.inject("create", Fault.http(429, headers={"Retry-After": "20"}))
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a storm"))
+            job = await jobs.create_job(REQUESTER, spec)
+            await poller.run_once()
+            queued = await jobs.repository.get(job.id)
+            assert queued is not None and queued.status is JobStatus.QUEUED
+            assert queued.next_due_at is not None and queued.next_due_at >= fake_clock.now() + 20
+            await _drive(poller, fake_clock, jobs, job.id)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.FAILED
+            assert kie.create_calls == 2
+            assert publisher.delivered and "unsafe prompt" in publisher.delivered[0][1].content.lower()
+        finally:
+            await close_providers(providers)
+
+
+async def test_the_loop_runs_jobs_and_stops_cleanly(db: Database, fake_clock: FakeClock) -> None:
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=40) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url)
+        providers = build_providers(settings, fake_clock)
+        jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+        poller.start()
+        try:
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a fox in snow"))
+            job = await jobs.create_job(REQUESTER, spec)  # wakes the loop: submitted without advancing time
+            for _ in range(1000):
+                current = await jobs.repository.get(job.id)
+                if current is not None and current.status is JobStatus.RUNNING:
+                    break
+                await asyncio.sleep(0.01)
+            assert kie.create_calls == 1
+            for _ in range(3000):
+                if publisher.delivered:
+                    break
+                fake_clock.advance(1.0)
+                await asyncio.sleep(0.005)
+            assert publisher.delivered and publisher.delivered[0][0] == job.id
+        finally:
+            await asyncio.wait_for(poller.stop(), timeout=10)
+            await close_providers(providers)
