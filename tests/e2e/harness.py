@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,14 @@ READY_LOG_LINE = "gateway connected as"
 KKIAI_KEY = "e2e-kkiai-key-0123456789"
 KIE_KEY = "e2e-kie-key-0123456789"
 KLING_KEY = "e2e-kling-key-0123456789"
+KIE_WEBHOOK_KEY = "e2e-kie-webhook-hmac-key"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the bot binds it moments later; loopback only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def clean_environment() -> dict[str, str]:
@@ -58,12 +67,15 @@ class BotHarness:
     ) -> None:
         self.tmp_path = tmp_path
         self.discord = FakeDiscord()
-        self.kie = FakeKieVendor(api_key=KIE_KEY, duration=vendor_duration, hd_delay=None)
+        # kie.ai calls the bot back when a task finishes: that, not a blind poll, makes delivery quick.
+        self.kie = FakeKieVendor(api_key=KIE_KEY, duration=vendor_duration, hd_delay=None,
+                                 callback_key=KIE_WEBHOOK_KEY)
         self.unified = FakeUnifiedVendor(api_key=KKIAI_KEY, duration=vendor_duration)
         self.kling = FakeKlingVendor(api_key=KLING_KEY, duration=vendor_duration)
         self.vendors = vendors
         self.extra_env = dict(extra_env or {})
         self.database_path = tmp_path / "data" / "bot.db"
+        self.http_port = free_port()
         self.process: asyncio.subprocess.Process | None = None
         self.runs = 0
         self.log_path: Path | None = None
@@ -103,6 +115,9 @@ class BotHarness:
             "SUBMIT_TIMEOUT_SECONDS": "5",
             "LEASE_SECONDS": "5",
             "LOG_LEVEL": "INFO",
+            "HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+            "PUBLIC_BASE_URL": self.http_base_url,
+            "KIE_WEBHOOK_HMAC_KEY": KIE_WEBHOOK_KEY,
         })
         if "kie" in self.vendors:
             env.update({"KIE_BASE_URL": self.kie.base_url, "KIE_UPLOAD_BASE_URL": self.kie.base_url,
@@ -113,6 +128,11 @@ class BotHarness:
             env.update({"KLING_BASE_URL": self.kling.base_url, "KLING_API_KEY": KLING_KEY})
         env.update(self.extra_env)
         return env
+
+    @property
+    def http_base_url(self) -> str:
+        """The bot's operators' server (/healthz, /metrics, kie callbacks)."""
+        return f"http://127.0.0.1:{self.http_port}"
 
     # --- the bot process ------------------------------------------------------------------------------
     async def start_bot(self, *, wait_ready: bool = True, timeout: float = 30.0,

@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.harness import BotHarness, clean_environment
@@ -26,6 +27,9 @@ async def test_veo_with_first_frame_goes_from_command_to_video_in_thread(harness
     await harness.start_bot()
     assert "veo" in {c["name"] for c in discord.commands[discord.GUILD_ID]}
     assert discord.identify_payloads[0]["intents"] & ((1 << 1) | (1 << 8) | (1 << 15)) == 0
+    async with httpx.AsyncClient(timeout=10) as http:
+        health = (await http.get(f"{harness.http_base_url}/healthz")).json()
+    assert health["gateway_connected"] is True and health["database_writable"] is True
 
     image = discord.add_attachment(PNG, "first.png", "image/png")
     payload = discord.slash_command("veo", {"prompt": "a red fox running through snow"},
