@@ -7,7 +7,7 @@ synced, SIGKILL or SIGTERM it, start it again on the same database.
         await harness.start_bot()
         await harness.discord.dispatch_interaction(harness.discord.slash_command("veo", {...}))
         ...
-        harness.kill()                 # SIGKILL, like a crash
+        await harness.kill()           # SIGKILL, like a crash
         await harness.start_bot()      # same database, same fakes
 
 The subprocess runs in `tmp_path` (so no developer `.env` is read) with an environment stripped of every
@@ -93,8 +93,7 @@ class BotHarness:
                         tb: TracebackType | None) -> None:
         try:
             if self.process is not None and self.process.returncode is None:
-                self.kill()
-                await self.wait_exit(timeout=10)
+                await self.kill()
         finally:
             self._close_log()
             for fake in (self.kie, self.unified, self.kling):
@@ -164,36 +163,34 @@ class BotHarness:
         deadline = time.monotonic() + timeout
         while not condition():
             if self.process is not None and self.process.returncode is not None:
-                raise AssertionError(f"bot exited with {self.process.returncode} before {what}:\n{self.log_text()}")
+                raise AssertionError(f"bot exited with {self.process.returncode} while waiting for {what}:\n"
+                                     f"--- bot log ---\n{self.log_text()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"bot not {what} within {timeout}s:\n{self.log_text()}")
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n"
+                                     f"--- bot log ---\n{self.log_text()}")
             await asyncio.sleep(0.05)
 
     async def wait_for(self, predicate: Any, what: str, timeout: float = 20.0) -> Any:
-        """`discord.wait_until`, failing with the bot's log (and early if the bot died)."""
-        async def watch_process() -> None:
-            assert self.process is not None
-            await self.process.wait()
-        watcher = asyncio.create_task(watch_process())
-        waiter = asyncio.create_task(self.discord.wait_until(predicate, timeout=timeout))
-        try:
-            done, _ = await asyncio.wait({watcher, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not waiter.done():
-                waiter.cancel()
-        if waiter in done and waiter.exception() is None:
-            return waiter.result()
-        state = "exited" if watcher in done else "timed out"
-        raise AssertionError(f"{what}: {state} while waiting\n--- bot log ---\n{self.log_text()}")
+        """Poll `predicate` (over any fake's state) until truthy; fail with the bot's log on timeout or death."""
+        result: list[Any] = []
+
+        def check() -> bool:
+            value = predicate()
+            if value:
+                result.append(value)
+            return bool(value)
+        await self._poll(check, timeout, what)
+        return result[-1]
 
     async def wait_for_log(self, text: str, timeout: float = 15.0) -> None:
         await self._poll(lambda: text in self.log_text(), timeout, f"logging {text!r}")
 
-    def kill(self) -> None:
-        """SIGKILL: no cleanup at all, like a crash or an OOM kill."""
-        if self.process is not None and self.process.returncode is None:
+    async def kill(self, timeout: float = 10.0) -> int:
+        """SIGKILL and reap: no cleanup at all, like a crash or an OOM kill. Returns the exit code."""
+        assert self.process is not None
+        if self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
+        return await self.wait_exit(timeout)
 
     async def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait; returns the exit code."""

@@ -96,3 +96,27 @@ async def test_rejected_token_exits_nonzero_with_a_clear_cause(harness: BotHarne
     assert "rejected DISCORD_TOKEN" in harness.log_text()
     assert "not.the-right.token" not in harness.log_text()
     assert FakeDiscord.TOKEN not in harness.log_text()
+
+
+async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path) -> None:
+    # The vendor finishes only once the new process is up, so kie's callback reaches the restarted bot.
+    async with BotHarness(tmp_path, vendor_duration=600.0) as harness:
+        discord = harness.discord
+        await harness.start_bot()
+        payload = discord.slash_command("veo", {"prompt": "a lighthouse in a storm"})
+        await discord.dispatch_interaction(payload)
+        await harness.wait_for(lambda: harness.kie.tasks, "vendor task created", timeout=15)
+        thread_id = await harness.wait_for(
+            lambda: next((m.id for m in discord.messages_in(discord.CHANNEL_ID) if m.id in discord.threads), None),
+            "thread", timeout=15)
+        assert await harness.kill() == -9
+
+        await harness.start_bot()  # same database: the job is picked up where it was
+        [task_id] = harness.kie.tasks
+        harness.kie.finish_now(task_id)
+        await harness.wait_for(lambda: discord.messages_in(thread_id), "result after restart", timeout=25)
+        assert await harness.terminate() == 0
+        assert harness.kie.create_calls == 1
+        [result] = discord.messages_in(thread_id)
+        [task] = harness.kie.tasks.values()
+        assert harness.kie.video_url(task) in result.content
