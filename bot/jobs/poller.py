@@ -39,7 +39,6 @@ LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not
                        "Nothing was charged; please try again.")
 NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
 NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
-MAX_SUBMIT_ATTEMPTS = 6
 MAX_DELIVERY_ATTEMPTS = 25
 MAX_FINAL_DELIVERY_ATTEMPTS = 3
 MAX_ROUNDS_PER_RUN = 20
@@ -300,14 +299,17 @@ class Poller:
         elif error.kind is ErrorKind.UNCERTAIN:
             breaker.record_failure()
             await self._mark_uncertain(job, str(error))
-        elif job.submit_attempts >= MAX_SUBMIT_ATTEMPTS:
-            breaker.record_failure()
-            await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
         else:
+            # Provably nothing reached the vendor: wait and resend, however long the outage, until the
+            # job's deadline times it out (hold released, member told). Failing after a fixed number of
+            # attempts lost jobs to a few minutes of 503s, told "will be sent again shortly".
             breaker.record_failure()
-            delay = self.schedule.error_backoff(job.submit_attempts, error.retry_after)
+            now = self.clock.now()
+            next_at = now + self.schedule.error_backoff(job.submit_attempts, error.retry_after)
+            if job.deadline_at is not None:
+                next_at = min(next_at, max(job.deadline_at, now + 0.05))
             await self._transition(job, {"status": JobStatus.QUEUED.value, "error_streak": job.error_streak + 1,
-                                         "next_due_at": self.clock.now() + delay})
+                                         "next_due_at": next_at})
 
     async def _record_task_id(self, job: JobRecord, task_id: str, *, owned: bool) -> bool:
         """The vendor task exists: running from now, first poll from the schedule.
