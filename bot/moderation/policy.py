@@ -1,0 +1,149 @@
+"""May this member make this video here? One place answers, before anything is spent.
+
+Checks run cheapest and least surprising first: server paused, member banned, channel not on the
+allowlist, family turned off, prompt breaks a rule. Each "no" is a Refusal with a sentence the
+member can act on; a blocked prompt never echoes the matched word (that would teach the way around
+it) but is logged and put on the audit trail for moderators.
+
+Also the moderator-side writes that belong with policy (rules, bans), each in one transaction with
+its audit event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from bot import audit
+from bot.clock import Clock
+from bot.errors import Refusal
+from bot.moderation.rules import Match, first_match, validate
+from storage.database import Database
+from storage.guild_settings import GuildSettingsStore, PromptRule
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNELS_NAMED = 10  # a refusal lists at most this many allowed channels
+
+
+class RequesterLike(Protocol):
+    """What policy needs of bot.jobs.service.Requester (plain ids, no Discord objects)."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    role_ids: Sequence[int]
+    parent_channel_id: int | None
+
+
+def _family_name(family: object) -> str:
+    value = getattr(family, "value", family)
+    return str(value)
+
+
+class PolicyService:
+    """Server-level permission to generate, and the moderator actions that change it."""
+
+    def __init__(self, db: Database, clock: Clock, store: GuildSettingsStore | None = None) -> None:
+        self.db = db
+        self.clock = clock
+        self.store = store or GuildSettingsStore(db)
+
+    async def check(self, requester: RequesterLike, family: object, prompt: str) -> None:
+        """Return if the request may go ahead; raise Refusal saying why not."""
+        guild_id = requester.guild_id
+        family_name = _family_name(family)
+
+        settings = await self.store.get(guild_id)
+        if settings.paused:
+            raise Refusal("paused", "Video making is paused on this server right now; try again later.")
+
+        ban = await self.store.get_ban(guild_id, requester.user_id)
+        if ban is not None:
+            reason = f" Reason: {audit.quote(ban.reason)}" if ban.reason else ""
+            raise Refusal("banned", f"You are not allowed to make videos on this server.{reason}")
+
+        allowed = await self.store.allowed_channels(guild_id)
+        if allowed and not {requester.channel_id, requester.parent_channel_id} & set(allowed):
+            named = ", ".join(f"<#{channel_id}>" for channel_id in allowed[:MAX_CHANNELS_NAMED])
+            more = f" (and {len(allowed) - MAX_CHANNELS_NAMED} more)" if len(allowed) > MAX_CHANNELS_NAMED else ""
+            raise Refusal("channel", f"Videos can only be made in {named}{more}.")
+
+        if not await self.store.is_family_enabled(guild_id, family_name):
+            raise Refusal("family", f"/{family_name} is turned off on this server.")
+
+        match = first_match(await self.store.prompt_rules(guild_id), prompt)
+        if match is not None:
+            await self._record_block(requester, family_name, prompt, match)
+            raise Refusal(
+                "prompt",
+                "Your prompt contains a word or phrase this server does not allow. Please rephrase it.",
+            )
+
+    async def _record_block(self, requester: RequesterLike, family: str, prompt: str, match: Match) -> None:
+        log.info(
+            "prompt blocked: guild=%s user=%s channel=%s family=%s rule=%s (%s) prompt=%r",
+            requester.guild_id, requester.user_id, requester.channel_id, family,
+            match.rule_id, match.kind, prompt[:300],
+        )
+        await audit.AuditService(self.db, self.clock).record(
+            guild_id=requester.guild_id,
+            kind="prompt_blocked",
+            actor_id=requester.user_id,
+            target_id=requester.user_id,
+            text=(
+                f"Blocked a /{family} prompt from <@{requester.user_id}> in <#{requester.channel_id}> "
+                f"(rule #{match.rule_id}, {match.kind}): \u201c{audit.quote(prompt)}\u201d"
+            ),
+        )
+
+    async def test_prompt(self, guild_id: int, prompt: str) -> Match | None:
+        """Which rule would block this prompt (for moderators trying their rules out)."""
+        return first_match(await self.store.prompt_rules(guild_id), prompt)
+
+    # --- moderator actions ------------------------------------------------------------------
+
+    async def add_rule(self, guild_id: int, kind: str, pattern: str, *, actor_id: int) -> PromptRule:
+        """Validate and store a rule; InvalidRule (with a sentence) if it cannot be used."""
+        cleaned = validate(kind, pattern)
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            rule = await self.store.add_prompt_rule(guild_id, kind, cleaned, created_by=actor_id, now=now, conn=conn)
+            await audit.record_in(
+                conn, guild_id=guild_id, kind="rule_added", actor_id=actor_id, now=now,
+                text=f"<@{actor_id}> added prompt rule #{rule.id} ({kind}).",
+            )
+        return rule
+
+    async def remove_rule(self, guild_id: int, rule_id: int, *, actor_id: int) -> bool:
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            removed = await self.store.remove_prompt_rule(guild_id, rule_id, conn=conn)
+            if removed:
+                await audit.record_in(
+                    conn, guild_id=guild_id, kind="rule_removed", actor_id=actor_id, now=now,
+                    text=f"<@{actor_id}> removed prompt rule #{rule_id}.",
+                )
+        return removed
+
+    async def ban(self, guild_id: int, user_id: int, *, reason: str | None, actor_id: int) -> None:
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            await self.store.ban(guild_id, user_id, reason=reason, banned_by=actor_id, now=now, conn=conn)
+            why = f": {audit.quote(reason)}" if reason else "."
+            await audit.record_in(
+                conn, guild_id=guild_id, kind="ban", actor_id=actor_id, target_id=user_id, now=now,
+                text=f"<@{actor_id}> banned <@{user_id}> from making videos{why}",
+            )
+
+    async def unban(self, guild_id: int, user_id: int, *, actor_id: int) -> bool:
+        now = self.clock.now()
+        async with self.db.transaction() as conn:
+            removed = await self.store.unban(guild_id, user_id, conn=conn)
+            if removed:
+                await audit.record_in(
+                    conn, guild_id=guild_id, kind="unban", actor_id=actor_id, target_id=user_id, now=now,
+                    text=f"<@{actor_id}> lifted the video ban on <@{user_id}>.",
+                )
+        return removed
