@@ -42,6 +42,18 @@ def _family_name(family: object) -> str:
     return str(value)
 
 
+def _what_to_check(family_or_spec: object, prompt: str | None) -> tuple[str, list[str]]:
+    """(family name, member-written prompts) from either calling convention of `check`."""
+    if prompt is not None:
+        return _family_name(family_or_spec), [prompt]
+    spec_prompt = getattr(family_or_spec, "prompt", None)
+    if not isinstance(spec_prompt, str):
+        raise TypeError("check() needs a prompt, or a JobSpec as its second argument")
+    params = getattr(family_or_spec, "params", {}) or {}
+    shots = [shot for shot in params.get("multi_prompt") or [] if isinstance(shot, str)]
+    return _family_name(getattr(family_or_spec, "family")), [spec_prompt, *shots]
+
+
 class PolicyService:
     """Server-level permission to generate, and the moderator actions that change it."""
 
@@ -50,10 +62,15 @@ class PolicyService:
         self.clock = clock
         self.store = store or GuildSettingsStore(db)
 
-    async def check(self, requester: RequesterLike, family: object, prompt: str) -> None:
-        """Return if the request may go ahead; raise Refusal saying why not."""
+    async def check(self, requester: RequesterLike, family: object, prompt: str | None = None) -> None:
+        """Return if the request may go ahead; raise Refusal saying why not.
+
+        Call as `check(requester, family, prompt)`, or `check(requester, job_spec)`: with a JobSpec
+        its prompt and each multi-shot prompt are checked (not the negative prompt, which names
+        what the member wants kept out).
+        """
+        family_name, prompts = _what_to_check(family, prompt)
         guild_id = requester.guild_id
-        family_name = _family_name(family)
 
         settings = await self.store.get(guild_id)
         if settings.paused:
@@ -73,13 +90,15 @@ class PolicyService:
         if not await self.store.is_family_enabled(guild_id, family_name):
             raise Refusal("family", f"/{family_name} is turned off on this server.")
 
-        match = first_match(await self.store.prompt_rules(guild_id), prompt)
-        if match is not None:
-            await self._record_block(requester, family_name, prompt, match)
-            raise Refusal(
-                "prompt",
-                "Your prompt contains a word or phrase this server does not allow. Please rephrase it.",
-            )
+        rules = await self.store.prompt_rules(guild_id)
+        for text in prompts:
+            match = first_match(rules, text)
+            if match is not None:
+                await self._record_block(requester, family_name, text, match)
+                raise Refusal(
+                    "prompt",
+                    "Your prompt contains a word or phrase this server does not allow. Please rephrase it.",
+                )
 
     async def _record_block(self, requester: RequesterLike, family: str, prompt: str, match: Match) -> None:
         log.info(

@@ -135,3 +135,25 @@ async def test_checks_run_in_a_stable_order(policy: PolicyService, store: GuildS
     assert (refused.kind, refused.user_message) == ("banned", "You are not allowed to make videos on this server.")
     await policy.unban(GUILD, 5, actor_id=MOD)
     assert (await refusal(policy, Requester(), Family.VEO, "a cat")).kind == "family"
+
+
+async def test_check_accepts_a_job_spec_and_checks_every_shot(policy: PolicyService, store: GuildSettingsStore) -> None:
+    from bot.catalog import ProviderName
+    from bot.validation import GenerationRequest, validate_request
+
+    await policy.add_rule(GUILD, "word", "gizmo", actor_id=MOD)
+    providers = set(ProviderName)
+    clean = validate_request(GenerationRequest(family=Family.KLING, prompt="a cat", negative_prompt="no gizmo"), providers)
+    await policy.check(Requester(), clean)  # the negative prompt may name what to keep out
+    shots = validate_request(
+        GenerationRequest(family=Family.KLING, prompt="a cat", multi_prompt="a dog | a g1zmo"), providers
+    )
+    assert (await refusal_for_spec(policy, shots)).kind == "prompt"
+    await store.set_family_enabled(GUILD, "kling", False)
+    assert (await refusal_for_spec(policy, clean)).kind == "family"
+
+
+async def refusal_for_spec(policy: PolicyService, spec: object) -> Refusal:
+    with pytest.raises(Refusal) as refused:
+        await policy.check(Requester(), spec)
+    return refused.value
