@@ -22,7 +22,7 @@ from discord.ext import commands
 from bot import audit
 from bot.catalog import COST_KEYS, Family
 from bot.errors import Refusal
-from bot.moderation.rules import InvalidRule, validate as validate_rule
+from bot.moderation.rules import InvalidRule
 from bot.validation import InputError
 from cogs.jobs import is_moderator, list_line
 from cogs.quota import balance_lines, member_role_ids
@@ -390,33 +390,22 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
         self, interaction: discord.Interaction, kind: Literal["word", "regex"],
         pattern: app_commands.Range[str, 1, 200],
     ) -> None:
-        try:
-            cleaned = validate_rule(kind, pattern)
+        try:  # PolicyService validates (compiles, bounds, rejects catastrophic regexes) and audits
+            rule = await self.services.policy.add_rule(_guild(interaction), kind, pattern,
+                                                       actor_id=interaction.user.id)
         except InvalidRule as exc:
             raise InputError("pattern", exc.message) from None
-        guild_id, actor_id = _guild(interaction), interaction.user.id
-        added: list[Any] = []
-
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
-            added.append(await self.store.add_prompt_rule(guild_id, kind, cleaned, created_by=actor_id,
-                                                          now=now, conn=conn))
-
-        await self._change(interaction, kind="rule", text=f"added {kind} rule {_code(cleaned)}.", write=write)
-        await _reply(interaction, f"Rule #{added[0].id} added: prompts matching {kind} {_code(cleaned)} are refused.")
+        self._wake_audit_poster()
+        await _reply(interaction, f"Rule #{rule.id} added: prompts matching {kind} {_code(rule.pattern)} are refused.")
 
     @rules.command(name="remove", description="Remove a prompt rule")
     @app_commands.describe(rule="The rule's number (see /framecast rules list)")
     async def rules_remove(self, interaction: discord.Interaction, rule: app_commands.Range[int, 1, None]) -> None:
         guild_id = _guild(interaction)
         found = next((r for r in await self.store.prompt_rules(guild_id) if r.id == rule), None)
-        if found is None:
+        if found is None or not await self.services.policy.remove_rule(guild_id, rule, actor_id=interaction.user.id):
             raise Refusal("not_found", f"There is no rule #{rule} in this server.")
-
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
-            await self.store.remove_prompt_rule(guild_id, rule, conn=conn)
-
-        await self._change(interaction, kind="rule", write=write,
-                           text=f"removed {found.kind} rule #{rule} {_code(found.pattern)}.")
+        self._wake_audit_poster()
         await _reply(interaction, f"Rule #{rule} ({found.kind} {_code(found.pattern)}) removed.")
 
     @rules_remove.autocomplete("rule")
@@ -511,26 +500,16 @@ class AdminCog(commands.GroupCog, group_name="framecast", group_description="Fra
         guild_id, actor_id = _guild(interaction), interaction.user.id
         if member.id == actor_id:
             raise InputError("member", "you cannot ban yourself.")
-
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
-            await self.store.ban(guild_id, member.id, reason=reason, banned_by=actor_id, now=now, conn=conn)
-
+        await self.services.policy.ban(guild_id, member.id, reason=reason, actor_id=actor_id)  # audited there
+        self._wake_audit_poster()
         why = f" ({audit.quote(reason)})" if reason else ""
-        await self._change(interaction, kind="ban", target_id=member.id, write=write,
-                           text=f"banned <@{member.id}> from making videos{why}.")
         await _reply(interaction, f"<@{member.id}> can no longer make videos here{why}.")
 
     @app_commands.command(name="unban", description="Let a banned member make videos again")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
-        guild_id = _guild(interaction)
-        if await self.store.get_ban(guild_id, member.id) is None:
+        if not await self.services.policy.unban(_guild(interaction), member.id, actor_id=interaction.user.id):
             raise Refusal("not_found", f"<@{member.id}> is not banned here.")
-
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
-            await self.store.unban(guild_id, member.id, conn=conn)
-
-        await self._change(interaction, kind="ban", target_id=member.id, write=write,
-                           text=f"unbanned <@{member.id}>.")
+        self._wake_audit_poster()
         await _reply(interaction, f"<@{member.id}> may make videos again.")
 
     @app_commands.command(name="bans", description="Members banned from making videos")

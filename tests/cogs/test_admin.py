@@ -217,7 +217,7 @@ async def test_audit_events_are_posted_in_the_audit_channel_without_pings(admin:
     posted = admin.fake.messages_in(FakeDiscord.AUDIT_CHANNEL_ID)
     assert [m.content.split(" ", 1)[1] for m in posted] == [
         f"set the audit channel to <#{FakeDiscord.AUDIT_CHANNEL_ID}>.",
-        f"banned <@{OTHER}> from making videos (@\u200beveryone spam).",
+        f"banned <@{OTHER}> from making videos: @\u200beveryone spam",
     ]
     assert all(m.allowed_mentions == {"parse": []} for m in posted)
 
