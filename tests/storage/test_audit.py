@@ -1,0 +1,60 @@
+"""The audit outbox: recorded with the change, posted once, retried later, only where a channel is set."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.audit import AuditService, quote, record_in
+from bot.clock import FakeClock
+from storage.database import Database
+from storage.guild_settings import GuildSettingsStore
+
+WITH_CHANNEL, WITHOUT_CHANNEL = 1, 2
+
+
+@pytest.fixture
+async def audit(db: Database, fake_clock: FakeClock) -> AuditService:
+    await GuildSettingsStore(db).update(WITH_CHANNEL, {"audit_channel_id": 555}, now=fake_clock.now())
+    return AuditService(db, fake_clock)
+
+
+async def test_record_in_rolls_back_with_the_callers_transaction(db: Database, audit: AuditService) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as conn:
+            await record_in(conn, guild_id=WITH_CHANNEL, kind="x", text="never happened", now=1.0)
+            raise RuntimeError("the change failed")
+    assert await audit.recent(WITH_CHANNEL) == []
+
+
+async def test_pending_only_for_servers_with_a_channel_and_due(audit: AuditService, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    first = await audit.record(guild_id=WITH_CHANNEL, kind="ban", text="<@3> banned <@9>.", actor_id=3, target_id=9)
+    await audit.record(guild_id=WITHOUT_CHANNEL, kind="ban", text="elsewhere")
+    second = await audit.record(guild_id=WITH_CHANNEL, kind="grant", text="<@3> granted 2 credits to <@9>.")
+    pending = await audit.pending(now, limit=10)
+    assert [(e.id, e.channel_id) for e in pending] == [(first, 555), (second, 555)]
+    assert pending[0].actor_id == 3 and pending[0].target_id == 9 and pending[0].next_attempt_at == now
+    assert [e.id for e in await audit.pending(now, limit=1)] == [first]
+
+
+async def test_posted_once_and_failures_wait(audit: AuditService, fake_clock: FakeClock) -> None:
+    now = fake_clock.now()
+    posted = await audit.record(guild_id=WITH_CHANNEL, kind="a", text="one")
+    failing = await audit.record(guild_id=WITH_CHANNEL, kind="b", text="two")
+    assert await audit.mark_posted(posted, 9001, now)
+    assert not await audit.mark_posted(posted, 9002, now)  # a second post is refused
+    await audit.mark_failed(failing, now, retry_in=30)
+    assert await audit.pending(now) == []
+    later = await audit.pending(now + 30)
+    assert [(e.id, e.attempts) for e in later] == [(failing, 1)]
+    recent = await audit.recent(WITH_CHANNEL)
+    assert [e.id for e in recent] == [failing, posted]  # newest first
+    assert recent[1].message_id == 9001 and recent[1].posted_at == now
+
+
+def test_quote_defuses_mentions_and_formatting() -> None:
+    text = quote("hi @everyone and @here <@123> <@!5> <@&77> <#9>\n```code```", limit=200)
+    for mention in ("@everyone", "@here", "<@123>", "<@!5>", "<@&77>", "<#9>"):
+        assert mention not in text
+    assert "\n" not in text and "`" not in text
+    assert quote("x" * 50, limit=10) == "x" * 9 + "…"
