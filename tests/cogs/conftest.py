@@ -104,20 +104,6 @@ class Harness:
 BotFactory = Callable[..., Awaitable[Harness]]
 
 
-class _AllowAll:  # TEMPORARY until bot/moderation/policy.py lands
-    async def check(self, requester: Any, spec: Any) -> None:
-        return None
-
-
-@pytest.fixture(autouse=True)
-def _policy_until_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("bot.moderation.policy") is None:
-        import bot.services
-        monkeypatch.setattr(bot.services, "_build_policy", lambda *a, **k: _AllowAll())
-
-
 @pytest.fixture
 async def make_harness(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
     bots: list[FramecastBot] = []
