@@ -104,3 +104,16 @@ def test_unwrap_reaches_the_original_error() -> None:
 
 async def _noop(interaction: discord.Interaction) -> None:
     """A callback for building a Command in a test."""
+
+
+async def test_error_after_a_full_response_goes_to_a_followup(harness: Harness) -> None:
+    @app_commands.command(name="answer_then_fail", description="test only")
+    async def answer_then_fail(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("working", ephemeral=True)
+        raise Refusal("paused", "Video making is paused here.")
+
+    harness.bot.tree.add_command(answer_then_fail)
+    payload = harness.fake.slash_command("answer_then_fail")
+    await harness.run(payload)
+    followups = [m for m in harness.fake.messages.values() if m.via == "followup"]
+    assert [(m.content, m.ephemeral) for m in followups] == [("Video making is paused here.", True)]
