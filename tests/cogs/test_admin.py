@@ -6,7 +6,6 @@ Each test changes something as a moderator and then checks what the next member 
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,6 @@ OTHER = 1400000000000000009
 EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin")
 REFUSED = "Only moderators can use /framecast"
 OPTION_USER, OPTION_CHANNEL, OPTION_ROLE = 6, 7, 8
-
-needs_policy = pytest.mark.skipif(
-    importlib.util.find_spec("bot.moderation.policy") is None,
-    reason="PolicyService (bot/moderation/policy.py) has not landed yet",
-)
 
 
 @dataclass
@@ -388,7 +382,6 @@ async def test_rule_autocomplete_only_answers_moderators(admin: AdminHarness) ->
     assert await autocomplete(user_id=USER, permissions=DEFAULT_MEMBER_PERMISSIONS) == []
 
 
-@needs_policy
 async def test_rules_add_blocks_the_next_prompt(admin: AdminHarness) -> None:
     await admin.framecast("rules add", {"kind": "word", "pattern": "gore"})
     blocked = await admin.member("sora", {"prompt": "lots of G0RE everywhere"})
@@ -403,7 +396,6 @@ async def test_rules_add_blocks_the_next_prompt(admin: AdminHarness) -> None:
 # below uses another command, or another member, rather than waiting it out.
 
 
-@needs_policy
 async def test_family_disable_refuses_that_command_only_in_this_server(admin: AdminHarness) -> None:
     reply = await admin.framecast("family disable", {"family": "veo"})
     assert reply.content == "/veo is now off in this server."
@@ -417,7 +409,6 @@ async def test_family_disable_refuses_that_command_only_in_this_server(admin: Ad
     assert (await admin.member("veo", {"prompt": "a fox"}, user_id=OTHER)).content.startswith("Job #3 accepted")
 
 
-@needs_policy
 async def test_ban_refuses_the_member_and_unban_lets_them_back(admin: AdminHarness) -> None:
     await admin.framecast("ban", {"member": ref("user", USER), "reason": "spam"})
     refused = await admin.member("kling", {"prompt": "a cat"})
@@ -431,7 +422,6 @@ async def test_ban_refuses_the_member_and_unban_lets_them_back(admin: AdminHarne
     assert not_banned.content == f"<@{USER}> is not banned here."
 
 
-@needs_policy
 async def test_pause_refuses_new_videos_until_resume(admin: AdminHarness) -> None:
     assert (await admin.framecast("pause")).content == "Done: paused video generation."
     refused = await admin.member("sora", {"prompt": "rain"})
@@ -440,7 +430,6 @@ async def test_pause_refuses_new_videos_until_resume(admin: AdminHarness) -> Non
     assert (await admin.member("kling", {"prompt": "rain"})).content.startswith("Job #1 accepted")
 
 
-@needs_policy
 async def test_channels_allow_limits_where_members_may_generate(admin: AdminHarness) -> None:
     allowed = await admin.framecast("channels allow", {"channel": ref("channel", FakeDiscord.OTHER_CHANNEL_ID)})
     assert allowed.content == f"Video commands now work only in <#{FakeDiscord.OTHER_CHANNEL_ID}>."
