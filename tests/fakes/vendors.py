@@ -27,6 +27,14 @@ Faults, per endpoint name (`create`, `query`, and for kie `1080p`, `upload`), co
 request: `Fault.http(status, body, headers)`, `Fault.delay(seconds)` (then answers normally),
 `Fault.reset()` (connection reset, nothing done), `Fault.non_json()`, `Fault.lost_response()`
 (the request is fully handled - the task is created - then the connection is reset unanswered).
+Delays are real seconds (they exist to trip client timeouts), whatever clock the fake uses.
+Faults come before the key check; `unavailable` comes before faults.
+
+Per vendor: `FakeUnifiedVendor` (status-string knobs, stale error text on success, full-id-only
+queries), `FakeKieVendor` (body codes in the envelope, resultUrls as JSON string, 1080p readiness,
+file upload + download, signed callbacks: `callback_key`, `callbacks`, `fire_due_callbacks()`),
+`FakeKlingVendor` (`shape`: openai | envelope | envelope_legacy | simple | native; `serve_paths`).
+Helpers: `finish_now(task_id, outcome)`, `video_url(task)`, `status_calls(task_id)`.
 """
 
 from __future__ import annotations
