@@ -1,0 +1,103 @@
+"""Framecast speed/cost benchmark: `python benchmarks/run.py` (see docs/performance.md).
+
+Runs each scenario (jobs in flight x polling/callback x learned schedule/naive 10 s baseline) in its
+own process, so each one's CPU time and peak memory are its own, and prints a table with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SCENARIO = Path(__file__).resolve().parent / "scenario.py"
+
+# (label, key in the result, unit)
+ROWS: list[tuple[str, str, str]] = [
+    ("notify latency p50", "all.latency_p50", "s"),
+    ("notify latency p95", "all.latency_p95", "s"),
+    ("notify latency p99", "all.latency_p99", "s"),
+    ("status requests / job", "all.status_requests_per_job", ""),
+    ("kie jobs: latency p50", "kie.latency_p50", "s"),
+    ("kie jobs: latency p99", "kie.latency_p99", "s"),
+    ("kie jobs: requests / job", "kie.status_requests_per_job", ""),
+    ("interaction p50", "interaction_ms_p50", "ms"),
+    ("interaction p99", "interaction_ms_p99", "ms"),
+    ("CPU seconds (whole run)", "cpu_seconds_total", "s"),
+    ("CPU share at real pace", "cpu_share_at_real_pace", ""),
+    ("idle CPU share, jobs waiting", "idle_cpu_share", ""),
+    ("peak RSS", "peak_rss_mb", "MB"),
+    ("wall time", "wall_seconds", "s"),
+]
+
+
+def lookup(result: dict[str, Any], dotted: str) -> Any:
+    value: Any = result
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def run_scenario(jobs: int, mode: str, schedule: str, seed: int) -> dict[str, Any]:
+    command = [sys.executable, str(SCENARIO), "--jobs", str(jobs), "--mode", mode, "--schedule", schedule,
+               "--seed", str(seed)]
+    started = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr[-4000:])
+        raise SystemExit(f"scenario {jobs}/{mode}/{schedule} failed")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(f"  {jobs:>6} jobs  {mode:<8} {schedule:<7} done in {time.perf_counter() - started:5.1f} s", flush=True)
+    return result
+
+
+def fmt(value: Any, unit: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+def ratio(ours: Any, baseline: Any) -> str:
+    if not isinstance(ours, (int, float)) or not isinstance(baseline, (int, float)) or not ours:
+        return "-"
+    return f"{baseline / ours:.1f}x"
+
+
+def print_table(jobs: int, mode: str, ours: dict[str, Any], baseline: dict[str, Any]) -> None:
+    print(f"\n### {jobs} jobs in flight, {mode} mode\n")
+    print("| measure | learned schedule | naive 10 s polling | baseline / ours |")
+    print("| --- | --- | --- | --- |")
+    for label, key, unit in ROWS:
+        a, b = lookup(ours, key), lookup(baseline, key)
+        print(f"| {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio(a, b)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1000], help="jobs in flight (several allowed, e.g. 1000 10000)")
+    parser.add_argument("--modes", nargs="+", choices=("polling", "callback"), default=["polling", "callback"])
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--json", type=Path, help="also write every raw result to this file")
+    args = parser.parse_args()
+    results: list[dict[str, Any]] = []
+    print("running scenarios (each in its own process):", flush=True)
+    for jobs in args.jobs:
+        for mode in args.modes:
+            ours = run_scenario(jobs, mode, "learned", args.seed)
+            baseline = run_scenario(jobs, mode, "fixed", args.seed)
+            results += [ours, baseline]
+            print_table(jobs, mode, ours, baseline)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
