@@ -1,0 +1,139 @@
+"""`/framecast rules|channels`, `ban`, `unban` and `bans`: what may be asked, where and by whom."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import aiosqlite
+import discord
+from discord import app_commands
+
+from bot import audit
+from bot.errors import Refusal
+from bot.moderation.rules import InvalidRule
+from bot.validation import InputError
+from cogs.admin.common import AdminBase, TextChannel, _clip, _code, _guild, _reply
+from cogs.jobs import is_moderator
+
+channels, rules = AdminBase.channels, AdminBase.rules
+
+
+class ModerationCommands(AdminBase):
+    """Prompt rules, the channel allowlist and bans."""
+
+    # --- prompt rules -------------------------------------------------------------------------
+
+    @rules.command(name="add", description="Block prompts containing a word or matching a regex")
+    @app_commands.describe(kind="word: the whole word in any spelling; regex: a case-insensitive pattern",
+                           pattern="The word or the regular expression")
+    async def rules_add(
+        self, interaction: discord.Interaction, kind: Literal["word", "regex"],
+        pattern: app_commands.Range[str, 1, 200],
+    ) -> None:
+        try:  # PolicyService validates (compiles, bounds, rejects catastrophic regexes) and audits
+            rule = await self.services.policy.add_rule(_guild(interaction), kind, pattern,
+                                                       actor_id=interaction.user.id)
+        except InvalidRule as exc:
+            raise InputError("pattern", exc.message) from None
+        self._wake_audit_poster()
+        await _reply(interaction, f"Rule #{rule.id} added: prompts matching {kind} {_code(rule.pattern)} are refused.")
+
+    @rules.command(name="remove", description="Remove a prompt rule")
+    @app_commands.describe(rule="The rule's number (see /framecast rules list)")
+    async def rules_remove(self, interaction: discord.Interaction, rule: app_commands.Range[int, 1, None]) -> None:
+        guild_id = _guild(interaction)
+        found = next((r for r in await self.store.prompt_rules(guild_id) if r.id == rule), None)
+        if found is None or not await self.services.policy.remove_rule(guild_id, rule, actor_id=interaction.user.id):
+            raise Refusal("not_found", f"There is no rule #{rule} in this server.")
+        self._wake_audit_poster()
+        await _reply(interaction, f"Rule #{rule} ({found.kind} {_code(found.pattern)}) removed.")
+
+    @rules_remove.autocomplete("rule")
+    async def _rule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:
+        """Autocomplete skips interaction_check, so the moderator test is repeated here."""
+        if interaction.guild_id is None or not await is_moderator(interaction, self.services):
+            return []
+        choices = []
+        for rule in await self.store.prompt_rules(interaction.guild_id):
+            label = f"#{rule.id} {rule.kind}: {rule.pattern}"
+            if current.lower() in label.lower():
+                choices.append(app_commands.Choice(name=label[:100], value=rule.id))
+        return choices[:25]
+
+    @rules.command(name="list", description="Every prompt rule")
+    async def rules_list(self, interaction: discord.Interaction) -> None:
+        found = await self.store.prompt_rules(_guild(interaction))
+        lines = ["**Prompt rules**"] + [f"#{r.id} {r.kind} {_code(r.pattern)}" for r in found]
+        if not found:
+            lines.append("None: no prompt is blocked. Add one with `/framecast rules add`.")
+        await _reply(interaction, _clip(lines))
+
+    # --- channels -----------------------------------------------------------------------------
+
+    @channels.command(name="allow", description="Allow video commands in a channel (and its threads)")
+    async def channels_allow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
+        guild_id = _guild(interaction)
+
+        async def write(conn: aiosqlite.Connection, now: float) -> None:
+            await self.store.allow_channel(guild_id, channel.id, conn=conn)
+
+        await self._change(interaction, kind="channels", text=f"allowed video commands in <#{channel.id}>.",
+                           write=write)
+        allowed = await self.store.allowed_channels(guild_id)
+        await _reply(interaction, "Video commands now work only in " + " ".join(f"<#{c}>" for c in allowed) + ".")
+
+    @channels.command(name="disallow", description="Remove a channel from the allowed list")
+    async def channels_disallow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
+        guild_id = _guild(interaction)
+        if channel.id not in await self.store.allowed_channels(guild_id):
+            raise Refusal("not_found", f"<#{channel.id}> is not on the allowed list.")
+
+        async def write(conn: aiosqlite.Connection, now: float) -> None:
+            await self.store.disallow_channel(guild_id, channel.id, conn=conn)
+
+        await self._change(interaction, kind="channels", text=f"disallowed video commands in <#{channel.id}>.",
+                           write=write)
+        allowed = await self.store.allowed_channels(guild_id)
+        where = " ".join(f"<#{c}>" for c in allowed) if allowed else "every channel (the list is empty)"
+        await _reply(interaction, f"Removed <#{channel.id}>. Video commands now work in {where}.")
+
+    @channels.command(name="list", description="Where video commands may be used")
+    async def channels_list(self, interaction: discord.Interaction) -> None:
+        allowed = await self.store.allowed_channels(_guild(interaction))
+        text = ("Video commands work only in " + " ".join(f"<#{c}>" for c in allowed) + "." if allowed
+                else "Video commands work in every channel (no allowed list).")
+        await _reply(interaction, text)
+
+    # --- bans ---------------------------------------------------------------------------------
+
+    @app_commands.command(name="ban", description="Stop a member from making videos")
+    async def ban(
+        self, interaction: discord.Interaction, member: discord.User,
+        reason: Optional[app_commands.Range[str, 1, 300]] = None,
+    ) -> None:
+        guild_id, actor_id = _guild(interaction), interaction.user.id
+        if member.id == actor_id:
+            raise InputError("member", "you cannot ban yourself.")
+        await self.services.policy.ban(guild_id, member.id, reason=reason, actor_id=actor_id)  # audited there
+        self._wake_audit_poster()
+        why = f" ({audit.quote(reason)})" if reason else ""
+        await _reply(interaction, f"<@{member.id}> can no longer make videos here{why}.")
+
+    @app_commands.command(name="unban", description="Let a banned member make videos again")
+    async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
+        if not await self.services.policy.unban(_guild(interaction), member.id, actor_id=interaction.user.id):
+            raise Refusal("not_found", f"<@{member.id}> is not banned here.")
+        self._wake_audit_poster()
+        await _reply(interaction, f"<@{member.id}> may make videos again.")
+
+    @app_commands.command(name="bans", description="Members banned from making videos")
+    async def bans(self, interaction: discord.Interaction) -> None:
+        found = await self.store.bans(_guild(interaction))
+        lines = ["**Banned members**"] + [
+            f"<@{b.user_id}> <t:{int(b.created_at)}:R>" + (f" by <@{b.banned_by}>" if b.banned_by else "")
+            + (f": {audit.quote(b.reason)}" if b.reason else "")
+            for b in found
+        ]
+        if not found:
+            lines.append("Nobody.")
+        await _reply(interaction, _clip(lines))

@@ -1,0 +1,183 @@
+"""`/framecast settings|cost|family|audit`, `pause` and `resume`: the server-wide switches."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import aiosqlite
+import discord
+from discord import app_commands
+
+from bot.catalog import Family
+from bot.validation import InputError
+from cogs.admin.common import (
+    COST_CHOICES, FAMILY_CHOICES, MAX_CONCURRENT, AdminBase, Credits, TextChannel, _clip, _cost_key, _credits, _guild,
+    _reply,
+)
+
+audit_log, cost, family, settings = AdminBase.audit_log, AdminBase.cost, AdminBase.family, AdminBase.settings
+
+
+class SettingsCommands(AdminBase):
+    """Settings, costs, model families and the audit channel."""
+
+    # --- settings -----------------------------------------------------------------------------
+
+    @settings.command(name="show", description="Show this server's Framecast settings")
+    async def settings_show(self, interaction: discord.Interaction) -> None:
+        guild_id = _guild(interaction)
+        current = await self.store.get(guild_id)
+        defaults = self.services.settings
+        families = await self.store.family_toggles(guild_id)
+        channels = await self.store.allowed_channels(guild_id)
+        rules = await self.store.prompt_rules(guild_id)
+        bans = await self.store.bans(guild_id)
+        off = [f.value for f in Family if not families.get(f.value, True)]
+        lines = [
+            "**Framecast settings**",
+            f"Paused: {'**yes**, members cannot start videos' if current.paused else 'no'}",
+            "Daily credits per member: "
+            + (f"{current.daily_credits}" if current.daily_credits is not None
+               else f"{defaults.quota_daily_credits} (bot default)"),
+            "Videos in progress per member: "
+            + (f"{current.max_concurrent}" if current.max_concurrent is not None
+               else f"{defaults.quota_max_concurrent_jobs} (bot default)"),
+            "Moderator role: " + (f"<@&{current.moderator_role_id}>" if current.moderator_role_id
+                                  else "none (Manage Server only)"),
+            "Audit channel: " + (f"<#{current.audit_channel_id}>" if current.audit_channel_id else "none"),
+            "Turned off: " + (", ".join(f"/{name}" for name in off) if off else "nothing"),
+            "Channels: " + (" ".join(f"<#{c}>" for c in channels) if channels else "everywhere"),
+            f"Prompt rules: {len(rules)} · Banned members: {len(bans)}",
+        ]
+        await _reply(interaction, _clip(lines))
+
+    @settings.command(name="set", description="Change daily credits, videos in progress, pause or the moderator role")
+    @app_commands.describe(
+        daily_credits="Credits each member may spend per rolling 24 hours (role and member budgets override)",
+        max_concurrent="Videos a member may have in progress at once",
+        paused="Pause: members cannot start new videos",
+        moderator_role="Members with this role may use /framecast (besides Manage Server)",
+    )
+    async def settings_set(
+        self,
+        interaction: discord.Interaction,
+        daily_credits: Optional[Credits] = None,
+        max_concurrent: Optional[app_commands.Range[int, 1, MAX_CONCURRENT]] = None,
+        paused: Optional[bool] = None,
+        moderator_role: Optional[discord.Role] = None,
+    ) -> None:
+        fields: dict[str, Any] = {}
+        said: list[str] = []
+        if daily_credits is not None:
+            fields["daily_credits"] = daily_credits
+            said.append(f"daily credits to {daily_credits}")
+        if max_concurrent is not None:
+            fields["max_concurrent"] = max_concurrent
+            said.append(f"videos in progress per member to {max_concurrent}")
+        if paused is not None:
+            fields["paused"] = paused
+            said.append("paused to " + ("on" if paused else "off"))
+        if moderator_role is not None:
+            if moderator_role.is_default():
+                raise InputError("moderator_role", "@everyone cannot be the moderator role.")
+            fields["moderator_role_id"] = moderator_role.id
+            said.append(f"the moderator role to <@&{moderator_role.id}>")
+        if not fields:
+            raise InputError("settings", "give at least one option to change.")
+        hint = ""
+        if moderator_role is not None:
+            # default_permissions (Manage Server) hides /framecast from everyone else until an admin says otherwise.
+            hint = (f"\nDiscord shows /framecast to <@&{moderator_role.id}> once a server admin allows that role "
+                    "under Server Settings → Integrations → Framecast.")
+        await self._update_settings(interaction, fields, "set " + ", ".join(said), hint=hint)
+
+    @settings.command(name="reset", description="Put a setting back to the bot's default")
+    async def settings_reset(
+        self, interaction: discord.Interaction,
+        setting: Literal["daily_credits", "max_concurrent", "moderator_role"],
+    ) -> None:
+        column = "moderator_role_id" if setting == "moderator_role" else setting
+        await self._update_settings(interaction, {column: None}, f"reset {setting} to the default")
+
+    @app_commands.command(name="pause", description="Stop members from starting new videos (running ones finish)")
+    async def pause(self, interaction: discord.Interaction) -> None:
+        await self._update_settings(interaction, {"paused": True}, "paused video generation")
+
+    @app_commands.command(name="resume", description="Let members start videos again")
+    async def resume(self, interaction: discord.Interaction) -> None:
+        await self._update_settings(interaction, {"paused": False}, "resumed video generation")
+
+    # --- costs --------------------------------------------------------------------------------
+
+    @cost.command(name="set", description="Set what one model (or the 1080p surcharge) costs")
+    @app_commands.choices(model=COST_CHOICES)
+    async def cost_set(self, interaction: discord.Interaction, model: str, credits: Credits) -> None:
+        key = _cost_key(model)
+        guild_id = _guild(interaction)
+
+        async def write(conn: aiosqlite.Connection, now: float) -> None:
+            await self.store.set_cost(guild_id, key, credits, conn=conn)
+
+        await self._change(interaction, kind="cost", text=f"set the cost of {key} to {_credits(credits)}.",
+                           write=write)
+        await _reply(interaction, f"{key} now costs {_credits(credits)}.")
+
+    @cost.command(name="reset", description="Put one model's cost back to the default")
+    @app_commands.choices(model=COST_CHOICES)
+    async def cost_reset(self, interaction: discord.Interaction, model: str) -> None:
+        key = _cost_key(model)
+        guild_id = _guild(interaction)
+
+        async def write(conn: aiosqlite.Connection, now: float) -> None:
+            await self.store.clear_cost(guild_id, key, conn=conn)
+
+        await self._change(interaction, kind="cost", text=f"reset the cost of {key} to the default.", write=write)
+        table = await self.services.quota.cost_table(guild_id)
+        await _reply(interaction, f"{key} is back to its default cost, {_credits(table[key])}.")
+
+    @cost.command(name="list", description="What every model costs here")
+    async def cost_list(self, interaction: discord.Interaction) -> None:
+        guild_id = _guild(interaction)
+        table = await self.services.quota.cost_table(guild_id)
+        overridden = await self.store.costs(guild_id)
+        lines = ["**Costs**"] + [
+            f"{key}: {_credits(cost)}" + (" (set here)" if key in overridden else "") for key, cost in table.items()
+        ]
+        await _reply(interaction, _clip(lines))
+
+    # --- families -----------------------------------------------------------------------------
+
+    @family.command(name="enable", description="Turn a video command back on")
+    @app_commands.choices(family=FAMILY_CHOICES)
+    async def family_enable(self, interaction: discord.Interaction, family: str) -> None:
+        await self._set_family(interaction, family, True)
+
+    @family.command(name="disable", description="Turn a video command off in this server")
+    @app_commands.choices(family=FAMILY_CHOICES)
+    async def family_disable(self, interaction: discord.Interaction, family: str) -> None:
+        await self._set_family(interaction, family, False)
+
+    async def _set_family(self, interaction: discord.Interaction, family: str, enabled: bool) -> None:
+        try:
+            name = Family(family).value
+        except ValueError:
+            raise InputError("family", "pick one of " + ", ".join(f.value for f in Family) + ".") from None
+        guild_id = _guild(interaction)
+
+        async def write(conn: aiosqlite.Connection, now: float) -> None:
+            await self.store.set_family_enabled(guild_id, name, enabled, conn=conn)
+
+        state = "on" if enabled else "off"
+        await self._change(interaction, kind="family", text=f"turned /{name} {state}.", write=write)
+        await _reply(interaction, f"/{name} is now {state} in this server.")
+
+    # --- audit channel ------------------------------------------------------------------------
+
+    @audit_log.command(name="channel", description="Post every moderator action and job event in this channel")
+    async def audit_channel(self, interaction: discord.Interaction, channel: TextChannel) -> None:
+        await self._update_settings(interaction, {"audit_channel_id": channel.id},
+                                    f"set the audit channel to <#{channel.id}>")
+
+    @audit_log.command(name="off", description="Stop posting moderator actions")
+    async def audit_off(self, interaction: discord.Interaction) -> None:
+        await self._update_settings(interaction, {"audit_channel_id": None}, "turned the audit channel off")
