@@ -2,15 +2,22 @@
 
 Each (model, mode) has a distribution of submit-to-done times, read from the latest successful
 jobs (bounded rows, cached for a few minutes) or, with too little history, the catalog's `Timing`
-prior. Polls are placed at quantiles of that distribution: nothing before the fast end, densest
-where jobs of that kind usually finish, then backing off for the stragglers. When the vendor
-reports progress, the remaining time is estimated from it instead and the poll lands just after the
-estimated finish, approached in shrinking steps so a bad estimate costs only a few requests.
+prior. Polls are then placed to minimise the expected delay between "the vendor finished" and "we
+noticed" under a fixed request budget: with point density proportional to f(t)^ALPHA (f = the
+finish-time density) the gaps are narrow where jobs of that kind usually finish and wider in the
+tails; nothing is asked before the fast end of the distribution. Stragglers past the plan are backed
+off in proportion to how long they have run.
+
+Two other signals override the plan:
+- vendor progress (Kling's percentage): the finish is extrapolated and polled just after it;
+- a completion callback (kie.ai with PUBLIC_BASE_URL): the callback triggers the real check, so the
+  plan is only a sparse safety net whose first poll comes after nearly every job of the kind is done.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,18 +26,37 @@ from bot.catalog import Timing, get_model
 from bot.clock import Clock
 from bot.jobs.repository import JobRepository
 
-# Quantiles of the finish-time distribution at which a job is polled (9 planned polls).
-PLAN_FRACTIONS = (0.02, 0.12, 0.25, 0.4, 0.55, 0.7, 0.82, 0.92, 0.98)
 MIN_HISTORY = 8
 HISTORY_ROWS = 200
 CACHE_SECONDS = 180.0
+# The cost budget: expected status requests per job of a kind without progress or callback (the
+# target is <= 10 on average; one is kept in hand for stragglers and error retries). A job that
+# finishes late in its distribution uses more than this, an early one fewer.
+REQUEST_BUDGET = 9.0
+MAX_PLANNED_POLLS = 24
+# Point density ~ f^ALPHA: 0.5 minimises the mean lag, 0 is uniform (minimises the worst lag);
+# 0.25 keeps the median lag near the optimum while holding the p99 down.
+ALPHA = 0.25
+PLAN_LOW_QUANTILE = 0.002   # nothing is polled before this share of jobs is done
+PLAN_HIGH_QUANTILE = 0.998  # the last planned poll; past it the job is a straggler
+DENSITY_BINS = 48
+# Callback safety net: the first poll once nearly every job of the kind has finished.
+SAFETY_NET_QUANTILE = 0.99
+SAFETY_NET_FACTOR = 1.3
+# Finish times are recorded when *observed*, so history alone never moves earlier: a few jobs get
+# one exploratory poll well before the fast end, so a vendor that got faster is noticed.
+EXPLORE_SHARE = 0.03
+EXPLORE_FACTOR = 0.6
+# Progress: poll this long after the extrapolated finish (a hair late beats a wasted request).
+PROGRESS_MARGIN_SECONDS = 1.0
+PROGRESS_CHECK_SECONDS = 90.0  # extrapolations further out than this get an intermediate check
 
 
 class Distribution:
-    """A finish-time distribution, queried by quantile (piecewise linear)."""
+    """A finish-time distribution, queried by quantile or CDF (piecewise linear)."""
 
     def __init__(self, points: Sequence[tuple[float, float]]) -> None:
-        # points: (fraction, seconds), fractions strictly increasing from 0 to 1.
+        # points: (fraction, seconds), fractions increasing from 0 to 1, seconds non-decreasing.
         self._fractions = [p[0] for p in points]
         self._seconds = [p[1] for p in points]
 
@@ -51,15 +77,70 @@ class Distribution:
         ])
 
     def quantile(self, fraction: float) -> float:
-        fraction = min(1.0, max(0.0, fraction))
-        index = bisect.bisect_left(self._fractions, fraction)
-        if index <= 0:
-            return self._seconds[0]
-        if index >= len(self._fractions):
-            return self._seconds[-1]
-        f0, f1 = self._fractions[index - 1], self._fractions[index]
-        s0, s1 = self._seconds[index - 1], self._seconds[index]
-        return s0 if f1 == f0 else s0 + (s1 - s0) * (fraction - f0) / (f1 - f0)
+        return _interpolate(self._fractions, self._seconds, min(1.0, max(0.0, fraction)))
+
+    def cdf(self, seconds: float) -> float:
+        if seconds <= self._seconds[0]:
+            return 0.0
+        if seconds >= self._seconds[-1]:
+            return 1.0
+        return _interpolate(self._seconds, self._fractions, seconds)
+
+
+def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear y(x) for sorted xs (ties resolved to the first)."""
+    index = bisect.bisect_left(xs, x)
+    if index <= 0:
+        return ys[0]
+    if index >= len(xs):
+        return ys[-1]
+    x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def place_polls(distribution: Distribution, count: int, min_gap: float) -> list[float]:
+    """`count` poll offsets over the distribution's body, point density ~ f^ALPHA.
+
+    Each poll closes a cell of equal f^ALPHA-mass; the last one sits at PLAN_HIGH_QUANTILE. The
+    density is a histogram of DENSITY_BINS bins (cheap: no event-loop stall, at most once per cache
+    period per kind). Polls closer than `min_gap` are merged.
+    """
+    low = distribution.quantile(PLAN_LOW_QUANTILE)
+    high = distribution.quantile(PLAN_HIGH_QUANTILE)
+    if high - low < min_gap or count <= 1:
+        return [max(min_gap, high)]
+    width = (high - low) / DENSITY_BINS
+    edges = [low + i * width for i in range(DENSITY_BINS + 1)]
+    masses = [distribution.cdf(b) - distribution.cdf(a) for a, b in zip(edges, edges[1:])]
+    weights = [max(m / width, 1e-12) ** ALPHA for m in masses]
+    total = sum(weights)
+    cumulative = [0.0]
+    for weight in weights:
+        cumulative.append(cumulative[-1] + weight / total)
+    offsets: list[float] = []
+    for index in range(1, count + 1):
+        at = _interpolate(cumulative, edges, index / count)
+        if not offsets or at - offsets[-1] >= min_gap:
+            offsets.append(at)
+    if offsets[-1] < high - 1e-6:
+        offsets.append(high)
+    return offsets
+
+
+def expected_requests(distribution: Distribution, offsets: Sequence[float]) -> float:
+    """Mean polls a job of this distribution uses: poll i+1 happens when poll i still saw it running."""
+    return 1.0 + sum(1.0 - distribution.cdf(at) for at in offsets[:-1])
+
+
+def plan_within_budget(distribution: Distribution, budget: float, min_gap: float) -> list[float]:
+    """The densest placement whose expected request count stays within `budget`."""
+    best = place_polls(distribution, 1, min_gap)
+    for count in range(2, MAX_PLANNED_POLLS + 1):
+        offsets = place_polls(distribution, count, min_gap)
+        if expected_requests(distribution, offsets) > budget:
+            break
+        best = offsets
+    return best
 
 
 @dataclass(frozen=True)
@@ -68,6 +149,7 @@ class PollPlan:
 
     offsets: tuple[float, ...]
     learned: bool  # True when built from history rather than the catalog prior
+    safety_net_first: float = 0.0  # with a completion callback: the first (and sparse) poll
 
 
 class PollSchedule:
@@ -75,13 +157,16 @@ class PollSchedule:
 
     def __init__(self, repository: JobRepository, clock: Clock, *, min_interval: float = 3.0,
                  max_interval: float = 60.0, history_rows: int = HISTORY_ROWS,
-                 cache_seconds: float = CACHE_SECONDS, rng: random.Random | None = None) -> None:
+                 cache_seconds: float = CACHE_SECONDS, request_budget: float = REQUEST_BUDGET,
+                 explore_share: float = EXPLORE_SHARE, rng: random.Random | None = None) -> None:
         self.repository = repository
         self.clock = clock
         self.min_interval = max(0.1, min_interval)
         self.max_interval = max(self.min_interval, max_interval)
         self.history_rows = history_rows
         self.cache_seconds = cache_seconds
+        self.request_budget = max(1.0, request_budget)
+        self.explore_share = min(1.0, max(0.0, explore_share))
         self.rng = rng or random.Random()
         self._cache: dict[tuple[str, str], tuple[float, PollPlan]] = {}
 
@@ -99,38 +184,45 @@ class PollSchedule:
     def build_plan(self, model_key: str, samples: Sequence[float]) -> PollPlan:
         learned = len(samples) >= MIN_HISTORY
         distribution = Distribution.from_samples(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
-        fast_end = distribution.quantile(PLAN_FRACTIONS[0])
-        # Start a little before the fastest finish seen, so a vendor that got faster is noticed
-        # (finish times are recorded when *observed*, so history alone never moves earlier).
-        first = max(self.min_interval, fast_end - max(self.min_interval, 0.05 * fast_end))
-        offsets = [first]
-        for fraction in PLAN_FRACTIONS[1:]:
-            at = distribution.quantile(fraction)
-            if at - offsets[-1] >= self.min_interval:
-                offsets.append(at)
-        return PollPlan(tuple(offsets), learned)
+        offsets = plan_within_budget(distribution, self.request_budget, self.min_interval)
+        first = max(self.min_interval, offsets[0])
+        offsets = [first, *(o for o in offsets[1:] if o - first >= self.min_interval)]
+        safety_net = max(distribution.quantile(SAFETY_NET_QUANTILE), distribution.quantile(0.5)) * SAFETY_NET_FACTOR
+        return PollPlan(tuple(offsets), learned, max(self.min_interval, safety_net))
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
-                           progress: float | None = None) -> float:
-        """The absolute time of the next status request for a running job."""
+                           progress: float | None = None, callback: bool = False) -> float:
+        """The absolute time of the next status request for a running job.
+
+        `callback`: the vendor will call back on completion, so only a sparse safety net is planned.
+        """
         elapsed = max(0.0, now - submitted_at)
         earliest = now + self.min_interval if elapsed > 0 else now
-        if progress is not None and 0.02 <= progress < 1.0 and elapsed >= self.min_interval:
-            estimated_total = elapsed / progress
-            remaining = estimated_total - elapsed
-            if remaining > 3 * self.min_interval:
-                step = min(self.max_interval, 0.6 * remaining)
-                return max(earliest, now + step)
-            return max(earliest, submitted_at + estimated_total)
+        if progress is not None and 0.02 <= progress < 1.0 and elapsed >= self.min_interval and not callback:
+            return max(earliest, self._after_progress(now, elapsed, progress))
         plan = await self.plan_for(model_key, mode)
+        if callback:
+            if elapsed < plan.safety_net_first:
+                return max(earliest, submitted_at + plan.safety_net_first)
+            return now + self._straggler_delay(elapsed - plan.safety_net_first)
+        if elapsed == 0 and self.explore_share and self.rng.random() < self.explore_share:
+            return submitted_at + max(self.min_interval, EXPLORE_FACTOR * plan.offsets[0])
         for offset in plan.offsets:
             at = submitted_at + offset
             if at > now + 1e-6:
                 return max(earliest, at)
-        # A straggler past everything seen: back off in proportion to how long it has run.
-        beyond = elapsed - plan.offsets[-1]
-        delay = min(self.max_interval, max(self.min_interval, 2 * self.min_interval + 0.25 * beyond))
-        return now + delay
+        return now + self._straggler_delay(elapsed - plan.offsets[-1])
+
+    def _after_progress(self, now: float, elapsed: float, progress: float) -> float:
+        """Just after the finish extrapolated from progress; a far estimate gets a check on the way."""
+        remaining = elapsed / progress - elapsed
+        if remaining > PROGRESS_CHECK_SECONDS:
+            return now + min(self.max_interval, 0.8 * remaining)
+        return now + remaining + PROGRESS_MARGIN_SECONDS
+
+    def _straggler_delay(self, beyond: float) -> float:
+        """A job past everything planned: back off in proportion to how far past it is."""
+        return min(self.max_interval, max(self.min_interval, 2 * self.min_interval + 0.25 * max(0.0, beyond)))
 
     def error_backoff(self, streak: int, retry_after: float | None = None) -> float:
         """Seconds to wait after the `streak`-th consecutive failed request (exponential, jittered)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 
 from bot.catalog import get_model
 from bot.clock import FakeClock
 from bot.jobs.repository import JobRepository
-from bot.jobs.schedule import PollSchedule
+from bot.jobs.schedule import REQUEST_BUDGET, Distribution, PollSchedule, expected_requests
 from storage.database import Database
 
 MODEL = "veo-fast-kie"
@@ -50,16 +52,19 @@ async def test_without_history_the_catalog_prior_is_used(db: Database, fake_cloc
     assert plan.offsets[0] < timing.p10  # not before the vendor is plausibly done...
     assert plan.offsets[0] >= timing.p10 * 0.4  # ...but not at once either
     assert any(abs(o - timing.p50) < 30 for o in plan.offsets)
-    assert len(plan.offsets) <= 10
+    # As dense as the request budget allows on average, densest around the median.
+    assert expected_requests(Distribution.from_prior(timing), plan.offsets) <= REQUEST_BUDGET
+    gaps = {round(b - a, 1): a for a, b in zip(plan.offsets, plan.offsets[1:])}
+    assert abs(gaps[min(gaps)] - timing.p50) < abs(gaps[max(gaps)] - timing.p50)
 
 
 async def test_history_makes_polls_dense_where_jobs_finish(db: Database, fake_clock: FakeClock) -> None:
     # Jobs of this kind take 170-190 s.
     await _finished_jobs(db, [170 + (n * 7) % 21 for n in range(60)], fake_clock.now() - 10_000)
-    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=2, max_interval=60)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=2, max_interval=60, explore_share=0)
     plan = await schedule.plan_for(MODEL, "text")
     assert plan.learned
-    assert 150 <= plan.offsets[0] < 170
+    assert 165 <= plan.offsets[0] <= 172  # nothing before the fast end
     offsets = await _offsets(schedule, fake_clock.now(), 400)
     lags, counts = [], []
     for done_after in range(170, 191):
@@ -80,11 +85,11 @@ async def test_history_is_cached_per_model_and_mode(db: Database, fake_clock: Fa
     assert await schedule.plan_for(MODEL, "text") is first  # cached: no query per poll
     fake_clock.advance(121)
     refreshed = await schedule.plan_for(MODEL, "text")
-    assert refreshed.learned and refreshed.offsets[0] < 30
+    assert refreshed.learned and refreshed.offsets[0] <= 30
 
 
 async def test_progress_estimates_the_finish(db: Database, fake_clock: FakeClock) -> None:
-    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=2, max_interval=60)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=2, max_interval=60, explore_share=0)
     total = 300.0  # far from the prior's median: only progress can tell
     offsets = await _offsets(schedule, fake_clock.now(), 400, progress_of=lambda e: min(0.99, e / total))
     count, lag = _polls_until(offsets, total)
@@ -97,3 +102,48 @@ def test_error_backoff_grows_with_jitter_and_honours_retry_after(fake_clock: Fak
     assert all(0.9 <= d <= 60 for d in delays)
     assert delays[-1] > delays[0]
     assert schedule.error_backoff(1, retry_after=90) >= 90
+
+
+def _lognormal(median: float, sigma: float, count: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.lognormvariate(math.log(median), sigma) for _ in range(count)]
+
+
+async def test_budgeted_plan_on_a_concentrated_kind_meets_the_latency_targets(fake_clock: FakeClock) -> None:
+    # A realistic kind: log-normal, sigma 0.15 around 150 s. Plan from 200 past jobs, judge on new ones.
+    schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
+    plan = schedule.build_plan(MODEL, _lognormal(150, 0.15, 200, seed=1))
+    offsets = list(plan.offsets)
+    while offsets[-1] < 400:
+        offsets.append(offsets[-1] + schedule._straggler_delay(offsets[-1] - plan.offsets[-1]))
+    outcomes = sorted((_polls_until(offsets, took) for took in _lognormal(150, 0.15, 4000, seed=2)),
+                      key=lambda outcome: outcome[1])
+    lags = [lag for _, lag in outcomes]
+    assert lags[len(lags) // 2] <= 3.0 and lags[int(0.99 * len(lags))] <= 10.0
+    assert sum(count for count, _ in outcomes) / len(outcomes) <= REQUEST_BUDGET + 0.5
+    assert plan.offsets[0] > 100  # p0.2 of this kind is ~96 s: nothing is asked before
+
+
+async def test_with_a_callback_only_a_sparse_safety_net_is_planned(db: Database, fake_clock: FakeClock) -> None:
+    await _finished_jobs(db, _lognormal(150, 0.15, 100, seed=3), fake_clock.now() - 10_000)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, max_interval=60, explore_share=0)
+    start = fake_clock.now()
+    first = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start, callback=True)
+    slowest_seen = max(await JobRepository(db).recent_durations(MODEL, "text", 200))
+    assert first - start >= slowest_seen  # after (nearly) every job of the kind is done
+    later = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=first, callback=True)
+    assert later - first >= 3.0
+    dense_first = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start)
+    assert dense_first < first
+
+
+async def test_a_few_jobs_explore_before_the_fast_end(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, explore_share=0.25, rng=random.Random(7))  # type: ignore[arg-type]
+    plan = schedule.build_plan(MODEL, [150.0 + n for n in range(20)])
+    schedule._cache[(MODEL, "text")] = (fake_clock.now(), plan)
+    now = fake_clock.now()
+    firsts = [await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=now) - now
+              for _ in range(200)]
+    early = [f for f in firsts if f < plan.offsets[0] - 1]
+    assert 20 <= len(early) <= 80  # about a quarter, well before the fastest seen
+    assert all(f <= 0.7 * plan.offsets[0] for f in early)
