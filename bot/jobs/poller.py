@@ -319,7 +319,8 @@ class Poller:
         """
         now = self.clock.now()
         first_poll = await self.schedule.next_poll_at(model_key=job.model_key, mode=job.mode.value,
-                                                      submitted_at=now, now=now)
+                                                      submitted_at=now, now=now,
+                                                      callback=self._callback_url(job) is not None)
         values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
                   "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
                   "error_streak": 0}
@@ -401,7 +402,7 @@ class Poller:
             now = self.clock.now()
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
-                progress=result.progress)
+                progress=result.progress, callback=self._callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             await self._transition(job, {"poll_count": polls, "raw_status": result.raw_status[:100],
