@@ -1,0 +1,214 @@
+"""SIGKILL the real bot process at precise points of a job's life, restart it, and check every promise.
+
+Each test stops the bot where a crash hurts most - after the job row is written, while the submit is on
+the wire, after the vendor finished, after the result is committed but not posted, after Discord made the
+message but before the bot learned its id - by holding exactly that request in a fake (or by waiting for
+a database state), then kills it with SIGKILL and starts a new process on the same database.
+
+After each: one credit hold and one settlement per job, delivered exactly once, one vendor task per job,
+one result message per job in the fake Discord (`crash_support.invariant_violations`).
+Vendor tasks run "forever" (`vendor_duration`) until a test finishes them, so nothing races the kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, READY_LOG_LINE, BotHarness, free_port
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.vendors import Fault, FakeVendor
+from tests.reliability.crash_support import (GatedDiscord, HoldingKie, HoldingUnified,
+                                             invariant_violations, restart, result_messages, rows, wait_for_row)
+
+FOREVER = 3600.0
+SUBMITTED_WITH_THREAD = "SELECT id FROM jobs WHERE status = ? AND thread_id IS NOT NULL"
+DELIVERED = "SELECT id, status FROM jobs WHERE delivery_state = 'delivered'"
+
+
+@asynccontextmanager
+async def crash_harness(tmp_path: Path, **extra_env: str) -> AsyncIterator[tuple[BotHarness, GatedDiscord]]:
+    harness = BotHarness(tmp_path, vendor_duration=FOREVER, extra_env={"LEASE_SECONDS": "3", **extra_env})
+    # The harness's own fakes, swapped for ones that can hold a request at a precise point.
+    discord = GatedDiscord()
+    harness.discord = discord
+    harness.kie = HoldingKie(api_key=KIE_KEY, duration=FOREVER, hd_delay=None, callback_key=KIE_WEBHOOK_KEY)
+    harness.unified = HoldingUnified(api_key=KKIAI_KEY, duration=FOREVER)
+    try:
+        async with harness:
+            yield harness, discord
+    finally:
+        discord.open_gate()
+        harness.kie.open_gate()
+        harness.unified.open_gate()
+
+
+async def command(harness: BotHarness, name: str, prompt: str, user_id: int = FakeDiscord.USER_ID) -> None:
+    await harness.discord.dispatch_interaction(harness.discord.slash_command(name, {"prompt": prompt},
+                                                                             user_id=user_id))
+
+
+def finish_all(vendor: FakeVendor) -> None:
+    for task_id in list(vendor.tasks):
+        vendor.finish_now(task_id)
+
+
+async def restart_and_finish(harness: BotHarness, vendor: FakeVendor) -> dict[str, object]:
+    await restart(harness)
+    await harness.wait_for(lambda: vendor.tasks, "a vendor task")
+    finish_all(vendor)
+    return await wait_for_row(harness, DELIVERED, "delivered after restart", timeout=25)
+
+
+async def test_kill_after_the_job_row_is_written_before_any_submit(tmp_path: Path) -> None:
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        harness.kie.unavailable = True  # 503: the job stays queued, nothing reaches the vendor
+        await command(harness, "veo", "crash point: queued")
+        await wait_for_row(harness, "SELECT id FROM jobs WHERE status = 'queued' AND submit_attempts >= 1"
+                                    " AND thread_id IS NOT NULL", "job written and waiting")
+        assert await harness.kill() == -9
+        assert await rows(harness, "SELECT kind FROM credit_ledger WHERE job_id = 1") == [{"kind": "hold"}]
+        assert harness.kie.tasks == {}
+
+        harness.kie.unavailable = False
+        done = await restart_and_finish(harness, harness.kie)
+        assert done["status"] == "succeeded"
+        assert await harness.terminate() == 0
+        assert len(harness.kie.tasks) == 1
+        [result] = result_messages(discord, 1)
+        assert result.channel_id in discord.threads
+        assert await invariant_violations(harness) == []
+
+
+async def test_kill_while_the_kie_submit_is_on_the_wire_reconciles_by_callback(tmp_path: Path) -> None:
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        harness.kie.hold_creates = True  # kie makes the task and never answers
+        await command(harness, "veo", "crash point: submit in flight (kie)")
+        await harness.wait_for(harness.kie.create_is_held, "submit reached kie")
+        await wait_for_row(harness, SUBMITTED_WITH_THREAD, "submitting committed", ("submitting",))
+        assert await harness.kill() == -9
+        harness.kie.open_gate()
+        assert len(harness.kie.tasks) == 1  # the task exists; the bot never heard of it
+
+        done = await restart_and_finish(harness, harness.kie)  # kie's callback names the job
+        assert done["status"] == "succeeded"
+        assert await harness.terminate() == 0
+        assert harness.kie.create_calls == 1  # never resent
+        assert await invariant_violations(harness) == []
+
+
+async def test_kill_while_a_submit_without_callback_is_on_the_wire_fails_plainly(tmp_path: Path) -> None:
+    async with crash_harness(tmp_path, UNCERTAIN_SUBMIT_GRACE_SECONDS="1") as (harness, discord):
+        await harness.start_bot()
+        harness.unified.hold_creates = True
+        await command(harness, "sora", "crash point: submit in flight (kkiai)")
+        await harness.wait_for(harness.unified.create_is_held, "submit reached kkiai")
+        await wait_for_row(harness, SUBMITTED_WITH_THREAD, "submitting committed", ("submitting",))
+        assert await harness.kill() == -9
+        harness.unified.open_gate()
+        assert len(harness.unified.tasks) == 1
+
+        await restart(harness)
+        done = await wait_for_row(harness, DELIVERED, "failed plainly after the grace", timeout=25)
+        assert done["status"] == "failed"
+        assert await harness.terminate() == 0
+        assert harness.unified.create_calls == 1
+        [result] = result_messages(discord, 1)
+        assert "did not resend" in result.content
+        assert await rows(harness, "SELECT kind FROM credit_ledger WHERE job_id = 1 ORDER BY id") == [
+            {"kind": "hold"}, {"kind": "release"}]
+        assert await invariant_violations(harness) == []
+
+
+async def test_kill_after_the_vendor_finished_before_the_bot_heard(tmp_path: Path) -> None:
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        await command(harness, "veo", "crash point: vendor done")
+        await wait_for_row(harness, SUBMITTED_WITH_THREAD, "running", ("running",))
+        harness.kie.inject("query", Fault.delay(5))  # the poll that would learn "done" hangs
+        finish_all(harness.kie)  # kie calls the bot back; the bot asks for the result
+        await harness.wait_for(lambda: harness.kie.requests["query"] >= 1, "the confirming poll in flight")
+        assert await harness.kill() == -9
+        assert (await rows(harness, "SELECT status FROM jobs WHERE id = 1"))[0]["status"] == "running"
+
+        await restart(harness)
+        done = await wait_for_row(harness, DELIVERED, "delivered after restart", timeout=25)
+        assert done["status"] == "succeeded"
+        assert await harness.terminate() == 0
+        assert harness.kie.create_calls == 1
+        assert await invariant_violations(harness) == []
+
+
+async def _kill_during_the_result_post(tmp_path: Path, hold: str,
+                                       check_while_held: Callable[[BotHarness, GatedDiscord], None]) -> None:
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        discord.hold = hold  # type: ignore[assignment]
+        await command(harness, "veo", f"crash point: result post ({hold})")
+        await wait_for_row(harness, SUBMITTED_WITH_THREAD, "running", ("running",))
+        finish_all(harness.kie)
+        await harness.wait_for(discord.holding.is_set, "result post held")
+        [job] = await rows(harness, "SELECT status, delivery_state FROM jobs WHERE id = 1")
+        assert job == {"status": "succeeded", "delivery_state": "pending"}  # settled, not yet delivered
+        assert await rows(harness, "SELECT kind FROM credit_ledger WHERE job_id = 1 ORDER BY id") == [
+            {"kind": "hold"}, {"kind": "charge"}]
+        check_while_held(harness, discord)
+        assert await harness.kill() == -9
+        discord.open_gate()
+
+        await restart(harness)
+        await wait_for_row(harness, DELIVERED, "delivered after restart", timeout=25)
+        assert await harness.terminate() == 0
+        assert harness.kie.create_calls == 1
+        assert await invariant_violations(harness) == []
+
+
+async def test_kill_after_the_result_is_committed_before_it_is_posted(tmp_path: Path) -> None:
+    def nothing_posted(harness: BotHarness, discord: GatedDiscord) -> None:
+        assert result_messages(discord, 1) == []
+    await _kill_during_the_result_post(tmp_path, "before_create", nothing_posted)
+
+
+async def test_kill_after_discord_made_the_message_before_the_bot_recorded_it(tmp_path: Path) -> None:
+    def posted_once(harness: BotHarness, discord: GatedDiscord) -> None:
+        assert len(result_messages(discord, 1)) == 1
+    await _kill_during_the_result_post(tmp_path, "after_create", posted_once)
+
+
+async def test_two_bot_processes_on_one_database_never_double_submit_or_post(tmp_path: Path) -> None:
+    """Both processes get every interaction (same token); one answers it, and the poller work is shared."""
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        env = harness.env()
+        env["HTTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+        second_log = tmp_path / "bot-second.log"
+        with second_log.open("wb") as log_file:
+            second = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", cwd=str(tmp_path), env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file, stderr=asyncio.subprocess.STDOUT)
+            try:
+                await harness.wait_for(lambda: READY_LOG_LINE in second_log.read_text(errors="replace")
+                                       and discord.connected_sessions == 2, "second process ready")
+                # kie jobs: its callbacks end them promptly (the others' first poll is ~30 s out).
+                prompts = [("veo", f"twin {n}") for n in range(6)]
+                for n, (name, prompt) in enumerate(prompts):  # six members: no cooldown or budget in the way
+                    await command(harness, name, prompt, user_id=FakeDiscord.USER_ID + 100 + n)
+                await harness.wait_for(lambda: sum(len(v.tasks) for v in (harness.kie, harness.unified,
+                                                                        harness.kling)) == len(prompts),
+                                       "every job submitted", timeout=25)
+                for vendor in (harness.kie, harness.unified, harness.kling):
+                    finish_all(vendor)
+                await wait_for_row(harness, f"SELECT 1 WHERE (SELECT COUNT(*) FROM jobs WHERE delivery_state ="
+                                            f" 'delivered') = {len(prompts)}", "every job delivered", timeout=30)
+            finally:
+                if second.returncode is None:
+                    second.terminate()
+                await asyncio.wait_for(second.wait(), 20)
+        assert await harness.terminate() == 0
+        assert len(await rows(harness, "SELECT id FROM jobs")) == len(prompts)  # one job per interaction
+        assert await invariant_violations(harness) == []
