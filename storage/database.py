@@ -1,18 +1,24 @@
 """SQLite through aiosqlite: WAL, busy timeout, numbered migrations, and one writer transaction at a time.
 
-Two connections per process: a writer whose transactions are `BEGIN IMMEDIATE` (so two bot
-processes on one file serialise their writes and never interleave a read-modify-write), and a reader
-that never blocks behind the writer (WAL), which keeps slash-command answers fast while the poller
-writes.
+Three connections per process: a writer whose transactions are `BEGIN IMMEDIATE` (so two bot
+processes on one file serialise their writes and never interleave a read-modify-write), and two
+readers that never block behind the writer (WAL): one for background work, one for everything else.
+
+Background work (the poller marks itself with `background_priority()`) never makes a member wait
+in a queue: its reads go to their own connection (each aiosqlite connection is one thread serving
+calls FIFO), and a waiting interactive transaction takes the write lock before any waiting
+background one. So a slash command waits for at most the one poller transaction in progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,70 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
+
+# True inside background work (the poller's tasks inherit it from the task that set it).
+_background: contextvars.ContextVar[bool] = contextvars.ContextVar("framecast_db_background", default=False)
+
+
+def mark_background() -> None:
+    """Mark the current task, and every task it creates from now on, as background database work."""
+    _background.set(True)
+
+
+@contextmanager
+def background_priority() -> Iterator[None]:
+    """Database calls made inside this block (and tasks created in it) yield to interactive ones."""
+    token = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(token)
+
+
+def is_background() -> bool:
+    return _background.get()
+
+
+class PriorityLock:
+    """An asyncio lock whose waiters are served interactive-first, then in arrival order."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._background: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        return len(self._urgent) + len(self._background)
+
+    async def acquire(self, background: bool) -> None:
+        if not self._held and not self._urgent and not self._background:
+            self._held = True
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._background if background else self._urgent
+        queue.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed to us just as we were cancelled: pass it on
+            else:
+                queue.remove(future)
+            raise
+
+    def release(self) -> None:
+        """Hand the lock straight to the next waiter (it stays held), or free it."""
+        for queue in (self._urgent, self._background):
+            while queue:
+                future = queue.popleft()
+                if not future.done():
+                    future.set_result(None)
+                    return
+        self._held = False
 
 
 def _migrations() -> list[tuple[int, str, str]]:
@@ -51,11 +121,13 @@ async def _configure(conn: aiosqlite.Connection) -> None:
 class Database:
     """The bot's database; open with `await Database.open(path)`."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 background_reader: aiosqlite.Connection | None = None) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._write_lock = asyncio.Lock()
+        self._background_reader = background_reader or reader
+        self._write_lock = PriorityLock()
 
     @classmethod
     async def open(cls, path: str | Path) -> "Database":
@@ -67,11 +139,15 @@ class Database:
         await _pragma(writer, "PRAGMA journal_mode = WAL")
         reader = await aiosqlite.connect(path, isolation_level=None)
         await _configure(reader)
-        db = cls(path, writer, reader)
+        background_reader = await aiosqlite.connect(path, isolation_level=None)
+        await _configure(background_reader)
+        db = cls(path, writer, reader, background_reader)
         await db.migrate()
         return db
 
     async def close(self) -> None:
+        if self._background_reader is not self._reader:
+            await self._background_reader.close()
         await self._reader.close()
         await self._writer.close()
 
@@ -101,8 +177,12 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction (`BEGIN IMMEDIATE`): commit on success, roll back on any exception."""
-        async with self._write_lock:
+        """A write transaction (`BEGIN IMMEDIATE`): commit on success, roll back on any exception.
+
+        Interactive callers waiting for the write lock go before background ones.
+        """
+        await self._write_lock.acquire(background=_background.get())
+        try:
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
                 yield self._writer
@@ -111,6 +191,8 @@ class Database:
                 raise
             else:
                 await self._writer.execute("COMMIT")
+        finally:
+            self._write_lock.release()
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One write statement in its own transaction; returns the rows changed."""
@@ -120,14 +202,17 @@ class Database:
             await cursor.close()
             return changed
 
+    def _read_connection(self) -> aiosqlite.Connection:
+        return self._background_reader if _background.get() else self._reader
+
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        cursor = await self._reader.execute(sql, params)
+        cursor = await self._read_connection().execute(sql, params)
         rows = await cursor.fetchall()
         await cursor.close()
         return list(rows)
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        cursor = await self._reader.execute(sql, params)
+        cursor = await self._read_connection().execute(sql, params)
         row = await cursor.fetchone()
         await cursor.close()
         return row

@@ -31,7 +31,7 @@ from bot.jobs.schedule import PollSchedule
 from bot.jobs.service import AuditRecorder, default_audit_recorder, deadline_for
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.settings import Settings
-from storage.database import Database
+from storage.database import Database, mark_background
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class Poller:
         return handled
 
     async def _run(self) -> None:
+        mark_background()  # this task and the job tasks it starts yield the database to members
         while not self._stopping:
             # Cleared before looking for work, so a wake() that arrives while we look is not lost.
             self._wake.clear()
