@@ -8,6 +8,7 @@ bot while the request hangs, then `open_gate()` so the hung handler ends.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -26,22 +27,41 @@ HoldPoint = Literal["before_create", "after_create"]
 
 
 class GatedDiscord(FakeDiscord):
-    """FakeDiscord whose next job-result post (nonce `fc-job-*`) can be held at `hold`."""
+    """FakeDiscord with the delivery faults the base fake lacks.
+
+    - `hold`: hang the next job-result post (nonce `fc-job-*`) before or after the message is made;
+    - `archived_threads`: posting there answers 400 / 50083 (archived and locked);
+    - `refuse_dms`: DMs answer 403 / 50007 (the member closed them);
+    - `lose_answers`: the next N result posts make the message, then answer 503 (the bot never sees it);
+    - `forget_nonces()`: Discord's nonce memory lapsed (minutes passed).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.hold: HoldPoint | None = None
         self.holding = asyncio.Event()
         self._gate = asyncio.Event()
+        self.archived_threads: set[int] = set()
+        self.refuse_dms = False
+        self.lose_answers = 0
 
     def open_gate(self) -> None:
         self.hold = None
         self._gate.set()
 
+    def forget_nonces(self) -> None:
+        self._nonces.clear()
+
     async def post_message(self, request: web.Request, body: Any, files: list[dict[str, Any]],
                            channel_id: str) -> web.Response:
+        cid = int(channel_id)
+        if cid in self.archived_threads:
+            return _discord_error(400, 50083, "Thread is archived")
+        if self.refuse_dms and self.channels.get(cid, {}).get("type") == 1:
+            return _discord_error(403, 50007, "Cannot send messages to this user")
         nonce = str((body or {}).get("nonce") or "")
-        point = self.hold if nonce.startswith("fc-job-") else None
+        is_result = nonce.startswith("fc-job-")
+        point = self.hold if is_result else None
         if point == "before_create":
             self.holding.set()
             await self._gate.wait()
@@ -49,7 +69,16 @@ class GatedDiscord(FakeDiscord):
         if point == "after_create":
             self.holding.set()
             await self._gate.wait()
+        if is_result and self.lose_answers > 0 and response.status == 200:
+            self.lose_answers -= 1
+            return _discord_error(503, 0, "upstream connect error")
         return response
+
+
+def _discord_error(status: int, code: int, message: str) -> web.Response:
+    # Content-Type exactly `application/json`: discord.py only parses the error code out of that.
+    return web.Response(body=json.dumps({"message": message, "code": code}).encode(), status=status,
+                        headers={"Content-Type": "application/json"})
 
 
 class HoldCreatesMixin:

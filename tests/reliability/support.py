@@ -202,7 +202,7 @@ class Rig:
     providers: Mapping[ProviderName, ProviderClient]
     jobs: JobService
     poller: Poller
-    publisher: RecordingPublisher
+    publisher: Any  # a RecordingPublisher, or the real DiscordPublisher
     kie: FakeKieVendor
     unified: FakeUnifiedVendor
     kling: FakeKlingVendor
@@ -217,11 +217,11 @@ class Rig:
         return {ProviderName.KIE: self.kie, ProviderName.KKIAI: self.unified, ProviderName.KLING: self.kling}[provider]
 
     async def create(self, family: Family = Family.VEO, *, model: str | None = None, user_id: int = 30,
-                     prompt: str | None = None) -> JobRecord:
+                     prompt: str | None = None, guild_id: int = GUILD_ID, channel_id: int = CHANNEL_ID) -> JobRecord:
         """A job with a unique prompt (the vendor fakes are matched to jobs by prompt)."""
         text = prompt or f"reliability scene {next(self._prompt_numbers)}"
         spec = self.jobs.validate(GenerationRequest(family=family, prompt=text, model=model))
-        requester = Requester(guild_id=GUILD_ID, channel_id=CHANNEL_ID, user_id=user_id)
+        requester = Requester(guild_id=guild_id, channel_id=channel_id, user_id=user_id)
         return await self.jobs.create_job(requester, spec)
 
     async def job(self, job_id: int) -> JobRecord:
@@ -258,8 +258,11 @@ class Rig:
         return int(value or 0) == 0
 
     async def violations(self, *, all_finished: bool = True) -> list[str]:
-        return [*await ledger_violations(self.db), *await delivery_violations(self.db, all_finished=all_finished),
-                *await vendor_violations(self.db, self.vendors), *await publisher_violations(self.db, self.publisher)]
+        found = [*await ledger_violations(self.db), *await delivery_violations(self.db, all_finished=all_finished),
+                 *await vendor_violations(self.db, self.vendors)]
+        if isinstance(self.publisher, RecordingPublisher):
+            found += await publisher_violations(self.db, self.publisher)
+        return found
 
 
 class RigFactory:
@@ -284,11 +287,11 @@ class RigFactory:
         for vendor in (self.kie, self.unified, self.kling):
             await vendor.stop()
 
-    def build(self, **settings_overrides: Any) -> Rig:
+    def build(self, publisher: Any = None, **settings_overrides: Any) -> Rig:
         settings = rig_settings(self.kie, self.unified, self.kling, **settings_overrides)
         providers = build_providers(settings, self.clock)
         self._providers.append(providers)
-        publisher = RecordingPublisher()
+        publisher = publisher or RecordingPublisher()
         quota = QuotaService(self.db, settings, self.clock, GuildSettingsStore(self.db))
         poller = Poller(settings=settings, db=self.db, clock=self.clock, providers=providers, quota=quota,
                         publisher=publisher, instance_id="poller-a")
