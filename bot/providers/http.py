@@ -256,6 +256,7 @@ class VendorHttp:
     ) -> None:
         self.provider = provider
         self.clock = clock
+        self._api_key = api_key.get_secret_value()
         self._poll_timeout = httpx.Timeout(settings.http_timeout_seconds)
         self._submit_timeout = httpx.Timeout(settings.submit_timeout_seconds)
         in_flight = max(1, settings.provider_max_in_flight)
@@ -306,14 +307,27 @@ class VendorHttp:
             return result
         except ProviderError as error:
             outcome = error.kind.value
+            clean = self.without_key(error)
             log.info(
-                "%s %s failed: %s (HTTP %s, %s)", self.provider, operation, error.kind.value,
-                error.status_code, error.detail[:120],
+                "%s %s failed: %s (HTTP %s, %s)", self.provider, operation, clean.kind.value,
+                clean.status_code, clean.detail[:120],
             )
-            raise
+            if clean is error:
+                raise
+            raise clean from None  # the original quotes our key; do not chain it
         finally:
             VENDOR_REQUESTS.labels(self.provider.value, operation, outcome).inc()
             VENDOR_LATENCY.labels(self.provider.value, operation).observe(time.monotonic() - started)
+
+    def without_key(self, error: ProviderError) -> ProviderError:
+        """A vendor that echoes our key in an error body must not put it in a member's message (or a log)."""
+        key = self._api_key
+        if len(key) < 4 or (key not in error.user_message and key not in error.detail):
+            return error
+        return ProviderError(
+            error.kind, error.user_message.replace(key, "[REDACTED]"), retry_after=error.retry_after,
+            status_code=error.status_code, detail=error.detail.replace(key, "[REDACTED]"),
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
