@@ -1,9 +1,10 @@
 """One benchmark scenario in one process; prints a JSON line of measurements.
 
 Runs the REAL JobService, Poller, PollSchedule, QuotaService, provider clients and SQLite storage
-(a file in a temp dir) against the loopback vendor fakes of tests/fakes/vendors.py, on a FakeClock
-driven by benchmarks.sim.SimDriver. Usually started by benchmarks/run.py, one process per scenario
-so each one's CPU time and peak memory are its own.
+(a file in a temp dir) against the loopback vendor fakes, which run in their own process
+(benchmarks/vendor_process.py) so this process's CPU and memory are the bot's. Time is a FakeClock
+driven by benchmarks.sim.SimDriver and mirrored to the vendor process. Usually started by
+benchmarks/run.py, one process per scenario.
 
     python benchmarks/scenario.py --jobs 1000 --mode polling --schedule learned
 """
@@ -16,6 +17,7 @@ import json
 import logging
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
+
 from benchmarks.sim import ActivityTracker, SimDriver, percentile, untracked  # noqa: E402
-from bot.catalog import Family, ProviderName  # noqa: E402
+from benchmarks.vendor_process import SharedClock  # noqa: E402
+from benchmarks.workload import (  # noqa: E402
+    SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
+)
+from bot.catalog import Family  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.delivery.base import ResultMessage  # noqa: E402
 from bot.http_server import HealthChecks, OperatorsServer  # noqa: E402
@@ -42,23 +50,20 @@ from bot.quota.service import QuotaService  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from bot.validation import GenerationRequest  # noqa: E402
 from storage.database import Database  # noqa: E402
-from tests.fakes.vendors import (  # noqa: E402
-    FakeKieVendor, FakeKlingVendor, FakeTask, FakeUnifiedVendor, FakeVendor, Outcome,
-)
-from benchmarks.workload import CallbackPump, make_plan, request_mix  # noqa: E402
 
 API_KEY = "bench-key"
 HMAC_KEY = "bench-webhook-key"
 GUILD_ID = 1
 PROBE_USER = 999_999
 BASELINE_INTERVAL = 10.0
+ARRIVAL_STEP = 0.25  # simulated seconds between batches of arrivals
 
 
 class FixedIntervalSchedule(PollSchedule):
     """The naive baseline: ask about every running job every 10 seconds."""
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
-                           progress: float | None = None) -> float:
+                           progress: float | None = None, callback: bool = False) -> float:
         return now + BASELINE_INTERVAL
 
 
@@ -105,6 +110,24 @@ class Forward:
         return await self.target.on_callback(job_id, task_id)
 
 
+class SubmitCounter:
+    """Counts submits that came back (the clients' own submit is wrapped)."""
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    def track(self, client: Any) -> None:
+        original = client.submit
+
+        async def submit(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                self.done += 1
+
+        client.submit = submit
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -119,30 +142,36 @@ def current_rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool) -> dict[str, Any]:
+def start_vendor_process(clock: SharedClock, seed: int, sigma: float) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    command = [sys.executable, str(ROOT / "benchmarks" / "vendor_process.py"), "--shm", clock.memory.name,
+               "--seed", str(seed), "--api-key", API_KEY, "--hmac-key", HMAC_KEY, "--sigma", str(sigma)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise SystemExit("the vendor process did not start")
+    return process, json.loads(line)
+
+
+async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool, sigma: float,
+              cold: bool) -> dict[str, Any]:
     rng = random.Random(seed)
-    clock = FakeClock(start=time.time())
+    clock = SharedClock(start=time.time())
     tracker = ActivityTracker()
     driver = SimDriver(clock, tracker)
-    plan = make_plan(random.Random(seed + 1))
-    vendors: dict[str, FakeVendor] = {
-        "kie": FakeKieVendor(api_key=API_KEY, clock=clock, plan=plan, callback_key=HMAC_KEY, auto_callbacks=False),
-        "kkiai": FakeUnifiedVendor(api_key=API_KEY, clock=clock, plan=plan),
-        "kling": FakeKlingVendor(api_key=API_KEY, clock=clock, plan=plan),
-    }
-    for vendor in vendors.values():
-        await vendor.start()
+    vendor_process, endpoints = start_vendor_process(clock, seed, sigma)
+    control = endpoints["control"]
+    urls = endpoints["vendors"]
     tmp = tempfile.TemporaryDirectory(prefix="framecast-bench-")
     settings = Settings(
         discord_token="bench", _env_file=None, database_url=f"sqlite:///{tmp.name}/bot.db",
-        kie_api_key=API_KEY, kie_base_url=vendors["kie"].base_url, kie_upload_base_url=vendors["kie"].base_url,
-        kkiai_api_key=API_KEY, kkiai_base_url=vendors["kkiai"].base_url,
-        kling_api_key=API_KEY, kling_base_url=vendors["kling"].base_url,
+        kie_api_key=API_KEY, kie_base_url=urls["kie"], kie_upload_base_url=urls["kie"],
+        kkiai_api_key=API_KEY, kkiai_base_url=urls["kkiai"],
+        kling_api_key=API_KEY, kling_base_url=urls["kling"],
         provider_max_in_flight=jobs * 2, kie_submits_per_10s=jobs * 2,
         quota_daily_credits=10**9, quota_max_concurrent_jobs=10**9, kie_webhook_hmac_key=HMAC_KEY,
     )
     db = await Database.open(settings.database_path)
-    tracker.track_database(db)
     forward = Forward()
     server: OperatorsServer | None = None
     if mode == "callback":
@@ -151,7 +180,9 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool)
         host, port = (await server.start("127.0.0.1", 0))[0][:2]
         settings = settings.model_copy(update={"public_base_url": f"http://{host}:{port}"})
     providers = build_providers(settings, clock)
+    submits = SubmitCounter()
     for client in providers.values():
+        submits.track(client)
         tracker.track_client(client)
     publisher = RecordingPublisher(clock)
     quota = QuotaService(db, settings, clock)
@@ -164,62 +195,77 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool)
     forward.target = poller
     service = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota,
                          policy=AllowEverything(), repository=repository, on_job_created=poller.wake)
+    requests = request_mix(rng, jobs)
+    specs = [service.validate(request) for request in requests]
+    history_rows = 0 if cold else await seed_history(db, specs, random.Random(seed + 2), sigma, clock.now())
+    tracker.track_database(db)
     rss_before_jobs = current_rss_mb()
 
-    # --- the workload: N jobs created through the real service, all in flight at once ----------
-    requests = request_mix(rng, jobs)
+    # --- the workload: jobs ordered through the real service over ARRIVAL_WINDOW, all in flight ----
     created_ids: set[int] = set()
-    wall_start, cpu_start = time.perf_counter(), cpu_seconds()
-    for index, request in enumerate(requests):
-        requester = Requester(guild_id=GUILD_ID, channel_id=10, user_id=1000 + index % 500)
-        spec = service.validate(request)
-        created_ids.add((await service.create_job(requester, spec)).id)
-    create_wall = time.perf_counter() - wall_start
+    arrivals = arrival_times(rng, jobs)
+    wall_start, cpu_start, sim_start = time.perf_counter(), cpu_seconds(), clock.now()
+
+    async def arrive() -> None:
+        index = 0
+        while index < jobs:
+            due_until = clock.now() - sim_start
+            while index < jobs and arrivals[index] <= due_until:
+                requester = Requester(guild_id=GUILD_ID, channel_id=10, user_id=1000 + index % 500)
+                created_ids.add((await service.create_job(requester, specs[index])).id)
+                index += 1
+            if index < jobs:
+                await clock.sleep(ARRIVAL_STEP)
 
     poller.start()
-    pump = CallbackPump(vendors["kie"], clock, tracker) if mode == "callback" else None
+    pump = CallbackPump(control, clock, tracker) if mode == "callback" else None
     pump_task = asyncio.create_task(pump.run()) if pump else None
-
-    # Phase 1: submit everything (simulated time stands still while the bot works).
-    # (Bounded: a submit that failed and went `uncertain` is never resent, so creates may fall short.)
-    submit_start = clock.now()
-    await driver.run_until(lambda: sum(v.create_calls for v in vendors.values()) >= jobs
-                           or clock.now() - submit_start > 30.0, sim_limit=600)
+    arrival_task = asyncio.create_task(arrive())
+    # Phase 1: every job ordered and submitted.
+    await driver.run_until(lambda: (arrival_task.done() and submits.done >= jobs), sim_limit=600)
+    await arrival_task
     submit_wall = time.perf_counter() - wall_start
     # Phase 2: idle CPU with every job waiting on its vendor - the clock runs at real speed.
     idle = await measure_idle(driver, clock, seconds=3.0)
     # Phase 3: run to the end, with a member's interactions measured along the way.
     probe_times: list[float] = []
     probe_task = asyncio.create_task(probe_interactions(service, probe_times)) if probes else None
-    sim_start, cpu_sim_start, wall_sim_start = clock.now(), cpu_seconds(), time.perf_counter()
+    sim_phase_start, cpu_sim_start = clock.now(), cpu_seconds()
     await driver.run_until(lambda: created_ids <= publisher.deliveries.keys(), sim_limit=4 * 3600)
     sim_elapsed = clock.now() - sim_start
     cpu_sim = cpu_seconds() - cpu_sim_start
+    cpu_total = cpu_seconds() - cpu_start
     wall_total = time.perf_counter() - wall_start
     for task in (probe_task, pump_task):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    result = summarise(jobs, mode, schedule_name, vendors, publisher, created_ids, driver, pump)
+    async with httpx.AsyncClient(timeout=120.0) as client:
+        vendor_tasks = (await client.get(f"{control}/tasks")).json()
+        vendor_usage = (await client.get(f"{control}/usage")).json()
+        await client.post(f"{control}/stop")
+    result = summarise(jobs, mode, schedule_name, vendor_tasks, publisher, created_ids, driver, pump)
     result.update(
+        sigma=sigma, history_rows=history_rows,
         interaction_ms_p50=ms(percentile(probe_times, 0.50)), interaction_ms_p99=ms(percentile(probe_times, 0.99)),
-        interaction_samples=len(probe_times),
-        cpu_seconds_total=round(cpu_seconds() - cpu_start, 2), cpu_seconds_simulation=round(cpu_sim, 2),
+        interaction_ms_max=ms(max(probe_times) if probe_times else None), interaction_samples=len(probe_times),
+        cpu_seconds_total=round(cpu_total, 2), cpu_seconds_simulation=round(cpu_sim, 2),
         simulated_seconds=round(sim_elapsed, 1),
-        cpu_share_at_real_pace=round(cpu_sim / sim_elapsed, 4) if sim_elapsed else None,
+        cpu_share_at_real_pace=round(cpu_total / sim_elapsed, 4) if sim_elapsed else None,
         idle_cpu_share=round(idle, 4),
         rss_before_jobs_mb=round(rss_before_jobs, 1), peak_rss_mb=round(peak_rss_mb(), 1),
-        wall_seconds=round(wall_total, 1), create_wall_seconds=round(create_wall, 1),
-        submit_wall_seconds=round(submit_wall, 1), clock_advances=driver.timeline.advances,
+        vendor_cpu_seconds=round(vendor_usage["cpu_seconds"], 2), vendor_peak_rss_mb=round(vendor_usage["peak_rss_mb"], 1),
+        wall_seconds=round(wall_total, 1), submit_wall_seconds=round(submit_wall, 1),
+        clock_advances=driver.timeline.advances,
     )
     await poller.stop()
     if server is not None:
         await server.stop()
     await close_providers(providers)
-    for vendor in vendors.values():
-        await vendor.stop()
     await db.close()
+    vendor_process.wait(timeout=30)
+    clock.close()
     tmp.cleanup()
     return result
 
@@ -264,23 +310,22 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
-def summarise(jobs: int, mode: str, schedule_name: str, vendors: dict[str, FakeVendor],
+def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[Any]],
               publisher: RecordingPublisher, created_ids: set[int], driver: SimDriver,
               pump: CallbackPump | None) -> dict[str, Any]:
-    tasks: dict[tuple[str, str], FakeTask] = {}
-    for name, vendor in vendors.items():
-        for task in vendor.tasks.values():
-            tasks[(name, task.id)] = task
+    tasks = {(name, task_id): (finishes_at, status_calls + hd_calls)
+             for name, task_id, finishes_at, status_calls, hd_calls in vendor_tasks}
     groups: dict[str, tuple[list[float], list[float], list[int]]] = {"all": ([], [], [])}
     for job_id in created_ids:
         delivery = publisher.deliveries[job_id]
         task = tasks.get((delivery.provider, delivery.task_id or ""))
         if task is None:
             continue
-        latency = driver.timeline.real_latency(task.finishes_at, delivery.sim_at, delivery.wall_at)
-        sim_latency = max(0.0, delivery.sim_at - task.finishes_at)
-        requests = task.status_calls + task.hd_calls
-        for key in ("all", delivery.provider):
+        finishes_at, requests = task
+        latency = driver.timeline.real_latency(finishes_at, delivery.sim_at, delivery.wall_at)
+        sim_latency = max(0.0, delivery.sim_at - finishes_at)
+        outcome = "succeeded" if delivery.status == "succeeded" else "failed"
+        for key in ("all", delivery.provider, outcome):
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(latency)
             bucket[1].append(sim_latency)
@@ -295,6 +340,7 @@ def summarise(jobs: int, mode: str, schedule_name: str, vendors: dict[str, FakeV
             "latency_p99": rnd(percentile(latencies, 0.99)),
             "sim_latency_p50": rnd(percentile(sim_latencies, 0.5)), "sim_latency_p99": rnd(percentile(sim_latencies, 0.99)),
             "status_requests_per_job": round(sum(requests) / len(requests), 2) if requests else None,
+            "status_requests_p99": percentile([float(r) for r in requests], 0.99),
             "status_requests_max": max(requests) if requests else None,
         }
     return out
@@ -310,10 +356,13 @@ def main() -> None:
     parser.add_argument("--mode", choices=("polling", "callback"), default="polling")
     parser.add_argument("--schedule", choices=("learned", "fixed"), default="learned")
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--sigma", type=float, default=SIGMA, help="log-normal sigma of one kind's durations")
+    parser.add_argument("--cold", action="store_true", help="no finished jobs in the database (catalog priors)")
     parser.add_argument("--no-probes", action="store_true", help="skip the interaction timing probe")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    result = asyncio.run(run(args.jobs, args.mode, args.schedule, args.seed, not args.no_probes))
+    result = asyncio.run(run(args.jobs, args.mode, args.schedule, args.seed, not args.no_probes, args.sigma,
+                             args.cold))
     print(json.dumps(result))
 
 

@@ -1,36 +1,46 @@
-"""What the benchmark asks for and how long the vendors take.
+"""What the benchmark asks for, when, and how long the vendors take.
 
-Durations are drawn per vendor model, log-normally around a median and clipped: fast Veo 1-4 min,
-quality Veo and Sora longer, Kling in between; about 5% of tasks fail (earlier than they would have
-finished). The callback pump plays kie.ai's side of callbacks on the simulated clock.
+Durations: each kind of job (vendor model) takes a log-normal time around its own median with
+sigma SIGMA (0.15 by default: real vendors' times for one model and mode are concentrated, within
+roughly +-35% for 95% of jobs), while medians differ by model: fast Veo 140-150 s, quality Veo
+230-240 s, Sora 280 s, Kling 150-240 s (1-6 minutes overall). Draws are clipped to +-3 sigma so one
+freak draw cannot stall the run. About 5% of tasks fail, earlier than they would have finished.
+
+History: by default the database starts with HISTORY_PER_KIND finished jobs of every kind drawn from
+the same distributions (a bot that has been running for a while); `cold` skips it (catalog priors).
+Arrivals: spread uniformly over ARRIVAL_WINDOW simulated seconds (shorter than the fastest job, so
+every job is in flight at once), not all at one instant, which no real server sees.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import json
 import math
 import random
 from typing import Any
 
-from bot.catalog import Family
+from bot.catalog import Family, get_model
 from bot.clock import FakeClock
-from bot.validation import GenerationRequest
-from tests.fakes.vendors import FakeKieVendor, FakeTask, Outcome
+from bot.validation import GenerationRequest, JobSpec
+from storage.database import Database
+from tests.fakes.vendors import Outcome
 
 from benchmarks.sim import ActivityTracker
 
-# (low, median, high) seconds per vendor model string.
-DURATIONS: dict[str, tuple[float, float, float]] = {
-    "veo3_fast": (60, 140, 240), "veo3.1-fast": (60, 150, 240),
-    "veo3": (120, 230, 360), "veo3.1-pro": (120, 240, 360),
-    "sora-2": (150, 280, 480),
-    "kling-v3-std-silent": (60, 150, 300), "kling-v3-std-audio": (70, 160, 300),
-    "kling-v3-pro-silent": (120, 230, 420), "kling-v3-pro-audio": (120, 240, 420),
+# Median seconds per vendor model string.
+MEDIANS: dict[str, float] = {
+    "veo3_fast": 140, "veo3.1-fast": 150,
+    "veo3": 230, "veo3.1-pro": 240,
+    "sora-2": 280,
+    "kling-v3-std-silent": 150, "kling-v3-std-audio": 160,
+    "kling-v3-pro-silent": 230, "kling-v3-pro-audio": 240,
 }
+SIGMA = 0.15
 FAILURE_RATE = 0.05
-MIN_DURATION = 18.0  # a failure at 0.3 x the shortest low bound
+MIN_DURATION = 18.0
 RECHECK_SECONDS = 10.0  # < MIN_DURATION: a task created while the pump sleeps is never called back late
+ARRIVAL_WINDOW = 30.0
+HISTORY_PER_KIND = 200
 
 # (weight, request) - a plausible mix of what members order.
 _MIX: list[tuple[float, dict[str, Any]]] = [
@@ -51,13 +61,22 @@ def request_mix(rng: random.Random, count: int) -> list[GenerationRequest]:
                               **f) for i, f in enumerate(picks)]
 
 
-def make_plan(rng: random.Random):  # -> tests.fakes.vendors.Plan
-    """Per-request (duration, outcome) for the fakes, drawn from DURATIONS."""
+def arrival_times(rng: random.Random, count: int) -> list[float]:
+    """Seconds after the start at which each job is ordered, ascending."""
+    return sorted(rng.uniform(0.0, ARRIVAL_WINDOW) for _ in range(count))
+
+
+def draw_duration(rng: random.Random, vendor_model: str, sigma: float) -> float:
+    median = MEDIANS.get(vendor_model, 180.0)
+    z = max(-3.0, min(3.0, rng.gauss(0.0, 1.0)))
+    return median * math.exp(sigma * z)
+
+
+def make_plan(rng: random.Random, sigma: float = SIGMA):  # -> tests.fakes.vendors.Plan
+    """Per-request (duration, outcome) for the fakes."""
 
     def plan(body: dict[str, Any]) -> tuple[float, Outcome]:
-        low, median, high = DURATIONS.get(str(body.get("model")), (60, 180, 360))
-        sigma = math.log(high / median) / 1.64  # ~95% of draws under `high` before clipping
-        duration = min(high, max(low, rng.lognormvariate(math.log(median), sigma)))
+        duration = draw_duration(rng, str(body.get("model")), sigma)
         if rng.random() < FAILURE_RATE:
             return max(MIN_DURATION, duration * rng.uniform(0.2, 0.8)), Outcome.fail("generation failed", code=501)
         return duration, Outcome.ok()
@@ -65,39 +84,47 @@ def make_plan(rng: random.Random):  # -> tests.fakes.vendors.Plan
     return plan
 
 
+async def seed_history(db: Database, specs: list[JobSpec], rng: random.Random, sigma: float, now: float,
+                       per_kind: int = HISTORY_PER_KIND) -> int:
+    """Finished jobs of every kind in `specs`, as a bot that has run for a while has (the schedule learns
+    from them). Recorded as the bot records them: observed a poll-gap late (uniform 0-5 s)."""
+    kinds = {(spec.model_key, spec.mode.value, spec.family.value, spec.provider.value) for spec in specs}
+    rows = []
+    for model_key, mode, family, provider in sorted(kinds):
+        vendor_model = get_model(model_key).vendor_model
+        for n in range(per_kind):
+            submitted = now - 86_400 + n * 60
+            took = draw_duration(rng, vendor_model, sigma) + rng.uniform(0.0, 5.0)
+            rows.append((family, model_key, provider, mode, json.dumps({}), submitted, submitted, submitted + took,
+                         submitted + took))
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
+            " status, delivery_state, created_at, submitted_at, vendor_done_at, finished_at)"
+            " VALUES (2, 1, 1, ?, ?, ?, ?, 'history', ?, 'succeeded', 'delivered', ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
 class CallbackPump:
-    """Posts kie.ai's signed callback when each kie task finishes, on the simulated clock.
+    """Plays kie.ai's side of callbacks on the simulated clock: asks the vendor process to send
+    every callback that is due, then sleeps until the next one (or RECHECK_SECONDS for new tasks)."""
 
-    One heap and one sleeper whatever the number of tasks (the fake's own fire_due_callbacks scans
-    every task, which is fine for tests but quadratic at 10,000 tasks).
-    """
-
-    def __init__(self, kie: FakeKieVendor, clock: FakeClock, tracker: ActivityTracker) -> None:
-        self._kie = kie
+    def __init__(self, control_url: str, clock: FakeClock, tracker: ActivityTracker) -> None:
+        self._control_url = control_url
         self._clock = clock
         self._tracker = tracker
-        self._due: list[tuple[float, str]] = []
-        self._seen = 0
         self.posted = 0
 
-    def _collect_new_tasks(self) -> None:
-        tasks = self._kie.tasks
-        for task in itertools.islice(tasks.values(), self._seen, None):
-            if task.callback_url:
-                heapq.heappush(self._due, (task.finishes_at, task.id))
-        self._seen = len(tasks)
-
     async def run(self) -> None:
-        while True:
-            self._collect_new_tasks()
-            now = self._clock.now()
-            while self._due and self._due[0][0] <= now:
-                _, task_id = heapq.heappop(self._due)
-                task: FakeTask = self._kie.tasks[task_id]
-                if not task.callback_sent:
-                    task.callback_sent = True
-                    with self._tracker.busy():
-                        await self._kie._send_callback(task)  # the fake's own signed POST
-                    self.posted += 1
-            wait = min(RECHECK_SECONDS, self._due[0][0] - now) if self._due else RECHECK_SECONDS
-            await self._clock.sleep(max(0.001, wait))
+        import httpx
+
+        async with httpx.AsyncClient(timeout=120.0) as client:
+            while True:
+                with self._tracker.busy():
+                    answer = (await client.post(f"{self._control_url}/fire")).json()
+                self.posted += int(answer["fired"])
+                now = self._clock.now()
+                wait = RECHECK_SECONDS
+                if answer["next_due"] is not None:
+                    wait = min(wait, float(answer["next_due"]) - now)
+                await self._clock.sleep(max(0.001, wait))
