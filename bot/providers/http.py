@@ -331,3 +331,39 @@ class VendorHttp:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class VendorClient:
+    """What the three vendor clients share: one `VendorHttp` pool, the clock, the submit and poll
+    calls, the usual "2xx with a JSON object" check, and `aclose`. Subclasses set `name` and parse."""
+
+    name: ProviderName
+
+    def __init__(
+        self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
+        *, transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
+        self._clock = clock
+
+    async def _submit(self, path: str, parse: Callable[[httpx.Response], T], body: dict[str, Any]) -> T:
+        """POST the create body: the one request that must never be resent when unsure."""
+        return await self._http.call("submit", Phase.SUBMIT, "POST", path, parse, json=body)
+
+    async def _poll(
+        self, path: str, parse: Callable[[httpx.Response], T], *, operation: str = "poll", **kwargs: Any
+    ) -> T:
+        """GET the task's state (a read, safe to repeat); `operation` names it in the metrics."""
+        return await self._http.call(operation, Phase.POLL, "GET", path, parse, **kwargs)
+
+    def _json_object(self, response: httpx.Response, phase: Phase) -> dict[str, Any]:
+        """The body of a successful answer, or the classified error: HTTP status first, then shape."""
+        if not response.is_success:
+            raise classify_http_error(self.name, phase, response, self._clock.now())
+        payload = json_or_none(response)
+        if not isinstance(payload, dict):
+            raise unreadable_body(self.name, phase, response.status_code, "not JSON")
+        return payload
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

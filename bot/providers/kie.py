@@ -25,7 +25,7 @@ from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.providers.http import (
     VENDOR_LABELS,
     Phase,
-    VendorHttp,
+    VendorClient,
     dig,
     error_text,
     final_error,
@@ -163,7 +163,7 @@ class _Record(BaseModel):
     error: str = ""
 
 
-class KieClient:
+class KieClient(VendorClient):
     """kie.ai's Veo 3.1 API, plus its file host (`ImageHost`)."""
 
     name = ProviderName.KIE
@@ -172,8 +172,7 @@ class KieClient:
         self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
         *, upload_base_url: str | None = None, transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
-        self._clock = clock
+        super().__init__(base_url, api_key, settings, clock, transport=transport)
         self._upload_base_url = (upload_base_url or settings.kie_upload_base_url).rstrip("/")
         # When record-info lacks completeTime: when this process first saw the task succeed.
         self._first_success_seen: dict[str, float] = {}
@@ -196,10 +195,7 @@ class KieClient:
 
     # --- submit ----------------------------------------------------------------------------------
     async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
-        return await self._http.call(
-            "submit", Phase.SUBMIT, "POST", "/api/v1/veo/generate", self._parse_generate,
-            json=build_kie_body(job, callback_url),
-        )
+        return await self._submit("/api/v1/veo/generate", self._parse_generate, build_kie_body(job, callback_url))
 
     def _parse_generate(self, response: httpx.Response) -> str:
         data = self._envelope(response, Phase.SUBMIT)
@@ -210,10 +206,7 @@ class KieClient:
 
     # --- poll ------------------------------------------------------------------------------------
     async def poll(self, task_id: str, job: JobSpec) -> PollResult:
-        record = await self._http.call(
-            "poll", Phase.POLL, "GET", "/api/v1/veo/record-info", self._parse_record,
-            params={"taskId": task_id},
-        )
+        record = await self._poll("/api/v1/veo/record-info", self._parse_record, params={"taskId": task_id})
         flag = record.success_flag
         if flag in (2, 3):
             self._first_success_seen.pop(task_id, None)
@@ -248,10 +241,8 @@ class KieClient:
     async def _upgrade_to_1080p(self, task_id: str, record: _Record) -> PollResult:
         """Ask for the 1080p file; not ready = still RUNNING, until the grace period ends."""
         try:
-            hd_url = await self._http.call(
-                "poll_1080p", Phase.POLL, "GET", "/api/v1/veo/get-1080p-video", self._parse_1080p,
-                params={"taskId": task_id, "index": 0},
-            )
+            hd_url = await self._poll("/api/v1/veo/get-1080p-video", self._parse_1080p, operation="poll_1080p",
+                                      params={"taskId": task_id, "index": 0})
         except ProviderError:
             hd_url = None  # "not ready" is reported as an error code; either way, ask again later
         if hd_url:
@@ -297,9 +288,6 @@ class KieClient:
         if not url:
             raise unreadable_body(self.name, Phase.UPLOAD, response.status_code, "no file URL")
         return url.strip()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def parse_kie_callback(payload: Any) -> tuple[str | None, PollResult]:

@@ -19,8 +19,7 @@ from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.providers.http import (
     VENDOR_LABELS,
     Phase,
-    VendorHttp,
-    classify_http_error,
+    VendorClient,
     dig,
     error_text,
     final_error,
@@ -147,7 +146,7 @@ def parse_kling_task(payload: Any) -> PollResult:
     return PollResult(state=TaskState.RUNNING, raw_status=raw_status, progress=progress)
 
 
-class KlingClient:
+class KlingClient(VendorClient):
     """Kling v3 via the OpenAI-style video gateway."""
 
     name = ProviderName.KLING
@@ -156,16 +155,12 @@ class KlingClient:
         self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
         *, transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
-        self._clock = clock
+        super().__init__(base_url, api_key, settings, clock, transport=transport)
         self._poll_paths = list(POLL_PATHS)  # the one that last worked goes first
 
     async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
         """POST /v1/video/generations; the gateway has no callbacks, so `callback_url` is ignored."""
-        return await self._http.call(
-            "submit", Phase.SUBMIT, "POST", "/v1/video/generations", self._parse_create,
-            json=build_kling_body(job),
-        )
+        return await self._submit("/v1/video/generations", self._parse_create, build_kling_body(job))
 
     def _parse_create(self, response: httpx.Response) -> str:
         payload = json_or_none(response)
@@ -178,10 +173,7 @@ class KlingClient:
                 retry_after=parse_retry_after(response.headers.get("Retry-After"), self._clock.now()),
                 status_code=response.status_code, detail=error_text(payload),
             )
-        if not response.is_success:
-            raise classify_http_error(self.name, Phase.SUBMIT, response, self._clock.now())
-        if not isinstance(payload, dict):
-            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "not JSON")
+        payload = self._json_object(response, Phase.SUBMIT)
         data = payload.get("data")
         task_id = first_text(
             payload.get("id"), payload.get("task_id"), dig(data, "task_id"), dig(data, "id"),
@@ -196,9 +188,7 @@ class KlingClient:
         last_error: ProviderError | None = None
         for path in list(self._poll_paths):
             try:
-                result = await self._http.call(
-                    "poll", Phase.POLL, "GET", path.format(id=task_id), self._parse_task,
-                )
+                result = await self._poll(path.format(id=task_id), self._parse_task)
             except ProviderError as error:
                 if error.status_code == 404:
                     last_error = error
@@ -212,11 +202,7 @@ class KlingClient:
         raise last_error
 
     def _parse_task(self, response: httpx.Response) -> PollResult:
-        if not response.is_success:
-            raise classify_http_error(self.name, Phase.POLL, response, self._clock.now())
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            raise unreadable_body(self.name, Phase.POLL, response.status_code, "not JSON")
+        payload = self._json_object(response, Phase.POLL)
         try:
             return parse_kling_task(payload)
         except ValueError as exc:
@@ -225,6 +211,3 @@ class KlingClient:
                 ErrorKind.RETRYABLE, f"{VENDOR_LABELS[self.name]} sent a reply that could not be read.",
                 status_code=response.status_code, detail=reason or str(exc),
             ) from exc
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

@@ -9,24 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from bot.catalog import Family, ImageRole, Mode, ProviderName
-from bot.clock import Clock
 from bot.providers.base import PollResult, TaskState
 from bot.providers.http import (
     Phase,
-    VendorHttp,
-    classify_http_error,
+    VendorClient,
     dig,
     final_error,
     first_text,
-    json_or_none,
     looks_like_policy,
     trim_reason,
     unreadable_body,
 )
-from bot.settings import Settings
 from bot.validation import JobSpec
 
 SUCCESS_STATUSES = frozenset({"completed", "complete", "success", "succeeded", "succeed"})
@@ -117,31 +112,17 @@ def build_unified_body(job: JobSpec) -> dict[str, Any]:
     return body
 
 
-class UnifiedClient:
+class UnifiedClient(VendorClient):
     """kkiai's unified API: Veo 3.1 and Sora 2."""
 
     name = ProviderName.KKIAI
 
-    def __init__(
-        self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
-        *, transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = VendorHttp(self.name, base_url, api_key, settings, clock, transport=transport)
-        self._clock = clock
-
     async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
         """POST /v1/video/create; the vendor has no callbacks, so `callback_url` is ignored."""
-        return await self._http.call(
-            "submit", Phase.SUBMIT, "POST", "/v1/video/create",
-            self._parse_create, json=build_unified_body(job),
-        )
+        return await self._submit("/v1/video/create", self._parse_create, build_unified_body(job))
 
     def _parse_create(self, response: httpx.Response) -> str:
-        payload = json_or_none(response)
-        if not response.is_success:
-            raise classify_http_error(self.name, Phase.SUBMIT, response, self._clock.now())
-        if not isinstance(payload, dict):
-            raise unreadable_body(self.name, Phase.SUBMIT, response.status_code, "not JSON")
+        payload = self._json_object(response, Phase.SUBMIT)
         task_id = first_text(payload.get("id"), payload.get("task_id"), dig(payload, "data", "id"))
         if not task_id:
             reason = first_text(payload.get("error"), payload.get("message"))
@@ -152,20 +133,11 @@ class UnifiedClient:
 
     async def poll(self, task_id: str, job: JobSpec) -> PollResult:
         """GET /v1/video/query?id=<the id exactly as create returned it>."""
-        return await self._http.call(
-            "poll", Phase.POLL, "GET", "/v1/video/query", self._parse_query, params={"id": task_id},
-        )
+        return await self._poll("/v1/video/query", self._parse_query, params={"id": task_id})
 
     def _parse_query(self, response: httpx.Response) -> PollResult:
-        if not response.is_success:
-            raise classify_http_error(self.name, Phase.POLL, response, self._clock.now())
-        payload = json_or_none(response)
-        if not isinstance(payload, dict):
-            raise unreadable_body(self.name, Phase.POLL, response.status_code, "not JSON")
+        payload = self._json_object(response, Phase.POLL)
         try:
             return parse_unified_query(payload)
         except ValueError as exc:
             raise unreadable_body(self.name, Phase.POLL, response.status_code, str(exc)) from exc
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
