@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -192,6 +193,22 @@ async def restart(harness: BotHarness) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"bot's HTTP server not up after restart:\n{harness.log_text()}")
         await asyncio.sleep(0.05)
+
+
+_LOG_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL)\s+(bot\.jobs\S*|bot\.delivery\S*): (.*)$")
+
+
+def log_problems(harness: BotHarness, secrets: list[str]) -> list[str]:
+    """Every bot process's stderr (SIGKILLed ones too): no secret, and job failures name their job."""
+    problems: list[str] = []
+    for path in sorted(harness.tmp_path.glob("bot-*.log")):
+        text = path.read_text(errors="replace")
+        problems += [f"{path.name}: a secret ({secret[:4]}...) is in the log" for secret in secrets if secret in text]
+        for line in text.splitlines():
+            match = _LOG_LINE.match(line)
+            if match and not re.search(r"\bjob #?\d+", match.group(3), re.IGNORECASE):
+                problems.append(f"{path.name}: failure without a job id: {line}")
+    return problems
 
 
 async def invariant_violations(harness: BotHarness) -> list[str]:

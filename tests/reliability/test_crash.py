@@ -18,11 +18,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, READY_LOG_LINE, BotHarness, free_port
+from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, KLING_KEY, READY_LOG_LINE, BotHarness, free_port
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import Fault, FakeVendor
-from tests.reliability.crash_support import (GatedDiscord, HoldingKie, HoldingUnified,
-                                             invariant_violations, restart, result_messages, rows, wait_for_row)
+from tests.reliability.crash_support import (GatedDiscord, HoldingKie, HoldingUnified, invariant_violations,
+                                             log_problems, restart, result_messages, rows, wait_for_row)
 
 FOREVER = 3600.0
 SUBMITTED_WITH_THREAD = "SELECT id FROM jobs WHERE status = ? AND thread_id IS NOT NULL"
@@ -40,6 +40,9 @@ async def crash_harness(tmp_path: Path, **extra_env: str) -> AsyncIterator[tuple
     try:
         async with harness:
             yield harness, discord
+        # Every crash test is also a log test: what the killed and restarted processes wrote.
+        secrets = [KIE_KEY, KKIAI_KEY, KLING_KEY, KIE_WEBHOOK_KEY, discord.token]
+        assert log_problems(harness, secrets) == []
     finally:
         discord.open_gate()
         harness.kie.open_gate()
