@@ -30,7 +30,8 @@ HoldPoint = Literal["before_create", "after_create"]
 class GatedDiscord(FakeDiscord):
     """FakeDiscord with the delivery faults the base fake lacks.
 
-    - `hold`: hang the next job-result post (nonce `fc-job-*`) before or after the message is made;
+    - `hold`: hang job-result posts (nonce `fc-job-*`; or, with `hold_kind = "summary"`, the command's
+      summary post) before or after the message is made;
     - `archived_threads`: posting there answers 400 / 50083 (archived and locked);
     - `refuse_dms`: DMs answer 403 / 50007 (the member closed them);
     - `lose_answers`: the next N result posts make the message, then answer 503 (the bot never sees it);
@@ -40,6 +41,7 @@ class GatedDiscord(FakeDiscord):
     def __init__(self) -> None:
         super().__init__()
         self.hold: HoldPoint | None = None
+        self.hold_kind: Literal["result", "summary"] = "result"  # a job's result, or the /veo summary
         self.holding = asyncio.Event()
         self._gate = asyncio.Event()
         self.archived_threads: set[int] = set()
@@ -62,7 +64,7 @@ class GatedDiscord(FakeDiscord):
             return _discord_error(403, 50007, "Cannot send messages to this user")
         nonce = str((body or {}).get("nonce") or "")
         is_result = nonce.startswith("fc-job-")
-        point = self.hold if is_result else None
+        point = self.hold if is_result == (self.hold_kind == "result") else None
         if point == "before_create":
             self.holding.set()
             await self._gate.wait()

@@ -87,6 +87,27 @@ async def test_kill_after_the_job_row_is_written_before_any_submit(tmp_path: Pat
         assert await invariant_violations(harness) == []
 
 
+async def test_kill_after_the_job_row_is_written_before_its_thread_exists(tmp_path: Path) -> None:
+    """The member's command is half done (no summary, no thread): the result still arrives, in the channel."""
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        harness.kie.unavailable = True
+        discord.hold, discord.hold_kind = "before_create", "summary"
+        await command(harness, "veo", "crash point: before the thread")
+        await harness.wait_for(discord.holding.is_set, "summary post held")
+        await wait_for_row(harness, "SELECT id FROM jobs WHERE thread_id IS NULL", "job row written")
+        assert await harness.kill() == -9
+        discord.open_gate()
+        harness.kie.unavailable = False
+
+        done = await restart_and_finish(harness, harness.kie)
+        assert done["status"] == "succeeded"
+        assert await harness.terminate() == 0
+        [result] = result_messages(discord, 1)
+        assert result.channel_id == FakeDiscord.CHANNEL_ID
+        assert await invariant_violations(harness) == []
+
+
 async def test_kill_while_the_kie_submit_is_on_the_wire_reconciles_by_callback(tmp_path: Path) -> None:
     async with crash_harness(tmp_path) as (harness, discord):
         await harness.start_bot()
