@@ -406,8 +406,11 @@ class Poller:
                 progress=result.progress, callback=self._callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
-            await self._transition(job, {"poll_count": polls, "raw_status": result.raw_status[:100],
-                                         "error_streak": 0, "next_due_at": next_at})
+            values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,
+                      "next_due_at": next_at}
+            if result.video_url:  # a lesser result already exists (kie's 720p while 1080p is made)
+                values["video_url"] = result.video_url
+            await self._transition(job, values)
         elif result.state is TaskState.SUCCEEDED and result.video_url:
             await self._finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
                                raw_status=result.raw_status)
@@ -423,6 +426,12 @@ class Poller:
                                      "next_due_at": self.clock.now() + self.schedule.error_backoff(streak, retry_after)})
 
     async def _time_out(self, job: JobRecord) -> None:
+        if job.status is JobStatus.RUNNING and job.video_url:
+            # The vendor finished a lesser version (720p while 1080p was pending): deliver that, do not
+            # throw away a video the vendor made and billed.
+            log.warning("job %s: past its deadline before the upgrade; delivering the video we have", job.id)
+            await self._finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
+            return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
         await self._finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
                            from_vendor=False)

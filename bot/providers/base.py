@@ -27,7 +27,7 @@ class TaskState(StrEnum):
 class PollResult(BaseModel):
     state: TaskState
     raw_status: str = ""
-    video_url: str | None = None
+    video_url: str | None = None  # SUCCEEDED: the video; RUNNING: a lesser one already made (kie 720p)
     error_message: str | None = None  # plain words, safe to show the member
     progress: float | None = None  # 0..1 where the vendor says
 

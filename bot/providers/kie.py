@@ -259,7 +259,10 @@ class KieClient(VendorClient):
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
                               video_url=record.urls[0], progress=1.0)
-        return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", progress=0.99)
+        # Still waiting for 1080p, but the 720p file exists: the poller delivers it if the job's deadline
+        # comes before the 1080p file does.
+        return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", progress=0.99,
+                          video_url=record.urls[0])
 
     def _parse_1080p(self, response: httpx.Response) -> str | None:
         """The 1080p URL, or None while kie answers "not ready" (a non-200 body code)."""
