@@ -10,15 +10,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.catalog import Family, ProviderName
+from bot.catalog import Family, ProviderName, get_model
 from bot.clock import FakeClock
 from bot.http_server import HealthChecks, OperatorsServer
 from bot.jobs.models import JobStatus
 from bot.jobs.poller import LOST_SUBMIT_MESSAGE
+from bot.jobs.service import Requester
+from bot.validation import GenerationRequest
 from storage.database import Database
 from tests.e2e.harness import free_port
 from tests.fakes.vendors import Fault, Outcome
-from tests.reliability.support import RigFactory
+from tests.reliability.support import CHANNEL_ID, GUILD_ID, RigFactory
 
 GRACE = 300.0
 
@@ -366,3 +368,19 @@ async def test_kie_submit_window_holds_across_two_pollers(db: Database, fake_clo
             assert busiest <= 20, busiest
     finally:
         await second.close()
+
+
+async def test_a_1080p_job_finishing_near_its_deadline_still_delivers_a_video(
+        factory: RigFactory, fake_clock: FakeClock) -> None:
+    """The 720p result exists; waiting for a 1080p file that never comes must not time the job out."""
+    rig = factory.build()
+    rig.kie.hd_delay = None  # the 1080p file never becomes ready
+    spec = rig.jobs.validate(GenerationRequest(family=Family.VEO, prompt="a slow 1080p scene", model="veo-fast-kie",
+                                               upsample=True))
+    job = await rig.jobs.create_job(Requester(guild_id=GUILD_ID, channel_id=CHANNEL_ID, user_id=30), spec)
+    rig.kie.inject("1080p", Fault.http(500), Fault.reset())
+    rig.kie.duration = get_model("veo-fast-kie").timing.max_runtime - 120  # done two minutes before the deadline
+    await rig.run_until(rig.all_delivered, step=15, limit=2 * 3600)
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.video_url, (done.status, done.error_message)
+    assert await rig.violations() == []
