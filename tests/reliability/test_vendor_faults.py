@@ -6,6 +6,7 @@ HTTP timeouts are real, and kept short. Each test ends by checking every invaria
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -383,4 +384,24 @@ async def test_a_1080p_job_finishing_near_its_deadline_still_delivers_a_video(
     await rig.run_until(rig.all_delivered, step=15, limit=2 * 3600)
     done = await rig.job(job.id)
     assert done.status is JobStatus.SUCCEEDED and done.video_url, (done.status, done.error_message)
+    assert await rig.violations() == []
+
+
+async def test_cancel_while_the_submit_is_on_the_wire(factory: RigFactory, fake_clock: FakeClock) -> None:
+    """The late answer must not revive a cancelled job; the member hears "cancelled" once, nothing is charged."""
+    rig = factory.build(submit_timeout_seconds=5)
+    rig.unified.inject("create", Fault.delay(0.5))
+    job = await rig.create(Family.SORA)
+    submitting = asyncio.create_task(rig.poller.run_once())
+    while rig.unified.create_calls == 0:
+        await asyncio.sleep(0.01)
+    cancelled = await rig.jobs.cancel_job(GUILD_ID, job.id, actor_id=99)
+    assert cancelled.status is JobStatus.CANCELLED
+    await asyncio.wait_for(submitting, timeout=10)
+    await rig.run_until(rig.all_delivered, step=5)
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.CANCELLED and done.provider_task_id is None
+    [result] = rig.publisher.results_for(job.id)
+    assert "cancelled" in result.content
+    assert len(rig.unified.tasks) == 1 and rig.unified.tasks[next(iter(rig.unified.tasks))].status_calls == 0
     assert await rig.violations() == []
