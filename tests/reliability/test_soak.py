@@ -1,4 +1,5 @@
-"""Soak: 300 jobs across the three vendors, seeded random vendor and delivery faults, two pollers on one file.
+"""Soak: 300 jobs across the three vendors, seeded random vendor and delivery faults, two pollers on one file;
+and 120 jobs delivered through the real DiscordPublisher to the Discord fake under delivery faults.
 
 Zero lost (every job finished and delivered), zero duplicated (vendor tasks, settlements, result messages).
 The fake clock makes an hour of vendor time take seconds; the seed makes a failure reproducible
@@ -12,13 +13,17 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import discord
 import pytest
 
 from bot.catalog import Family
 from bot.clock import FakeClock
+from bot.delivery.discord_publisher import DiscordPublisher
 from bot.jobs.models import JobStatus
 from storage.database import Database
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import Fault, Outcome
+from tests.reliability.crash_support import GatedDiscord, result_messages
 from tests.reliability.support import RigFactory
 
 JOBS = 300
@@ -99,3 +104,62 @@ async def test_soak_hundreds_of_jobs_with_random_faults_lose_and_duplicate_nothi
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.soak
+async def test_soak_through_the_real_discord_publisher_posts_each_result_once(
+        tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """120 jobs delivered by the real DiscordPublisher (discord.py over HTTP) to the Discord fake, with 503s,
+    answers lost after the message was made, Discord forgetting nonces, and threads deleted or locked."""
+    rng = random.Random(SEED + 1)
+    fake = GatedDiscord()
+    await fake.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    client = discord.Client(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none())
+    await client.login(fake.token)
+    publisher = DiscordPublisher(client, clock=fake_clock)
+    database = await Database.open(tmp_path / "soak-discord.db")
+    try:
+        async with RigFactory(database, fake_clock) as factory:
+            rig = factory.build(publisher=publisher, provider_max_in_flight=100)
+            threads: dict[int, int] = {}
+            for n in range(120):
+                family, model = rng.choice(KINDS)
+                job = await rig.create(family, model=model, user_id=FakeDiscord.USER_ID + n % 7,
+                                       guild_id=FakeDiscord.GUILD_ID, channel_id=FakeDiscord.CHANNEL_ID)
+                summary = await client.get_partial_messageable(FakeDiscord.CHANNEL_ID).send(f"summary {job.id}")
+                thread = await client.http.start_thread_with_message(FakeDiscord.CHANNEL_ID, summary.id,
+                                                                     name="job", auto_archive_duration=1440)
+                threads[job.id] = int(thread["id"])
+                await rig.jobs.attach_destination(job.id, channel_id=FakeDiscord.CHANNEL_ID,
+                                                  thread_id=int(thread["id"]), summary_message_id=summary.id)
+                roll = rng.random()
+                if roll < 0.1:
+                    fake.delete_channel(int(thread["id"]))
+                elif roll < 0.2:
+                    fake.archived_threads.add(int(thread["id"]))
+
+            async def discord_faults() -> None:
+                if rng.random() < 0.15:
+                    fake.fail("POST", r"/channels/\d+/messages", 503, times=rng.randint(1, 3))
+                if rng.random() < 0.1:
+                    fake.lose_answers += 1
+                if rng.random() < 0.05:
+                    fake.forget_nonces()
+
+            await rig.run_until(rig.all_delivered, step=5, limit=6 * 3600, between=discord_faults)
+            assert await rig.violations() == []
+            retried = await database.fetchval("SELECT COUNT(*) FROM jobs WHERE delivery_attempts > 0")
+            assert retried >= 10, retried  # the faults really got in the way
+            for job_id, thread_id in threads.items():
+                posted = result_messages(fake, job_id)
+                assert len(posted) == 1, (job_id, len(posted))
+                expected = FakeDiscord.CHANNEL_ID if (thread_id in fake.deleted_channels
+                                                      or thread_id in fake.archived_threads) else thread_id
+                assert posted[0].channel_id == expected
+                assert (await rig.job(job_id)).result_message_id == posted[0].id
+    finally:
+        await database.close()
+        await publisher.aclose()
+        await client.close()
+        await fake.close()
