@@ -31,7 +31,7 @@ from bot.jobs.schedule import PollSchedule
 from bot.jobs.service import AuditRecorder, default_audit_recorder, deadline_for
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.settings import Settings
-from storage.database import Database, mark_background
+from storage.database import Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +354,10 @@ class Poller:
 
     async def on_callback(self, job_id: int, task_id: str | None) -> bool:
         """A vendor callback for a job: record a lost task id, or check a running job right now."""
+        with background_priority():  # vendor traffic: members' commands go first on the database
+            return await self._on_callback(job_id, task_id)
+
+    async def _on_callback(self, job_id: int, task_id: str | None) -> bool:
         job = await self.repository.get(job_id)
         if job is None:
             return False
