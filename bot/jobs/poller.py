@@ -134,6 +134,7 @@ class Poller:
 
     async def _run(self) -> None:
         mark_background()  # this task and the job tasks it starts yield the database to members
+        await self._catch_up_on_lost_callbacks()
         while not self._stopping:
             # Cleared before looking for work, so a wake() that arrives while we look is not lost.
             self._wake.clear()
@@ -146,6 +147,19 @@ class Poller:
             if self._stopping:
                 break
             await self._idle(claimed)
+
+    async def _catch_up_on_lost_callbacks(self) -> None:
+        """Jobs that expect a completion callback are polled only sparsely; a callback sent while this
+        process was down (crash, deploy) is lost, so check each of them once at start."""
+        if not self.settings.public_base_url or ProviderName.KIE not in self.providers:
+            return
+        try:
+            count = await self.repository.make_running_due_now(ProviderName.KIE, self.clock.now())
+        except Exception:
+            log.exception("could not schedule the catch-up check of running kie jobs")
+            return
+        if count:
+            log.info("checking %s running kie job(s) whose callback may have been missed", count)
 
     async def _dispatch(self) -> int:
         """Claim as much due work as there is room for and start it in the background."""

@@ -209,6 +209,14 @@ class JobRepository:
             (job_id, owner),
         )
 
+    async def make_running_due_now(self, provider: ProviderName, now: float) -> int:
+        """Look at every running job of a vendor now (its callbacks may have been lost while we were down)."""
+        return await self.db.execute(
+            "UPDATE jobs SET next_due_at = ? WHERE provider = ? AND status = 'running'"
+            " AND (next_due_at IS NULL OR next_due_at > ?)",
+            (now, provider.value, now),
+        )
+
     async def make_due_now(self, job_id: int, now: float, statuses: Iterable[JobStatus]) -> bool:
         """Bring a job's next look forward (a callback said something happened)."""
         marks_statuses = _statuses(statuses)
