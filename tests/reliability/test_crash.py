@@ -13,6 +13,8 @@ Vendor tasks run "forever" (`vendor_duration`) until a test finishes them, so no
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -235,4 +237,31 @@ async def test_two_bot_processes_on_one_database_never_double_submit_or_post(tmp
                 await asyncio.wait_for(second.wait(), 20)
         assert await harness.terminate() == 0
         assert len(await rows(harness, "SELECT id FROM jobs")) == len(prompts)  # one job per interaction
+        assert await invariant_violations(harness) == []
+
+
+async def test_kill_at_random_moments_then_every_accepted_job_ends_once(tmp_path: Path) -> None:
+    """Not a chosen point: five members' jobs, four SIGKILLs at seeded random moments, then recovery."""
+    rng = random.Random(int(os.environ.get("FRAMECAST_CRASH_SEED", "7")))
+    async with crash_harness(tmp_path, UNCERTAIN_SUBMIT_GRACE_SECONDS="6") as (harness, discord):
+        await harness.start_bot()
+        for n in range(5):
+            await command(harness, "veo", f"random crash {n}", user_id=FakeDiscord.USER_ID + 200 + n)
+        for _ in range(4):
+            await asyncio.sleep(rng.uniform(0.05, 1.2))
+            assert await harness.kill() == -9
+            if rng.random() < 0.5:
+                finish_all(harness.kie)  # the vendor finishes while the bot is down (its callback is lost)
+            await restart(harness)
+
+        deadline = asyncio.get_running_loop().time() + 40
+        while True:  # finish whatever kie has; accepted jobs must all end, delivered once
+            finish_all(harness.kie)
+            jobs = await rows(harness, "SELECT id, status, delivery_state FROM jobs")
+            if jobs and all(job["delivery_state"] == "delivered" for job in jobs):
+                break
+            assert asyncio.get_running_loop().time() < deadline, (jobs, harness.log_text())
+            await asyncio.sleep(0.2)
+        assert await harness.terminate() == 0
+        assert harness.kie.create_calls == len(harness.kie.tasks) <= len(jobs)  # nothing sent twice
         assert await invariant_violations(harness) == []
