@@ -50,6 +50,8 @@ EXPLORE_FACTOR = 0.6
 # Progress: poll this long after the extrapolated finish (a hair late beats a wasted request).
 PROGRESS_MARGIN_SECONDS = 1.0
 PROGRESS_CHECK_SECONDS = 90.0  # extrapolations further out than this get an intermediate check
+NEARLY_DONE_PROGRESS = 0.99
+NEARLY_DONE_SHARE = 0.05
 
 
 class Distribution:
@@ -214,7 +216,13 @@ class PollSchedule:
         return now + self._straggler_delay(elapsed - plan.offsets[-1])
 
     def _after_progress(self, now: float, elapsed: float, progress: float) -> float:
-        """Just after the finish extrapolated from progress; a far estimate gets a check on the way."""
+        """Just after the finish extrapolated from progress; a far estimate gets a check on the way.
+
+        A "nearly done" phase (kie.ai's 1080p upsampling reports 0.99) is no rate to extrapolate
+        from: it is polled every NEARLY_DONE_SHARE of the elapsed time instead of every few seconds.
+        """
+        if progress >= NEARLY_DONE_PROGRESS:
+            return now + min(self.max_interval, max(self.min_interval, NEARLY_DONE_SHARE * elapsed))
         remaining = elapsed / progress - elapsed
         if remaining > PROGRESS_CHECK_SECONDS:
             return now + min(self.max_interval, 0.8 * remaining)

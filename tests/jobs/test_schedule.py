@@ -147,3 +147,11 @@ async def test_a_few_jobs_explore_before_the_fast_end(fake_clock: FakeClock) -> 
     early = [f for f in firsts if f < plan.offsets[0] - 1]
     assert 20 <= len(early) <= 80  # about a quarter, well before the fastest seen
     assert all(f <= 0.7 * plan.offsets[0] for f in early)
+
+
+async def test_a_nearly_done_phase_is_not_hammered(fake_clock: FakeClock) -> None:
+    # kie.ai reports 0.99 while it upsamples to 1080p, which can take minutes.
+    schedule = PollSchedule(None, fake_clock, min_interval=3, max_interval=60, explore_share=0)  # type: ignore[arg-type]
+    start = fake_clock.now()
+    at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start + 200, progress=0.99)
+    assert 9.0 <= at - (start + 200) <= 60.0
