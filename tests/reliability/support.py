@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -234,6 +235,7 @@ class Rig:
         quota = QuotaService(db, self.settings, self.clock, GuildSettingsStore(db))
         poller = Poller(settings=self.settings, db=db, clock=self.clock, providers=self.providers, quota=quota,
                         publisher=self.publisher, instance_id=instance_id)
+        poller.schedule.rng = random.Random(len(self.pollers))
         self.pollers.append(poller)
         return poller
 
@@ -295,6 +297,7 @@ class RigFactory:
         quota = QuotaService(self.db, settings, self.clock, GuildSettingsStore(self.db))
         poller = Poller(settings=settings, db=self.db, clock=self.clock, providers=providers, quota=quota,
                         publisher=publisher, instance_id="poller-a")
+        poller.schedule.rng = random.Random(4242)  # jittered backoff, but the same every run
         jobs = JobService(settings=settings, db=self.db, clock=self.clock, providers=providers, quota=quota,
                           policy=AllowAll(), on_job_created=poller.wake)
         return Rig(self.db, self.clock, settings, providers, jobs, poller, publisher, self.kie, self.unified,

@@ -17,7 +17,7 @@ from bot.delivery.discord_publisher import DiscordPublisher
 from bot.jobs.models import DeliveryState, JobRecord, JobStatus
 from storage.database import Database
 from tests.fakes.discord_api import FakeDiscord
-from tests.reliability.crash_support import GatedDiscord, result_messages
+from tests.reliability.fault_fakes import GatedDiscord, result_messages
 from tests.reliability.support import Rig, RigFactory
 
 GUILD = FakeDiscord.GUILD_ID

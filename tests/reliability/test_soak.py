@@ -23,7 +23,7 @@ from bot.jobs.models import JobStatus
 from storage.database import Database
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import Fault, Outcome
-from tests.reliability.crash_support import GatedDiscord, result_messages
+from tests.reliability.fault_fakes import GatedDiscord, result_messages
 from tests.reliability.support import RigFactory
 
 JOBS = 300
