@@ -29,6 +29,8 @@ from tests.reliability.fault_fakes import GatedDiscord, HoldingKie, HoldingUnifi
 FOREVER = 3600.0
 SUBMITTED_WITH_THREAD = "SELECT id FROM jobs WHERE status = ? AND thread_id IS NOT NULL"
 DELIVERED = "SELECT id, status FROM jobs WHERE delivery_state = 'delivered'"
+# `submitting`, or already `uncertain` if the process noticed its own lease lapse while the answer hung.
+ON_THE_WIRE = "SELECT id FROM jobs WHERE status IN ('submitting', 'uncertain') AND thread_id IS NOT NULL"
 
 
 @asynccontextmanager
@@ -116,7 +118,7 @@ async def test_kill_while_the_kie_submit_is_on_the_wire_reconciles_by_callback(t
         harness.kie.hold_creates = True  # kie makes the task and never answers
         await command(harness, "veo", "crash point: submit in flight (kie)")
         await harness.wait_for(harness.kie.create_is_held, "submit reached kie")
-        await wait_for_row(harness, SUBMITTED_WITH_THREAD, "submitting committed", ("submitting",))
+        await wait_for_row(harness, ON_THE_WIRE, "submitting committed")
         assert await harness.kill() == -9
         harness.kie.open_gate()
         assert len(harness.kie.tasks) == 1  # the task exists; the bot never heard of it
@@ -134,7 +136,7 @@ async def test_kill_while_a_submit_without_callback_is_on_the_wire_fails_plainly
         harness.unified.hold_creates = True
         await command(harness, "sora", "crash point: submit in flight (kkiai)")
         await harness.wait_for(harness.unified.create_is_held, "submit reached kkiai")
-        await wait_for_row(harness, SUBMITTED_WITH_THREAD, "submitting committed", ("submitting",))
+        await wait_for_row(harness, ON_THE_WIRE, "submitting committed")
         assert await harness.kill() == -9
         harness.unified.open_gate()
         assert len(harness.unified.tasks) == 1
