@@ -1,13 +1,13 @@
-"""Per-provider brakes: a submit rate window and a circuit breaker (the in-flight cap is counted in SQL).
+"""Per-provider brakes: the submit rate window and in-flight cap (numbers here, counted in SQL) and
+a circuit breaker (in memory).
 
-Both live in memory, per process: they exist to keep *this* process from hammering a vendor.
-The in-flight limit, which must hold across processes, is counted from the jobs table inside the
-submit transaction instead (see `JobRepository.count_in_flight_in`).
+The window and the in-flight cap must hold across every bot process on the database, so both are
+counted from the jobs table inside the submit transaction (`JobRepository.count_in_flight_in`,
+`JobRepository.recent_submits_in`). The breaker only keeps *this* process from hammering a vendor.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -18,36 +18,6 @@ DEFAULT_SUBMITS_PER_WINDOW = 10
 DEFAULT_WINDOW_SECONDS = 10.0
 DEFAULT_FAILURE_THRESHOLD = 5
 DEFAULT_COOL_DOWN_SECONDS = 30.0
-
-
-class RateWindow:
-    """At most `limit` events in any `window` seconds (sliding log; `limit` is small)."""
-
-    def __init__(self, limit: int, window: float, clock: Clock) -> None:
-        self.limit = max(1, limit)
-        self.window = window
-        self.clock = clock
-        self._events: deque[float] = deque()
-
-    def _trim(self, now: float) -> None:
-        while self._events and self._events[0] <= now - self.window:
-            self._events.popleft()
-
-    def try_acquire(self) -> bool:
-        now = self.clock.now()
-        self._trim(now)
-        if len(self._events) >= self.limit:
-            return False
-        self._events.append(now)
-        return True
-
-    def next_free_at(self) -> float:
-        """When the next event would be allowed (now if already allowed)."""
-        now = self.clock.now()
-        self._trim(now)
-        if len(self._events) < self.limit:
-            return now
-        return self._events[0] + self.window
 
 
 class BreakerState(StrEnum):
@@ -111,7 +81,8 @@ class CircuitBreaker:
 class ProviderLimits:
     """The brakes for one provider."""
 
-    submit_window: RateWindow
+    submits_per_window: int
+    window_seconds: float
     breaker: CircuitBreaker
     max_in_flight: int
 
@@ -133,7 +104,7 @@ class LimitsRegistry:
         if limits is None:
             per_window = self.submits_per_window.get(provider, DEFAULT_SUBMITS_PER_WINDOW)
             limits = ProviderLimits(
-                submit_window=RateWindow(per_window, self.window_seconds, self.clock),
+                submits_per_window=max(1, per_window), window_seconds=self.window_seconds,
                 breaker=CircuitBreaker(self.clock, self.failure_threshold, self.cool_down_seconds),
                 max_in_flight=self.max_in_flight,
             )

@@ -258,10 +258,11 @@ class Poller:
         moved = False
         async with self.db.transaction() as conn:
             in_flight = await self.repository.count_in_flight_in(conn, job.provider)
+            recent, oldest = await self.repository.recent_submits_in(conn, job.provider, now - limits.window_seconds)
             if in_flight >= limits.max_in_flight:
                 started, retry_at, why = False, now + self.schedule.min_interval, "in-flight limit"
-            elif not limits.submit_window.try_acquire():
-                started, retry_at, why = False, limits.submit_window.next_free_at(), "submit rate window"
+            elif recent >= limits.submits_per_window:
+                started, retry_at, why = False, (oldest or now) + limits.window_seconds, "submit rate window"
             else:
                 started, retry_at, why = True, now, ""
                 moved = await self.repository.update_leased_in(conn, job.id, self.owner, JobStatus.QUEUED, {

@@ -122,6 +122,21 @@ class JobRepository:
         await cursor.close()
         return int(row[0]) if row else 0
 
+    async def recent_submits_in(
+        self, conn: aiosqlite.Connection, provider: ProviderName, since: float
+    ) -> tuple[int, float | None]:
+        """Submits to `provider` after `since` and the oldest of them, read inside the writer's
+        transaction so every process shares one rate window (the vendor counts per account)."""
+        cursor = await conn.execute(
+            "SELECT COUNT(*), MIN(submitted_at) FROM jobs WHERE provider = ? AND submitted_at > ?",
+            (provider.value, since),
+        )
+        row = await cursor.fetchone()
+        await cursor.close()
+        if not row:
+            return 0, None
+        return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
     async def earliest_due(self) -> float | None:
         value = await self.db.fetchval("SELECT MIN(next_due_at) FROM jobs WHERE next_due_at IS NOT NULL")
         return float(value) if value is not None else None

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from bot.catalog import ProviderName
 from bot.clock import FakeClock
-from bot.jobs.limits import BreakerState, CircuitBreaker, RateWindow
+from bot.jobs.limits import BreakerState, CircuitBreaker
 from bot.jobs.models import JobStatus
 from bot.providers.base import ErrorKind, ProviderError
 from storage.database import Database
 from tests.jobs.support import REQUESTER, Requester, build_rig, make_settings
-
-
-def test_rate_window_slides(fake_clock: FakeClock) -> None:
-    window = RateWindow(2, 10.0, fake_clock)
-    assert window.try_acquire() and window.try_acquire()
-    assert not window.try_acquire()
-    assert window.next_free_at() == fake_clock.now() + 10
-    fake_clock.advance(10)
-    assert window.try_acquire()
 
 
 def test_breaker_opens_then_lets_one_probe_through(fake_clock: FakeClock) -> None:

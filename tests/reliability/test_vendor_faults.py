@@ -352,8 +352,6 @@ async def test_in_flight_limit_holds_across_two_pollers(db: Database, fake_clock
         await second.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the submit rate window lives in each process's memory (bot/jobs/limits.py); "
-                                       "two processes together exceed kie's ~20 creates per 10 s and meet 429s")
 async def test_kie_submit_window_holds_across_two_pollers(db: Database, fake_clock: FakeClock) -> None:
     second = await Database.open(db.path)
     try:
