@@ -26,16 +26,16 @@ EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.quota", "cogs
 
 
 def framecast_intents() -> discord.Intents:
-    """Default intents without the privileged ones.
+    """Only the `guilds` intent: nothing privileged, nothing unused.
 
-    Slash-command interactions carry the invoking member with their role ids and resolved permissions, so
-    the bot needs neither the member list (`members`), nor presences, nor message text (`message_content`).
-    Asking for none of them means no approval in the Developer Portal and no gateway close 4014.
+    Slash-command interactions arrive whatever the intents and carry the invoking member with their role
+    ids and resolved permissions, so the bot needs neither the member list (`members`), nor presences,
+    nor message text (`message_content`), nor message, reaction or typing events. `guilds` keeps the
+    channel and thread cache and each server's upload limit (`guild.filesize_limit`) current. Asking for
+    nothing privileged means no approval in the Developer Portal and no gateway close 4014.
     """
-    intents = discord.Intents.default()
-    intents.members = False
-    intents.presences = False
-    intents.message_content = False
+    intents = discord.Intents.none()
+    intents.guilds = True
     return intents
 
 

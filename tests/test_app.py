@@ -111,6 +111,7 @@ def test_no_privileged_intents_and_no_mentions_by_default() -> None:
     intents = framecast_intents()
     assert not (intents.members or intents.presences or intents.message_content)
     assert intents.guilds
+    assert intents == discord.Intents(guilds=True)  # nothing the bot does not use
     bot = FramecastBot(Settings(discord_token="t", _env_file=None))  # type: ignore[call-arg]
     assert bot.allowed_mentions is not None and bot.allowed_mentions.to_dict() == {"parse": []}
 
