@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
 from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
@@ -18,6 +16,7 @@ from bot.delivery.base import Publisher
 from bot.jobs.poller import Poller
 from bot.jobs.repository import JobRepository
 from bot.jobs.service import JobService
+from bot.moderation.policy import PolicyService
 from bot.providers.base import ProviderClient
 from bot.providers.registry import build_providers, close_providers
 from bot.quota.service import QuotaService
@@ -36,7 +35,7 @@ class Services:
     providers: dict[ProviderName, ProviderClient]
     jobs: JobService
     quota: QuotaService
-    policy: Any
+    policy: PolicyService
     audit: AuditService
     poller: Poller
     guild_settings: GuildSettingsStore
@@ -54,19 +53,6 @@ class Services:
                 await self.db.close()
 
 
-def _build_policy(db: Database, settings: Settings, clock: Clock, store: GuildSettingsStore) -> Any:
-    """PolicyService, with whatever collaborators its constructor names."""
-    import inspect
-
-    from bot.moderation.policy import PolicyService
-
-    available: dict[str, Any] = {"db": db, "settings": settings, "clock": clock, "store": store,
-                                 "guild_settings": store}
-    parameters = inspect.signature(PolicyService).parameters
-    kwargs = {name: available[name] for name in parameters if name in available}
-    return PolicyService(**kwargs)
-
-
 async def build_services(
     settings: Settings,
     publisher: Publisher,
@@ -82,7 +68,7 @@ async def build_services(
         clients = dict(providers) if providers is not None else build_providers(settings, clock)
         store = GuildSettingsStore(db)
         quota = QuotaService(db, settings, clock, store)
-        policy = _build_policy(db, settings, clock, store)
+        policy = PolicyService(db, clock, store)
         audit = AuditService(db, clock)
         repository = JobRepository(db)
         poller = Poller(settings=settings, db=db, clock=clock, providers=clients, quota=quota,

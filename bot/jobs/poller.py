@@ -476,8 +476,7 @@ class Poller:
                 await self.record_audit(
                     conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
                     target_id=job.user_id, job_id=job.id, now=now,
-                    text=f"Job #{job.id} of <@{job.user_id}> {status.value.replace('_', ' ')}"
-                         + ("" if success or not error_message else f": {error_message[:200]}"))
+                    text=_audit_outcome(job, status, video_url, error_message))
                 finished = await self.repository.get_in(conn, job.id)
         if not changed:
             await self.repository.release_lease(job.id, self.owner)
@@ -552,3 +551,14 @@ class Poller:
                 await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
             except Exception:
                 log.exception("audit event %s: could not post", getattr(event, "id", "?"))
+
+
+def _audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:
+    """The audit line for a finished job: who, what, where, cost, outcome with the link or the reason."""
+    where = f"<#{job.thread_id or job.channel_id}>"
+    head = f"Job #{job.id} of <@{job.user_id}> ({job.model_key}) in {where} {status.value.replace('_', ' ')}"
+    if status is JobStatus.SUCCEEDED:
+        return f"{head}, {job.cost} credits charged: {video_url}"
+    reason = f": {error_message[:200]}" if error_message else ""
+    return f"{head}{reason}; {job.cost} credits released."
+

@@ -7,13 +7,15 @@ is called; the poller (woken here) does everything after that.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiosqlite
 
 from bot import metrics
+from bot.audit import quote
 from bot.catalog import ProviderName, get_model
 from bot.clock import Clock
 from bot.errors import Refusal
@@ -94,22 +96,41 @@ class JobService:
 
     async def precheck(self, requester: Requester, spec: JobSpec) -> int:
         """Policy and budget, before the member spends time on attachments; returns the cost."""
-        await self.policy.check(requester, spec)
-        cost = await self.quota.cost_of(requester.guild_id, spec)
-        balance = await self.quota.balance(requester.guild_id, requester.user_id, requester.role_ids)
-        active, allowed = getattr(balance, "active_jobs", 0), getattr(balance, "max_concurrent", None)
-        if allowed is not None and active >= allowed:
-            raise Refusal("concurrency", f"You already have {active} video(s) in progress; wait for one to finish.")
-        available = _available_credits(balance)
-        if available is not None and cost > available:
-            raise Refusal(
-                "budget",
-                f"This video costs {cost} credits and you have {available} left. Your credits refill over the day.",
-            )
+        async with self._audited_refusals(requester, spec):
+            await self.policy.check(requester, spec)
+            cost = await self.quota.cost_of(requester.guild_id, spec)
+            await self.quota.check_affordable(requester.guild_id, requester.user_id, requester.role_ids, cost)
         return cost
+
+    @asynccontextmanager
+    async def _audited_refusals(self, requester: Requester, spec: JobSpec) -> AsyncIterator[None]:
+        """Every refusal reaches the server's audit channel (a blocked prompt is recorded by the policy,
+        with the rule that matched)."""
+        try:
+            yield
+        except Refusal as refusal:
+            if refusal.kind != "prompt":
+                await self._record_refusal(requester, spec, refusal)
+            raise
+
+    async def _record_refusal(self, requester: Requester, spec: JobSpec, refusal: Refusal) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                await self.record_audit(
+                    conn, guild_id=requester.guild_id, kind=f"refused_{refusal.kind}", actor_id=requester.user_id,
+                    target_id=requester.user_id, job_id=None, now=self.clock.now(),
+                    text=(f"Refused /{spec.family.value} ({spec.model_key}) from <@{requester.user_id}> in "
+                          f"<#{requester.channel_id}>: {refusal.user_message}"),
+                )
+        except Exception:  # the member's answer matters more than the audit line
+            log.exception("could not record a %s refusal for user %s", refusal.kind, requester.user_id)
 
     async def create_job(self, requester: Requester, spec: JobSpec) -> JobRecord:
         """Job row + credit hold + audit event in one transaction; raises Refusal and writes nothing."""
+        async with self._audited_refusals(requester, spec):
+            return await self._create_job(requester, spec)
+
+    async def _create_job(self, requester: Requester, spec: JobSpec) -> JobRecord:
         await self.policy.check(requester, spec)
         cost = await self.quota.cost_of(requester.guild_id, spec)
         now = self.clock.now()
@@ -125,7 +146,8 @@ class JobService:
             await self.record_audit(
                 conn, guild_id=requester.guild_id, kind="job_created", actor_id=requester.user_id,
                 target_id=requester.user_id, job_id=job_id, now=now,
-                text=f"<@{requester.user_id}> started job #{job_id} ({spec.model_key}, {cost} credits).",
+                text=(f"<@{requester.user_id}> started job #{job_id} in <#{requester.channel_id}>: "
+                      f"{spec.model_key}, {spec.mode.value}, {cost} credits. \u201c{quote(spec.prompt)}\u201d"),
             )
             job = await self.repository.get_in(conn, job_id)
         assert job is not None
@@ -186,12 +208,3 @@ class JobService:
         if self.on_job_created is not None:
             self.on_job_created()  # wake the poller to deliver the cancellation now
         return cancelled
-
-
-def _available_credits(balance: Any) -> int | None:
-    """Credits the member can still spend, from whatever `QuotaService.balance` returns (None: unlimited)."""
-    for name in ("available", "remaining", "spendable"):
-        if hasattr(balance, name):
-            value = getattr(balance, name)
-            return None if value is None else int(value)
-    return None

@@ -155,18 +155,30 @@ class QuotaService:
         """Hold `cost` credits for `job_id` or raise Refusal; call inside the job row's transaction."""
         if cost < 0:
             raise ValueError("a cost cannot be negative")
-        state = await self._balance(conn, guild_id, user_id, role_ids, now, job_id)
+        await self._refuse_if_short(conn, guild_id, user_id, role_ids, cost, now, exclude_job_id=job_id)
+        await ledger.insert_hold(conn, guild_id=guild_id, user_id=user_id, job_id=job_id, amount=cost, now=now)
+
+    async def check_affordable(self, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int) -> Balance:
+        """The same refusals as `reserve_in`, read without the writer: answers a member before they wait
+        for attachments. `reserve_in` decides again inside the job's transaction."""
+        return await self._refuse_if_short(self.db, guild_id, user_id, role_ids, cost, self.clock.now(), None)
+
+    async def _refuse_if_short(
+        self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int, now: float,
+        exclude_job_id: int | None,
+    ) -> Balance:
+        state = await self._balance(source, guild_id, user_id, role_ids, now, exclude_job_id)
         if state.active_jobs >= state.max_concurrent:
             videos = "video" if state.active_jobs == 1 else "videos"
             raise Refusal(
                 "concurrency", f"You already have {state.active_jobs} {videos} in progress; wait for one to finish."
             )
         if state.remaining is not None and cost > state.remaining:
-            raise Refusal("budget", await self._budget_message(conn, guild_id, user_id, state, cost, now))
-        await ledger.insert_hold(conn, guild_id=guild_id, user_id=user_id, job_id=job_id, amount=cost, now=now)
+            raise Refusal("budget", await self._budget_message(source, guild_id, user_id, state, cost, now))
+        return state
 
     async def _budget_message(
-        self, conn: aiosqlite.Connection, guild_id: int, user_id: int, state: Balance, cost: int, now: float
+        self, conn: Source, guild_id: int, user_id: int, state: Balance, cost: int, now: float
     ) -> str:
         assert state.budget is not None and state.remaining is not None
         if cost > state.budget:
