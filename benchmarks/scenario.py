@@ -36,10 +36,11 @@ from benchmarks.vendor_process import SharedClock  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
     SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
 )
-from bot.catalog import Family  # noqa: E402
+from bot.catalog import Family, ProviderName  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.delivery.base import ResultMessage  # noqa: E402
 from bot.http_server import HealthChecks, OperatorsServer  # noqa: E402
+from bot.jobs.limits import LimitsRegistry  # noqa: E402
 from bot.jobs.models import JobRecord  # noqa: E402
 from bot.jobs.poller import Poller  # noqa: E402
 from bot.jobs.repository import JobRepository  # noqa: E402
@@ -190,8 +191,12 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     schedule_class = FixedIntervalSchedule if schedule_name == "fixed" else PollSchedule
     schedule = schedule_class(repository, clock, min_interval=settings.poll_min_interval_seconds,
                               max_interval=settings.poll_max_interval_seconds)
+    # Every job in flight at once: the operator-set vendor rate limits (10 submits / 10 s by default for
+    # the unified API and Kling) would otherwise queue most of them.
+    limits = LimitsRegistry(clock=clock, max_in_flight=jobs * 2,
+                            submits_per_window={provider: jobs * 2 for provider in ProviderName})
     poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota,
-                    publisher=publisher, repository=repository, schedule=schedule)
+                    publisher=publisher, repository=repository, schedule=schedule, limits=limits)
     forward.target = poller
     service = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota,
                          policy=AllowEverything(), repository=repository, on_job_created=poller.wake)
