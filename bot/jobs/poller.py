@@ -43,6 +43,7 @@ MAX_DELIVERY_ATTEMPTS = 25
 MAX_FINAL_DELIVERY_ATTEMPTS = 3
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
+STOP_GRACE_SECONDS = 5.0
 BUSY_FLOOR_SECONDS = 0.25
 GAUGE_REFRESH_SECONDS = 10.0
 AUDIT_BATCH = 20
@@ -99,15 +100,26 @@ class Poller:
             self._stopping = False
             self._main = asyncio.create_task(self._run(), name=f"poller-{self.owner}")
 
-    async def stop(self) -> None:
-        """Stop claiming and wait for jobs in hand (a cancelled submit is reconciled as uncertain)."""
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop claiming, give jobs in hand `grace` seconds, then cancel the rest.
+
+        A supervisor (Docker: 10 s) kills a process that lingers, so waiting out a 60 s submit would
+        only turn a clean stop into a SIGKILL. Cancelling is as safe as being killed: a cancelled
+        submit stays `submitting` and is reconciled as uncertain; an unfinished poll or delivery is
+        simply done again after the lease expires.
+        """
         self._stopping = True
         self._wake.set()
         if self._main is not None:
             await asyncio.gather(self._main, return_exceptions=True)
             self._main = None
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, unfinished = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                log.warning("stopped with %s job(s) still in hand; they resume after restart", len(unfinished))
+                await asyncio.gather(*unfinished, return_exceptions=True)
 
     def wake(self) -> None:
         """Look for due work now (a job was created, cancelled, or a callback arrived)."""

@@ -159,3 +159,24 @@ async def test_two_pollers_on_one_file_never_double_submit_or_post(tmp_path: Pat
     finally:
         await first_db.close()
         await second_db.close()
+
+
+async def test_stop_does_not_wait_out_a_slow_submit_and_the_job_is_never_resent(
+        db: Database, fake_clock: FakeClock) -> None:
+    """A clean stop must beat the supervisor's kill timeout; the submit it cancels is reconciled, not resent."""
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    provider = rig.providers[job.provider]
+    provider.submit_gate = asyncio.Event()  # the vendor never answers
+    rig.poller.start()
+    while not provider.submits:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(rig.poller.stop(grace=0.05), timeout=5)
+    assert (await rig.job(job.id)).status is JobStatus.SUBMITTING
+
+    restarted = Poller(settings=rig.settings, db=db, clock=fake_clock, providers=rig.providers, quota=rig.poller.quota,
+                       publisher=rig.publisher, instance_id="after-restart")
+    fake_clock.advance(rig.settings.lease_seconds + 1)
+    await restarted.run_once()
+    assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
+    assert len(provider.submits) == 1
