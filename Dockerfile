@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HTTP_LISTEN=0.0.0.0:8080
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 COPY cogs ./cogs
 COPY storage ./storage
