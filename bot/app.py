@@ -55,6 +55,11 @@ def load_settings() -> Settings:
         settings.database_path
     except ValueError as exc:
         raise ConfigError([f"{PROG}: DATABASE_URL: {exc}"]) from None
+    if settings.public_base_url and not settings.http_listen:
+        # kie.ai would be told to call back an address nothing in this process listens on, and the
+        # poller would keep those jobs on the sparse callback schedule: results would arrive late.
+        raise ConfigError([f"{PROG}: PUBLIC_BASE_URL is set but HTTP_LISTEN is not: nothing would receive "
+                           "kie.ai's callbacks; set HTTP_LISTEN too, or unset PUBLIC_BASE_URL"])
     return settings
 
 

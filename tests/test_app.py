@@ -68,6 +68,16 @@ def test_bad_database_url_is_a_config_error(clean_env: pytest.MonkeyPatch) -> No
     assert stderr.getvalue().startswith("framecast: DATABASE_URL:") and stderr.getvalue().count("\n") == 1
 
 
+def test_a_callback_address_without_a_listener_is_a_config_error(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DISCORD_TOKEN", "tok")
+    clean_env.setenv("PUBLIC_BASE_URL", "https://bot.example.org")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.lines == [caught.value.lines[0]] and "HTTP_LISTEN" in caught.value.lines[0]
+    clean_env.setenv("HTTP_LISTEN", "0.0.0.0:8080")
+    assert load_settings().public_base_url == "https://bot.example.org"
+
+
 # --- gateway discovery ---------------------------------------------------------------------------------
 
 @pytest.fixture
