@@ -1,4 +1,8 @@
-"""The poller: the one loop that moves jobs forward (submit, poll, finish, deliver).
+"""The poller: the one loop that moves jobs forward (submit, poll, finish, then hand over to delivery).
+
+It exists so that exactly one place decides a job's next step and owns the lease that makes the
+step safe; posting results and audit events to Discord lives in bot.jobs.delivery, which changes job
+rows only through the poller's lease-conditioned transition.
 
 Work is claimed with a lease in one statement; every change is one transaction conditioned on
 that lease and on the status we saw, so a SIGKILL at any instant, or a second bot process on the
@@ -22,8 +26,8 @@ from typing import Any
 from bot import metrics
 from bot.catalog import ProviderName
 from bot.clock import Clock
-from bot.delivery.base import DeliveryError, Publisher, audit_nonce
-from bot.delivery.render import render_result
+from bot.delivery.base import Publisher
+from bot.jobs.delivery import ResultDelivery, audit_outcome
 from bot.jobs.limits import LimitsRegistry
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.repository import JobRepository
@@ -39,14 +43,11 @@ LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not
                        "Nothing was charged; please try again.")
 NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
 NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
-MAX_DELIVERY_ATTEMPTS = 25
-MAX_FINAL_DELIVERY_ATTEMPTS = 3
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
 STOP_GRACE_SECONDS = 5.0
 BUSY_FLOOR_SECONDS = 0.25
 GAUGE_REFRESH_SECONDS = 10.0
-AUDIT_BATCH = 20
 
 _CLEAR_LEASE = {"lease_owner": None, "lease_until": None}
 
@@ -75,8 +76,6 @@ class Poller:
         self.clock = clock
         self.providers = providers
         self.quota = quota
-        self.publisher = publisher
-        self.audit_service = audit_service
         self.repository = repository or JobRepository(db)
         self.schedule = schedule or PollSchedule(
             self.repository, clock, min_interval=settings.poll_min_interval_seconds,
@@ -84,6 +83,8 @@ class Poller:
         self.limits = limits or LimitsRegistry(
             clock=clock, max_in_flight=settings.provider_max_in_flight,
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
+        self.delivery = ResultDelivery(publisher=publisher, audit_service=audit_service, schedule=self.schedule,
+                                       clock=clock, transition=self._transition)
         self.record_audit: AuditRecorder = audit_recorder or default_audit_recorder
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
         self.batch_size = batch_size
@@ -93,6 +94,23 @@ class Poller:
         self._main: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._gauges_at = float("-inf")
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.delivery.publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Publisher) -> None:
+        self.delivery.publisher = publisher
+
+    @property
+    def audit_service(self) -> Any:
+        """Read and set through to the delivery, so a service wired in after construction is used."""
+        return self.delivery.audit_service
+
+    @audit_service.setter
+    def audit_service(self, service: Any) -> None:
+        self.delivery.audit_service = service
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -208,7 +226,7 @@ class Poller:
                 pending.cancel()
 
     async def _housekeeping(self, force: bool = False) -> None:
-        await self._post_audit_events()
+        await self.delivery.post_audit_events()
         now = self.clock.now()
         if force or now - self._gauges_at >= GAUGE_REFRESH_SECONDS:
             self._gauges_at = now
@@ -222,7 +240,7 @@ class Poller:
         """Do the work a claimed job needs; never raises (one bad job must not stop the loop)."""
         try:
             if job.is_terminal:
-                await self._deliver_or_clear(job)
+                await self.delivery.deliver_or_clear(job)
             elif job.status is JobStatus.SUBMITTING:
                 await self._mark_uncertain(job, "its worker stopped mid-submit")
             elif job.status is JobStatus.UNCERTAIN:
@@ -488,7 +506,7 @@ class Poller:
                 await self.record_audit(
                     conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
                     target_id=job.user_id, job_id=job.id, now=now,
-                    text=_audit_outcome(job, status, video_url, error_message))
+                    text=audit_outcome(job, status, video_url, error_message))
                 finished = await self.repository.get_in(conn, job.id)
         if not changed:
             await self.repository.release_lease(job.id, self.owner)
@@ -498,79 +516,4 @@ class Poller:
             metrics.CREDITS_SPENT.labels(family=job.family.value).inc(job.cost)
         log.info("job %s: %s", job.id, status.value)
         assert finished is not None
-        await self._deliver_or_clear(finished)
-
-    # --- delivery ----------------------------------------------------------------------------------
-    async def _deliver_or_clear(self, job: JobRecord) -> None:
-        if job.delivery_state.value == "delivered":
-            await self._transition(job, {"next_due_at": None})
-            return
-        message = render_result(job)
-        try:
-            message_id = await self.publisher.deliver(job, message)
-        except DeliveryError as error:
-            await self._delivery_failed(job, error, error.retryable, error.retry_after)
-            return
-        except Exception as error:
-            log.exception("job %s: publisher raised unexpectedly", job.id)
-            await self._delivery_failed(job, error, True, None)
-            return
-        if not message_id:
-            await self._delivery_failed(job, RuntimeError("no message id came back"), True, None)
-            return
-        now = self.clock.now()
-        recorded = await self._transition(job, {"delivery_state": "delivered", "result_message_id": int(message_id),
-                                                "delivered_at": now, "next_due_at": None})
-        metrics.DELIVERIES.labels(outcome="delivered").inc()
-        if recorded and job.vendor_done_at is not None:
-            metrics.NOTIFY_LATENCY.observe(max(0.0, now - job.vendor_done_at))
-        log.info("job %s: result delivered as message %s", job.id, message_id)
-
-    async def _delivery_failed(self, job: JobRecord, error: Exception, retryable: bool,
-                               retry_after: float | None) -> None:
-        attempts = job.delivery_attempts + 1
-        limit = MAX_DELIVERY_ATTEMPTS if retryable else MAX_FINAL_DELIVERY_ATTEMPTS
-        metrics.DELIVERIES.labels(outcome="retry" if attempts < limit else "failed").inc()
-        if attempts >= limit:
-            log.error("job %s: giving up delivering after %s attempts (%s); result stays pending", job.id,
-                      attempts, error)
-            next_at = None
-        else:
-            delay = self.schedule.error_backoff(attempts, retry_after) if retryable else 300.0
-            next_at = self.clock.now() + delay
-            log.warning("job %s: delivery failed (%s); retry in %.1fs", job.id, error, delay)
-        await self._transition(job, {"delivery_attempts": attempts, "next_due_at": next_at})
-
-    # --- audit outbox --------------------------------------------------------------------------------
-    async def _post_audit_events(self) -> None:
-        """Post pending audit events to their servers' audit channels (never lets an error out)."""
-        service = self.audit_service
-        if service is None:
-            return
-        try:
-            events = await service.pending(limit=AUDIT_BATCH, now=self.clock.now())
-        except Exception:
-            log.exception("could not read pending audit events")
-            return
-        for event in events:
-            try:
-                message_id = await self.publisher.post_audit(event.guild_id, event.channel_id, event.text,
-                                                             audit_nonce(event.id))
-                await service.mark_posted(event.id, message_id, now=self.clock.now())
-            except DeliveryError as error:
-                retry_in = self.schedule.error_backoff(event.attempts + 1, error.retry_after)
-                log.warning("audit event %s: post failed (%s); retry in %.0fs", event.id, error, retry_in)
-                await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
-            except Exception:
-                log.exception("audit event %s: could not post", getattr(event, "id", "?"))
-
-
-def _audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:
-    """The audit line for a finished job: who, what, where, cost, outcome with the link or the reason."""
-    where = f"<#{job.thread_id or job.channel_id}>"
-    head = f"Job #{job.id} of <@{job.user_id}> ({job.model_key}) in {where} {status.value.replace('_', ' ')}"
-    if status is JobStatus.SUCCEEDED:
-        return f"{head}, {job.cost} credits charged: {video_url}"
-    reason = f": {error_message[:200]}" if error_message else ""
-    return f"{head}{reason}; {job.cost} credits released."
-
+        await self.delivery.deliver_or_clear(finished)

@@ -1,0 +1,115 @@
+"""Getting a finished job's result, and pending audit events, out to Discord.
+
+Split from the poller (bot.jobs.poller) so the loop that moves jobs forward stays readable: this is
+the part that talks to the publisher and decides what to do when Discord says no. It never writes a
+job row itself; every change goes through the poller's lease-conditioned transition, so the same
+crash-safety rules hold: a result is marked delivered only once Discord returned a message id, and a
+repeat post after a crash carries the same nonce, which Discord deduplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot import metrics
+from bot.clock import Clock
+from bot.delivery.base import DeliveryError, Publisher, audit_nonce
+from bot.delivery.render import render_result
+from bot.jobs.models import JobRecord, JobStatus
+from bot.jobs.schedule import PollSchedule
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVERY_ATTEMPTS = 25
+MAX_FINAL_DELIVERY_ATTEMPTS = 3
+AUDIT_BATCH = 20
+
+Transition = Callable[[JobRecord, dict[str, Any]], Awaitable[bool]]
+"""The poller's lease-conditioned change of one job row; False when the row moved on without us."""
+
+
+class ResultDelivery:
+    """Posts results and audit events; `publisher` and `audit_service` may be swapped after start-up."""
+
+    def __init__(self, *, publisher: Publisher, audit_service: Any, schedule: PollSchedule, clock: Clock,
+                 transition: Transition) -> None:
+        self.publisher = publisher
+        self.audit_service = audit_service
+        self.schedule = schedule
+        self.clock = clock
+        self._transition = transition
+
+    async def deliver_or_clear(self, job: JobRecord) -> None:
+        """Post a terminal job's result, or just clear its due time when it is already delivered."""
+        if job.delivery_state.value == "delivered":
+            await self._transition(job, {"next_due_at": None})
+            return
+        message = render_result(job)
+        try:
+            message_id = await self.publisher.deliver(job, message)
+        except DeliveryError as error:
+            await self._delivery_failed(job, error, error.retryable, error.retry_after)
+            return
+        except Exception as error:
+            log.exception("job %s: publisher raised unexpectedly", job.id)
+            await self._delivery_failed(job, error, True, None)
+            return
+        if not message_id:
+            await self._delivery_failed(job, RuntimeError("no message id came back"), True, None)
+            return
+        now = self.clock.now()
+        recorded = await self._transition(job, {"delivery_state": "delivered", "result_message_id": int(message_id),
+                                                "delivered_at": now, "next_due_at": None})
+        metrics.DELIVERIES.labels(outcome="delivered").inc()
+        if recorded and job.vendor_done_at is not None:
+            metrics.NOTIFY_LATENCY.observe(max(0.0, now - job.vendor_done_at))
+        log.info("job %s: result delivered as message %s", job.id, message_id)
+
+    async def _delivery_failed(self, job: JobRecord, error: Exception, retryable: bool,
+                               retry_after: float | None) -> None:
+        attempts = job.delivery_attempts + 1
+        limit = MAX_DELIVERY_ATTEMPTS if retryable else MAX_FINAL_DELIVERY_ATTEMPTS
+        metrics.DELIVERIES.labels(outcome="retry" if attempts < limit else "failed").inc()
+        if attempts >= limit:
+            log.error("job %s: giving up delivering after %s attempts (%s); result stays pending", job.id,
+                      attempts, error)
+            next_at = None
+        else:
+            delay = self.schedule.error_backoff(attempts, retry_after) if retryable else 300.0
+            next_at = self.clock.now() + delay
+            log.warning("job %s: delivery failed (%s); retry in %.1fs", job.id, error, delay)
+        await self._transition(job, {"delivery_attempts": attempts, "next_due_at": next_at})
+
+    async def post_audit_events(self) -> None:
+        """Post pending audit events to their servers' audit channels (never lets an error out)."""
+        service = self.audit_service
+        if service is None:
+            return
+        try:
+            events = await service.pending(limit=AUDIT_BATCH, now=self.clock.now())
+        except Exception:
+            log.exception("could not read pending audit events")
+            return
+        for event in events:
+            try:
+                message_id = await self.publisher.post_audit(event.guild_id, event.channel_id, event.text,
+                                                             audit_nonce(event.id))
+                await service.mark_posted(event.id, message_id, now=self.clock.now())
+            except DeliveryError as error:
+                retry_in = self.schedule.error_backoff(event.attempts + 1, error.retry_after)
+                log.warning("audit event %s: post failed (%s); retry in %.0fs", event.id, error, retry_in)
+                await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
+            except Exception:
+                log.exception("audit event %s: could not post", getattr(event, "id", "?"))
+
+
+def audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:
+    """The audit line for a finished job: who, what, where, cost, outcome with the link or the reason."""
+    where = f"<#{job.thread_id or job.channel_id}>"
+    head = f"Job #{job.id} of <@{job.user_id}> ({job.model_key}) in {where} {status.value.replace('_', ' ')}"
+    if status is JobStatus.SUCCEEDED:
+        return f"{head}, {job.cost} credits charged: {video_url}"
+    reason = f": {error_message[:200]}" if error_message else ""
+    return f"{head}{reason}; {job.cost} credits released."
