@@ -37,6 +37,7 @@ from benchmarks.vendor_process import SharedClock  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
     SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
 )
+from bot.app import freeze_startup_heap  # noqa: E402
 from bot.catalog import Family, ProviderName  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.delivery.base import ResultMessage  # noqa: E402
@@ -225,6 +226,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     specs = [service.validate(request) for request in requests]
     history_rows = 0 if cold else await seed_history(db, specs, random.Random(seed + 2), sigma, clock.now())
     tracker.track_database(db)
+    freeze_startup_heap()  # as `python -m bot` does before it connects
     rss_before_jobs = current_rss_mb()
     gc_pauses = GcPauses()
 
