@@ -17,9 +17,9 @@ import httpx
 from discord import app_commands
 from discord.ext import commands
 
-from bot.attachments import AttachmentProcessor
+from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
-from bot.validation import GenerationRequest, ImageInput, JobSpec
+from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 
 if TYPE_CHECKING:
     from bot.jobs.models import JobRecord
@@ -46,11 +46,38 @@ def _require_guild(interaction: discord.Interaction) -> bool:
     return True
 
 
-def _generation_checks(func: Any) -> Any:
-    """The checks every generation command carries: guild only and a per-member cooldown."""
-    func = app_commands.checks.cooldown(COOLDOWN_RATE, COOLDOWN_SECONDS, key=member_cooldown_key)(func)
-    func = app_commands.check(_require_guild)(func)
-    return app_commands.guild_only()(func)
+class MemberCooldowns:
+    """The per-member cooldown of the generation commands, with a way to give a slot back.
+
+    A member whose request is refused for something they can fix (a wrong option, a bad file) should
+    be able to resend at once; discord.py's own cooldown check keeps its buckets out of reach, so this
+    hands it the buckets (`dynamic_cooldown`) and keeps a reference to reset them.
+    """
+
+    def __init__(self, rate: int = COOLDOWN_RATE, per: float = COOLDOWN_SECONDS) -> None:
+        self.rate = rate
+        self.per = per
+        self._buckets: dict[tuple[int | None, int], app_commands.Cooldown] = {}
+
+    def bucket_for(self, interaction: discord.Interaction) -> app_commands.Cooldown:
+        """Called by discord.py when it has no live bucket for this member: a fresh one, remembered."""
+        now = interaction.created_at.timestamp()
+        for key in [k for k, b in self._buckets.items() if now > b._last + b.per]:
+            del self._buckets[key]  # the same expiry discord.py applies to its own mapping
+        bucket = app_commands.Cooldown(self.rate, self.per)
+        self._buckets[member_cooldown_key(interaction)] = bucket
+        return bucket
+
+    def forgive(self, interaction: discord.Interaction) -> None:
+        bucket = self._buckets.get(member_cooldown_key(interaction))
+        if bucket is not None:
+            bucket.reset()
+
+    def checks(self, func: Any) -> Any:
+        """The checks every generation command carries: guild only and this per-member cooldown."""
+        func = app_commands.checks.dynamic_cooldown(self.bucket_for, key=member_cooldown_key)(func)
+        func = app_commands.check(_require_guild)(func)
+        return app_commands.guild_only()(func)
 
 
 def image_inputs(**attachments: discord.Attachment | None) -> dict[ImageRole, ImageInput]:
@@ -131,6 +158,7 @@ class GenerateCog(commands.Cog):
         self._attachments = attachments
         self._own_http: httpx.AsyncClient | None = None
         self._commands: list[app_commands.Command[Any, ..., Any]] = []
+        self.cooldowns = MemberCooldowns()
 
     @property
     def services(self) -> Any:
@@ -165,12 +193,16 @@ class GenerateCog(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         jobs = self.services.jobs
         requester = requester_from(interaction)
-        spec: JobSpec = jobs.validate(request)
-        await jobs.precheck(requester, spec)
-        if request.images:
-            assert self._attachments is not None
-            urls = await self._attachments.prepare(request.images, spec.provider)
-            spec = spec.with_image_urls(urls)
+        try:
+            spec: JobSpec = jobs.validate(request)
+            await jobs.precheck(requester, spec)
+            if request.images:
+                assert self._attachments is not None
+                urls = await self._attachments.prepare(request.images, spec.provider)
+                spec = spec.with_image_urls(urls)
+        except (InputError, AttachmentError):
+            self.cooldowns.forgive(interaction)  # a fixable mistake: let the member resend at once
+            raise
         job = await jobs.create_job(requester, spec)
         try:
             summary, thread = await self._post_summary(interaction, job, spec)
@@ -237,7 +269,7 @@ class GenerateCog(commands.Cog):
             model=[app_commands.Choice(name=m.label, value=m.key) for m in models],
             aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ("16:9", "9:16", "Auto")],
         )
-        @_generation_checks
+        @cog.cooldowns.checks
         async def veo(
             interaction: discord.Interaction,
             prompt: str,
@@ -278,7 +310,7 @@ class GenerateCog(commands.Cog):
             size=[app_commands.Choice(name=v, value=v) for v in ("small", "large")],
             duration=[app_commands.Choice(name=f"{v} s", value=v) for v in (10, 15)],
         )
-        @_generation_checks
+        @cog.cooldowns.checks
         async def sora(
             interaction: discord.Interaction,
             prompt: str,
@@ -317,7 +349,7 @@ class GenerateCog(commands.Cog):
             aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ("16:9", "9:16", "1:1")],
             shot_type=[app_commands.Choice(name=v, value=v) for v in ("customize", "intelligent")],
         )
-        @_generation_checks
+        @cog.cooldowns.checks
         async def kling(
             interaction: discord.Interaction,
             prompt: str,

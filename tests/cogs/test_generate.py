@@ -172,6 +172,15 @@ async def test_cooldown_answers_with_the_wait(harness: Harness) -> None:
     assert third.content.startswith("Job #2 accepted")
 
 
+async def test_a_fixable_mistake_does_not_use_up_the_cooldown(harness: Harness) -> None:
+    wrong = await harness.command("sora", {"prompt": "   "})
+    assert wrong.ephemeral and wrong.content.startswith("**prompt**"), wrong.content
+    fixed = await harness.command("sora", {"prompt": "a lighthouse at dawn"})
+    assert fixed.content.startswith("Job #1 accepted"), fixed.content
+    again = await harness.command("sora", {"prompt": "and another"})
+    assert again.content.startswith("Slow down: try again in "), again.content
+
+
 async def test_without_thread_permission_results_go_to_the_channel(harness: Harness) -> None:
     harness.fake.forbid_thread_creation()
     reply = await harness.command("sora", {"prompt": "a boat"})
