@@ -1,8 +1,9 @@
 """The poller: the one loop that moves jobs forward (submit, poll, finish, then hand over to delivery).
 
 It exists so that exactly one place decides a job's next step and owns the lease that makes the
-step safe; posting results and audit events to Discord lives in bot.jobs.delivery, which changes job
-rows only through the poller's lease-conditioned transition.
+step safe. Two collaborators do the wordier parts and change job rows only under that lease:
+bot.jobs.submission (`Submission`: queued -> submitting -> running, or uncertain) and
+bot.jobs.delivery (`ResultDelivery`: result messages and the audit outbox).
 
 Work is claimed with a lease in one statement; every change is one transaction conditioned on
 that lease and on the status we saw, so a SIGKILL at any instant, or a second bot process on the
@@ -32,24 +33,21 @@ from bot.jobs.limits import LimitsRegistry
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
-from bot.jobs.service import AuditRecorder, default_audit_recorder, deadline_for
+from bot.jobs.service import AuditRecorder, default_audit_recorder
+from bot.jobs.submission import LOST_SUBMIT_MESSAGE  # noqa: F401  (re-exported: callers import it from here)
+from bot.jobs.submission import CLEAR_LEASE, NO_PROVIDER_MESSAGE, Submission
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
 
-LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not resend, to avoid paying twice. "
-                       "Nothing was charged; please try again.")
-NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
 NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
 STOP_GRACE_SECONDS = 5.0
 BUSY_FLOOR_SECONDS = 0.25
 GAUGE_REFRESH_SECONDS = 10.0
-
-_CLEAR_LEASE = {"lease_owner": None, "lease_until": None}
 
 
 class Poller:
@@ -87,6 +85,9 @@ class Poller:
                                        clock=clock, transition=self._transition)
         self.record_audit: AuditRecorder = audit_recorder or default_audit_recorder
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
+        self.submission = Submission(settings=settings, db=db, clock=clock, providers=providers,
+                                     repository=self.repository, schedule=self.schedule, limits=self.limits,
+                                     owner=self.owner, transition=self._transition, finish=self._finish)
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency
         self._wake = asyncio.Event()
@@ -242,13 +243,13 @@ class Poller:
             if job.is_terminal:
                 await self.delivery.deliver_or_clear(job)
             elif job.status is JobStatus.SUBMITTING:
-                await self._mark_uncertain(job, "its worker stopped mid-submit")
+                await self.submission.mark_uncertain(job, "its worker stopped mid-submit")
             elif job.status is JobStatus.UNCERTAIN:
-                await self._handle_uncertain(job)
+                await self.submission.handle_uncertain(job)
             elif job.deadline_at is not None and self.clock.now() >= job.deadline_at:
                 await self._time_out(job)
             elif job.status is JobStatus.QUEUED:
-                await self._handle_queued(job)
+                await self.submission.handle_queued(job)
             elif job.status is JobStatus.RUNNING:
                 await self._handle_running(job)
         except asyncio.CancelledError:
@@ -259,7 +260,7 @@ class Poller:
 
     async def _transition(self, job: JobRecord, values: dict[str, Any], *, keep_lease: bool = False) -> bool:
         """One lease-conditioned change; gives the lease back when the row moved on without us."""
-        update = dict(values) if keep_lease else {**values, **_CLEAR_LEASE}
+        update = dict(values) if keep_lease else {**values, **CLEAR_LEASE}
         changed = await self.repository.update_leased(job.id, self.owner, job.status, update)
         if not changed:
             log.info("job %s changed under us (was %s); leaving it", job.id, job.status.value)
@@ -274,129 +275,6 @@ class Poller:
         except Exception:
             log.exception("job %s: could not defer after an error", job.id)
 
-    # --- queued -> submitting -> running -------------------------------------------------------------
-    async def _handle_queued(self, job: JobRecord) -> None:
-        provider = self.providers.get(job.provider)
-        if provider is None:
-            await self._finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE)
-            return
-        limits = self.limits.for_provider(job.provider)
-        now = self.clock.now()
-        if not limits.breaker.allow():
-            await self._requeue(job, limits.breaker.retry_at(), "circuit open")
-            return
-        moved = False
-        async with self.db.transaction() as conn:
-            in_flight = await self.repository.count_in_flight_in(conn, job.provider)
-            recent, oldest = await self.repository.recent_submits_in(conn, job.provider, now - limits.window_seconds)
-            if in_flight >= limits.max_in_flight:
-                started, retry_at, why = False, now + self.schedule.min_interval, "in-flight limit"
-            elif recent >= limits.submits_per_window:
-                started, retry_at, why = False, (oldest or now) + limits.window_seconds, "submit rate window"
-            else:
-                started, retry_at, why = True, now, ""
-                moved = await self.repository.update_leased_in(conn, job.id, self.owner, JobStatus.QUEUED, {
-                    "status": JobStatus.SUBMITTING.value, "submit_attempts": job.submit_attempts + 1,
-                    "submitted_at": now, "next_due_at": now,
-                })
-        if not started:
-            limits.breaker.release_probe()
-            await self._requeue(job, retry_at, why)
-            return
-        if not moved:
-            limits.breaker.release_probe()
-            await self.repository.release_lease(job.id, self.owner)
-            return
-        submitting = await self.repository.get(job.id)
-        assert submitting is not None
-        await self._submit(submitting, provider)
-
-    async def _requeue(self, job: JobRecord, at: float, why: str) -> None:
-        at = max(at, self.clock.now() + 0.05)
-        log.debug("job %s waits for %s until %.1f", job.id, why, at)
-        await self._transition(job, {"next_due_at": at})
-
-    def _callback_url(self, job: JobRecord) -> str | None:
-        if job.provider is ProviderName.KIE and self.settings.public_base_url:
-            return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
-        return None
-
-    async def _submit(self, job: JobRecord, provider: ProviderClient) -> None:
-        breaker = self.limits.for_provider(job.provider).breaker
-        try:
-            task_id = await provider.submit(job.spec, callback_url=self._callback_url(job))
-        except ProviderError as error:
-            await self._submit_failed(job, error)
-            return
-        except Exception as error:  # an unclassified failure may have reached the vendor: never resend
-            log.exception("job %s: submit raised unexpectedly; treating as uncertain", job.id)
-            breaker.record_failure()
-            await self._mark_uncertain(job, f"submit raised {type(error).__name__}")
-            return
-        breaker.record_success()
-        await self._record_task_id(job, str(task_id), owned=True)
-
-    async def _submit_failed(self, job: JobRecord, error: ProviderError) -> None:
-        breaker = self.limits.for_provider(job.provider).breaker
-        log.warning("job %s: submit failed (%s)", job.id, error)
-        if error.kind is ErrorKind.FINAL:
-            breaker.record_success()  # the vendor answered; it is up
-            await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
-        elif error.kind is ErrorKind.UNCERTAIN:
-            breaker.record_failure()
-            await self._mark_uncertain(job, str(error))
-        else:
-            # Provably nothing reached the vendor: wait and resend, however long the outage, until the
-            # job's deadline times it out (hold released, member told). Failing after a fixed number of
-            # attempts lost jobs to a few minutes of 503s, told "will be sent again shortly".
-            breaker.record_failure()
-            now = self.clock.now()
-            next_at = now + self.schedule.error_backoff(job.submit_attempts, error.retry_after)
-            if job.deadline_at is not None:
-                next_at = min(next_at, max(job.deadline_at, now + 0.05))
-            await self._transition(job, {"status": JobStatus.QUEUED.value, "error_streak": job.error_streak + 1,
-                                         "next_due_at": next_at})
-
-    async def _record_task_id(self, job: JobRecord, task_id: str, *, owned: bool) -> bool:
-        """The vendor task exists: running from now, first poll from the schedule.
-
-        Tried under our lease first; failing that (our lease expired and another worker marked the
-        job uncertain), still recorded for a job in submitting/uncertain, so the task is not lost.
-        """
-        now = self.clock.now()
-        first_poll = await self.schedule.next_poll_at(model_key=job.model_key, mode=job.mode.value,
-                                                      submitted_at=now, now=now,
-                                                      callback=self._callback_url(job) is not None)
-        values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
-                  "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
-                  "error_streak": 0}
-        leased = False
-        async with self.db.transaction() as conn:
-            if owned:
-                leased = await self.repository.update_leased_in(
-                    conn, job.id, self.owner, JobStatus.SUBMITTING, {**values, **_CLEAR_LEASE})
-            recorded = leased or await self.repository.update_unleased_in(
-                conn, job.id, (JobStatus.SUBMITTING, JobStatus.UNCERTAIN), values)
-        if owned and not leased:
-            await self.repository.release_lease(job.id, self.owner)
-        if recorded:
-            log.info("job %s: vendor task %s", job.id, task_id)
-        else:
-            log.warning("job %s: vendor task %s arrived but the job has moved on", job.id, task_id)
-        return recorded
-
-    async def _mark_uncertain(self, job: JobRecord, why: str) -> None:
-        grace_end = self.clock.now() + self.settings.uncertain_submit_grace_seconds
-        log.warning("job %s: submit outcome unknown (%s); waiting for reconciliation, never resending", job.id, why)
-        await self._transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
-                                     "next_due_at": grace_end})
-
-    async def _handle_uncertain(self, job: JobRecord) -> None:
-        if job.deadline_at is not None and self.clock.now() < job.deadline_at:
-            await self._transition(job, {"next_due_at": job.deadline_at})
-            return
-        await self._finish(job, JobStatus.FAILED, error_message=LOST_SUBMIT_MESSAGE, from_vendor=False)
-
     async def on_callback(self, job_id: int, task_id: str | None) -> bool:
         """A vendor callback for a job: record a lost task id, or check a running job right now."""
         with background_priority():  # vendor traffic: members' commands go first on the database
@@ -408,7 +286,7 @@ class Poller:
             return False
         acted = False
         if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
-            acted = await self._record_task_id(job, task_id, owned=False)
+            acted = await self.submission.record_task_id(job, task_id, owned=False)
             if acted:  # the callback usually means "done": confirm now rather than at the first poll
                 await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
         elif job.status is JobStatus.RUNNING:
@@ -452,7 +330,7 @@ class Poller:
             now = self.clock.now()
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
-                progress=result.progress, callback=self._callback_url(job) is not None)
+                progress=result.progress, callback=self.submission.callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,

@@ -1,0 +1,190 @@
+"""Starting a job at the vendor: queued -> submitting -> running, or uncertain when we cannot tell.
+
+Split from the poller (bot.jobs.poller) so the job loop stays readable: this is the part that must
+never pay twice. It keeps the poller's crash-safety rules and writes job rows only under the
+poller's lease (directly in a transaction conditioned on it, or through the poller's transition):
+- the in-flight cap and the submit rate window are counted in the same transaction that moves the
+  job to `submitting`, so every process on the database shares them;
+- `submitting` is committed *before* the vendor is called; a submit whose outcome is unknown makes
+  the job `uncertain`, which waits for a late task id (callback) and is never resent;
+- a vendor task id is recorded even when our lease expired meanwhile, so a made video is not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol
+
+from bot.catalog import ProviderName
+from bot.clock import Clock
+from bot.jobs.delivery import Transition
+from bot.jobs.limits import LimitsRegistry
+from bot.jobs.models import JobRecord, JobStatus
+from bot.jobs.repository import JobRepository
+from bot.jobs.schedule import PollSchedule
+from bot.jobs.service import deadline_for
+from bot.providers.base import ErrorKind, ProviderClient, ProviderError
+from bot.settings import Settings
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not resend, to avoid paying twice. "
+                       "Nothing was charged; please try again.")
+NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
+
+CLEAR_LEASE: dict[str, Any] = {"lease_owner": None, "lease_until": None}
+"""Column values that give a job's lease back; merged into every change that ends our turn."""
+
+
+class Finish(Protocol):
+    """The poller's terminal step: status, credit settlement and audit in one transaction, then delivery."""
+
+    def __call__(self, job: JobRecord, status: JobStatus, *, error_message: str | None = ...,
+                 from_vendor: bool = ...) -> Awaitable[None]: ...
+
+
+class Submission:
+    """Submits queued jobs within the provider limits, and settles submits whose outcome is unknown."""
+
+    def __init__(self, *, settings: Settings, db: Database, clock: Clock,
+                 providers: Mapping[ProviderName, ProviderClient], repository: JobRepository,
+                 schedule: PollSchedule, limits: LimitsRegistry, owner: str, transition: Transition,
+                 finish: Finish) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.providers = providers
+        self.repository = repository
+        self.schedule = schedule
+        self.limits = limits
+        self.owner = owner
+        self._transition = transition
+        self._finish = finish
+
+    async def handle_queued(self, job: JobRecord) -> None:
+        """Move a queued job to `submitting` if the provider's limits allow, then submit it; else requeue."""
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            await self._finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE)
+            return
+        limits = self.limits.for_provider(job.provider)
+        now = self.clock.now()
+        if not limits.breaker.allow():
+            await self._requeue(job, limits.breaker.retry_at(), "circuit open")
+            return
+        moved = False
+        async with self.db.transaction() as conn:
+            in_flight = await self.repository.count_in_flight_in(conn, job.provider)
+            recent, oldest = await self.repository.recent_submits_in(conn, job.provider, now - limits.window_seconds)
+            if in_flight >= limits.max_in_flight:
+                started, retry_at, why = False, now + self.schedule.min_interval, "in-flight limit"
+            elif recent >= limits.submits_per_window:
+                started, retry_at, why = False, (oldest or now) + limits.window_seconds, "submit rate window"
+            else:
+                started, retry_at, why = True, now, ""
+                moved = await self.repository.update_leased_in(conn, job.id, self.owner, JobStatus.QUEUED, {
+                    "status": JobStatus.SUBMITTING.value, "submit_attempts": job.submit_attempts + 1,
+                    "submitted_at": now, "next_due_at": now,
+                })
+        if not started:
+            limits.breaker.release_probe()
+            await self._requeue(job, retry_at, why)
+            return
+        if not moved:
+            limits.breaker.release_probe()
+            await self.repository.release_lease(job.id, self.owner)
+            return
+        submitting = await self.repository.get(job.id)
+        assert submitting is not None
+        await self._submit(submitting, provider)
+
+    async def _requeue(self, job: JobRecord, at: float, why: str) -> None:
+        at = max(at, self.clock.now() + 0.05)
+        log.debug("job %s waits for %s until %.1f", job.id, why, at)
+        await self._transition(job, {"next_due_at": at})
+
+    def callback_url(self, job: JobRecord) -> str | None:
+        """Where kie should report completion; None when the bot has no public address (then we poll)."""
+        if job.provider is ProviderName.KIE and self.settings.public_base_url:
+            return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
+        return None
+
+    async def _submit(self, job: JobRecord, provider: ProviderClient) -> None:
+        breaker = self.limits.for_provider(job.provider).breaker
+        try:
+            task_id = await provider.submit(job.spec, callback_url=self.callback_url(job))
+        except ProviderError as error:
+            await self._submit_failed(job, error)
+            return
+        except Exception as error:  # an unclassified failure may have reached the vendor: never resend
+            log.exception("job %s: submit raised unexpectedly; treating as uncertain", job.id)
+            breaker.record_failure()
+            await self.mark_uncertain(job, f"submit raised {type(error).__name__}")
+            return
+        breaker.record_success()
+        await self.record_task_id(job, str(task_id), owned=True)
+
+    async def _submit_failed(self, job: JobRecord, error: ProviderError) -> None:
+        breaker = self.limits.for_provider(job.provider).breaker
+        log.warning("job %s: submit failed (%s)", job.id, error)
+        if error.kind is ErrorKind.FINAL:
+            breaker.record_success()  # the vendor answered; it is up
+            await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
+        elif error.kind is ErrorKind.UNCERTAIN:
+            breaker.record_failure()
+            await self.mark_uncertain(job, str(error))
+        else:
+            # Provably nothing reached the vendor: wait and resend, however long the outage, until the
+            # job's deadline times it out (hold released, member told). Failing after a fixed number of
+            # attempts lost jobs to a few minutes of 503s, told "will be sent again shortly".
+            breaker.record_failure()
+            now = self.clock.now()
+            next_at = now + self.schedule.error_backoff(job.submit_attempts, error.retry_after)
+            if job.deadline_at is not None:
+                next_at = min(next_at, max(job.deadline_at, now + 0.05))
+            await self._transition(job, {"status": JobStatus.QUEUED.value, "error_streak": job.error_streak + 1,
+                                         "next_due_at": next_at})
+
+    async def record_task_id(self, job: JobRecord, task_id: str, *, owned: bool) -> bool:
+        """The vendor task exists: running from now, first poll from the schedule.
+
+        Tried under our lease first; failing that (our lease expired and another worker marked the
+        job uncertain), still recorded for a job in submitting/uncertain, so the task is not lost.
+        """
+        now = self.clock.now()
+        first_poll = await self.schedule.next_poll_at(model_key=job.model_key, mode=job.mode.value,
+                                                      submitted_at=now, now=now,
+                                                      callback=self.callback_url(job) is not None)
+        values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
+                  "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
+                  "error_streak": 0}
+        leased = False
+        async with self.db.transaction() as conn:
+            if owned:
+                leased = await self.repository.update_leased_in(
+                    conn, job.id, self.owner, JobStatus.SUBMITTING, {**values, **CLEAR_LEASE})
+            recorded = leased or await self.repository.update_unleased_in(
+                conn, job.id, (JobStatus.SUBMITTING, JobStatus.UNCERTAIN), values)
+        if owned and not leased:
+            await self.repository.release_lease(job.id, self.owner)
+        if recorded:
+            log.info("job %s: vendor task %s", job.id, task_id)
+        else:
+            log.warning("job %s: vendor task %s arrived but the job has moved on", job.id, task_id)
+        return recorded
+
+    async def mark_uncertain(self, job: JobRecord, why: str) -> None:
+        """The submit may have reached the vendor: wait out the grace period for a task id, never resend."""
+        grace_end = self.clock.now() + self.settings.uncertain_submit_grace_seconds
+        log.warning("job %s: submit outcome unknown (%s); waiting for reconciliation, never resending", job.id, why)
+        await self._transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
+                                     "next_due_at": grace_end})
+
+    async def handle_uncertain(self, job: JobRecord) -> None:
+        """Keep waiting until the grace period ends; then fail the job and release the credits."""
+        if job.deadline_at is not None and self.clock.now() < job.deadline_at:
+            await self._transition(job, {"next_due_at": job.deadline_at})
+            return
+        await self._finish(job, JobStatus.FAILED, error_message=LOST_SUBMIT_MESSAGE, from_vendor=False)
