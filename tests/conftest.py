@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import discord
+
 from bot.clock import FakeClock
 from storage.database import Database
+from tests.fakes.discord_api import FakeDiscord
 
 
 @pytest.fixture
@@ -23,3 +26,15 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    """The loopback Discord stand-in, with discord.py's REST routed at it."""
+    server = FakeDiscord()
+    await server.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
+    try:
+        yield server
+    finally:
+        await server.close()

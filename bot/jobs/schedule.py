@@ -17,7 +17,6 @@ Two other signals override the plan:
 from __future__ import annotations
 
 import bisect
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass

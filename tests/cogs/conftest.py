@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import discord
 import pytest
@@ -28,17 +29,6 @@ MAX_ATTACHMENT_BYTES = 64 * 1024
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 256
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 256
 PDF = b"%PDF-1.7\n" + b"\x00" * 256
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 @pytest.fixture
@@ -102,25 +92,37 @@ class Harness:
 
 
 BotFactory = Callable[..., Awaitable[Harness]]
+H = TypeVar("H", bound=Harness)
 
 
-@pytest.fixture
-async def make_harness(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
+@asynccontextmanager
+async def harness_factory(
+    settings_dir: Callable[[int], Path], fake: FakeDiscord, kie: FakeKieVendor, extensions: tuple[str, ...],
+    harness_class: type[H],
+) -> AsyncIterator[Callable[..., Awaitable[H]]]:
+    """Real FramecastBots logged in to the Discord stand-in (poller stopped: tests drive it), closed at exit.
+    `settings_dir(n)` is where the n-th bot keeps its database: one folder means "the same bot restarted"."""
     bots: list[FramecastBot] = []
 
-    async def factory(**setting_overrides: Any) -> Harness:
-        settings = make_settings(tmp_path / f"bot{len(bots)}", fake, kie, **setting_overrides)
-        bot = FramecastBot(settings, extensions=COG_EXTENSIONS)
+    async def factory(**setting_overrides: Any) -> H:
+        settings = make_settings(settings_dir(len(bots)), fake, kie, **setting_overrides)
+        bot = FramecastBot(settings, extensions=extensions)
         bots.append(bot)
         await bot.login(fake.token)  # runs setup_hook: services, cogs, command sync
         await bot.services.poller.stop()
-        return Harness(bot, fake)
+        return harness_class(bot, fake)
 
     try:
         yield factory
     finally:
         for bot in bots:
             await bot.close()
+
+
+@pytest.fixture
+async def make_harness(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
+    async with harness_factory(lambda n: tmp_path / f"bot{n}", fake, kie, COG_EXTENSIONS, Harness) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from typing import Any
 import discord
 import pytest
 
-from bot.discord_bot import FramecastBot
-from tests.cogs.conftest import Harness, Reply, make_settings
+from tests.cogs.conftest import Harness, Reply, harness_factory
 from tests.fakes.discord_api import DEFAULT_MEMBER_PERMISSIONS, MANAGE_GUILD, FakeDiscord
 from tests.fakes.vendors import FakeKieVendor
 
@@ -113,21 +112,8 @@ AdminFactory = Callable[..., Awaitable[AdminHarness]]
 @pytest.fixture
 async def make_admin(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[AdminFactory]:
     """Bots on one database file (`tmp_path/bot.db`), so a second bot is "the same bot after a restart"."""
-    bots: list[FramecastBot] = []
-
-    async def factory(**overrides: Any) -> AdminHarness:
-        settings = make_settings(tmp_path, fake, kie, **overrides)
-        bot = FramecastBot(settings, extensions=EXTENSIONS)
-        bots.append(bot)
-        await bot.login(fake.token)
-        await bot.services.poller.stop()
-        return AdminHarness(bot, fake)
-
-    try:
+    async with harness_factory(lambda n: tmp_path, fake, kie, EXTENSIONS, AdminHarness) as factory:
         yield factory
-    finally:
-        for bot in bots:
-            await bot.close()
 
 
 @pytest.fixture

@@ -23,17 +23,6 @@ FINISHED_AT = 1_700_000_000.0
 
 
 @pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
 async def client(fake: FakeDiscord) -> AsyncIterator[discord.Client]:
     """A logged-in client (REST only: login fetches /users/@me, so `client.user` is the bot)."""
     bot = discord.Client(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none())

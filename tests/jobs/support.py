@@ -16,7 +16,7 @@ from bot.delivery.base import DeliveryError, ResultMessage
 from bot.jobs.models import JobRecord
 from bot.jobs.poller import Poller
 from bot.jobs.service import JobService, Requester
-from bot.providers.base import PollResult, ProviderError, TaskState
+from bot.providers.base import PollResult, TaskState
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec
 from storage.database import Database

@@ -17,7 +17,6 @@ import pytest
 
 from bot.catalog import Family
 from bot.clock import FakeClock
-from bot.delivery.base import DeliveryError
 from bot.jobs.models import JobRecord
 from bot.logging_setup import SecretRedactingFilter, configure_logging
 from bot.settings import Settings
