@@ -17,7 +17,7 @@ import aiosqlite
 from bot.catalog import ProviderName
 from bot.jobs.models import IN_FLIGHT_STATUSES, JOB_COLUMNS, JobRecord, JobStatus
 from bot.validation import JobSpec
-from storage.database import Database
+from storage.database import Database, change_rows, fetch_row, fetch_rows, insert_row
 
 # Columns a state change may set; anything else is a programming error, caught before SQL is built.
 _UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}
@@ -59,7 +59,8 @@ class JobRepository:
     ) -> int:
         """Insert a queued job, due now, inside the caller's transaction; returns its id."""
         attachment_ids = [i.attachment_id for i in spec.images if i.attachment_id is not None]
-        cursor = await conn.execute(
+        return await insert_row(
+            conn,
             "INSERT INTO jobs (guild_id, channel_id, thread_id, user_id, family, model_key, provider, mode, prompt,"
             " request_json, attachment_ids, cost, status, created_at, deadline_at, next_due_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
@@ -69,10 +70,6 @@ class JobRepository:
                 now, deadline_at, now,
             ),
         )
-        job_id = cursor.lastrowid
-        await cursor.close()
-        assert job_id is not None
-        return int(job_id)
 
     # --- reads ---------------------------------------------------------------------------------
     async def get(self, job_id: int) -> JobRecord | None:
@@ -81,9 +78,7 @@ class JobRepository:
 
     async def get_in(self, conn: aiosqlite.Connection, job_id: int) -> JobRecord | None:
         """Read a job inside a write transaction (sees the transaction's own changes)."""
-        cursor = await conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        row = await cursor.fetchone()
-        await cursor.close()
+        row = await fetch_row(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
         return JobRecord.from_row(row) if row else None
 
     async def get_for_guild(self, guild_id: int, job_id: int) -> JobRecord | None:
@@ -114,12 +109,8 @@ class JobRepository:
     async def count_in_flight_in(self, conn: aiosqlite.Connection, provider: ProviderName) -> int:
         """Jobs holding a vendor slot, read inside the writer's transaction so two processes agree."""
         marks = ",".join("?" for _ in IN_FLIGHT_STATUSES)
-        cursor = await conn.execute(
-            f"SELECT COUNT(*) FROM jobs WHERE provider = ? AND status IN ({marks})",
-            (provider.value, *sorted(s.value for s in IN_FLIGHT_STATUSES)),
-        )
-        row = await cursor.fetchone()
-        await cursor.close()
+        row = await fetch_row(conn, f"SELECT COUNT(*) FROM jobs WHERE provider = ? AND status IN ({marks})",
+                              (provider.value, *sorted(s.value for s in IN_FLIGHT_STATUSES)))
         return int(row[0]) if row else 0
 
     async def recent_submits_in(
@@ -127,12 +118,8 @@ class JobRepository:
     ) -> tuple[int, float | None]:
         """Submits to `provider` after `since` and the oldest of them, read inside the writer's
         transaction so every process shares one rate window (the vendor counts per account)."""
-        cursor = await conn.execute(
-            "SELECT COUNT(*), MIN(submitted_at) FROM jobs WHERE provider = ? AND submitted_at > ?",
-            (provider.value, since),
-        )
-        row = await cursor.fetchone()
-        await cursor.close()
+        row = await fetch_row(conn, "SELECT COUNT(*), MIN(submitted_at) FROM jobs WHERE provider = ? AND submitted_at > ?",
+                              (provider.value, since))
         if not row:
             return 0, None
         return int(row[0]), (float(row[1]) if row[1] is not None else None)
@@ -143,12 +130,38 @@ class JobRepository:
 
     async def recent_durations(self, model_key: str, mode: str, limit: int) -> list[float]:
         """Submit-to-done seconds of the latest successful jobs of one kind (jobs_history index)."""
+        durations, _ = await self.recent_success_window(model_key, mode, limit)
+        return durations
+
+    async def recent_success_window(self, model_key: str, mode: str, limit: int) -> tuple[list[float], float | None]:
+        """(durations, oldest finished_at) of the latest successful jobs of one kind.
+
+        The oldest finish time bounds the window the durations cover, so failures can be counted
+        over the same window (`recent_failures`) and their share compared with the successes'.
+        """
         rows = await self.db.fetchall(
-            "SELECT vendor_done_at - submitted_at AS took FROM jobs"
+            "SELECT vendor_done_at - submitted_at AS took, finished_at FROM jobs"
             " WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
             " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL"
             " ORDER BY finished_at DESC LIMIT ?",
             (model_key, mode, limit),
+        )
+        durations = [float(r["took"]) for r in rows if r["took"] is not None and r["took"] >= 0]
+        finished = [float(r["finished_at"]) for r in rows if r["finished_at"] is not None]
+        return durations, (min(finished) if finished else None)
+
+    async def recent_failures(self, model_key: str, mode: str, since: float, limit: int) -> list[float]:
+        """Submit-to-done seconds of vendor-reported failures of one kind finished at or after `since`.
+
+        Only rows with vendor_done_at: timeouts, lost submits and cancellations say nothing about
+        when the vendor fails a job (jobs_failure_history index).
+        """
+        rows = await self.db.fetchall(
+            "SELECT vendor_done_at - submitted_at AS took FROM jobs"
+            " WHERE status = 'failed' AND vendor_done_at IS NOT NULL AND model_key = ? AND mode = ?"
+            " AND finished_at >= ? AND submitted_at IS NOT NULL"
+            " ORDER BY finished_at DESC LIMIT ?",
+            (model_key, mode, since, limit),
         )
         return [float(r["took"]) for r in rows if r["took"] is not None and r["took"] >= 0]
 
@@ -156,14 +169,13 @@ class JobRepository:
     async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
         """Lease up to `limit` due jobs in one statement; the only way work is picked up."""
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            rows = await fetch_rows(
+                conn,
                 "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE next_due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
                 " ORDER BY next_due_at LIMIT ?) RETURNING *",
                 (owner, now + lease_seconds, now, now, limit),
             )
-            rows = await cursor.fetchall()
-            await cursor.close()
         jobs = [JobRecord.from_row(r) for r in rows]
         jobs.sort(key=lambda j: (j.next_due_at or 0.0, j.id))
         return jobs
@@ -180,12 +192,10 @@ class JobRepository:
         clause, params = _set_clause(values)
         statuses = _statuses(expected)
         marks = ",".join("?" for _ in statuses)
-        cursor = await conn.execute(
-            f"UPDATE jobs SET {clause} WHERE id = ? AND lease_owner = ? AND status IN ({marks})",
+        changed = await change_rows(
+            conn, f"UPDATE jobs SET {clause} WHERE id = ? AND lease_owner = ? AND status IN ({marks})",
             (*params, job_id, owner, *statuses),
         )
-        changed = cursor.rowcount
-        await cursor.close()
         return changed == 1
 
     async def update_leased(
@@ -209,12 +219,9 @@ class JobRepository:
         clause, params = _set_clause(values)
         statuses = _statuses(expected)
         marks = ",".join("?" for _ in statuses)
-        cursor = await conn.execute(
-            f"UPDATE jobs SET {clause} WHERE id = ? AND status IN ({marks})",
-            (*params, job_id, *statuses),
+        changed = await change_rows(
+            conn, f"UPDATE jobs SET {clause} WHERE id = ? AND status IN ({marks})", (*params, job_id, *statuses),
         )
-        changed = cursor.rowcount
-        await cursor.close()
         return changed == 1
 
     async def release_lease(self, job_id: int, owner: str) -> None:
