@@ -8,10 +8,20 @@ finish-time density) the gaps are narrow where jobs of that kind usually finish 
 tails; nothing is asked before the fast end of the distribution. Stragglers past the plan are backed
 off in proportion to how long they have run.
 
+Vendor-reported failures of the same window are read too. Most fail at the normal finish time
+(output filter) and are caught by the plan above, but an input rejection comes 5-25 s after submit
+(resellers retry a rejected request a few times, ~5 s apart); the plan's first poll, a minute or
+two later, would tell the member late. So when enough failures come before that first poll (at least
+EARLY_MIN_FAILURES, and EARLY_MIN_SHARE of all finished jobs), up to MAX_EARLY_CHECKS checks are
+placed from their 95% quantile downwards, EARLY_CHECK_GAP apart; the body is then planned with what
+those checks leave of the budget. Catalog-prior plans get none: without history there is no
+evidence of early failures.
+
 Two other signals override the plan:
 - vendor progress (Kling's percentage): the finish is extrapolated and polled just after it;
 - a completion callback (kie.ai with PUBLIC_BASE_URL): the callback triggers the real check, so the
   plan is only a sparse safety net whose first poll comes after nearly every job of the kind is done.
+  The callback reports failures as well, so it gets no early checks either.
 """
 
 from __future__ import annotations
@@ -51,6 +61,12 @@ PROGRESS_MARGIN_SECONDS = 1.0
 PROGRESS_CHECK_SECONDS = 90.0  # extrapolations further out than this get an intermediate check
 NEARLY_DONE_PROGRESS = 0.99
 NEARLY_DONE_SHARE = 0.05
+# Early checks for vendor rejections soon after submit: evidence needed, and how they are spaced.
+EARLY_MIN_FAILURES = 3
+EARLY_MIN_SHARE = 0.005     # of successes + failures in the same window
+EARLY_CHECK_QUANTILE = 0.95
+EARLY_CHECK_GAP = 10.0      # a rejection is noticed within about this long
+MAX_EARLY_CHECKS = 2
 
 
 class Distribution:
@@ -144,13 +160,48 @@ def plan_within_budget(distribution: Distribution, budget: float, min_gap: float
     return best
 
 
+def place_early_checks(early_failures: Sequence[float], min_gap: float) -> list[float]:
+    """Checks for failures that come before the body's first poll, earliest first.
+
+    From the failures' EARLY_CHECK_QUANTILE downwards, EARLY_CHECK_GAP apart, none before `min_gap`;
+    a lower check is only added when some failure came at or before it (else it is a wasted
+    request per job), and checks closer than `min_gap` are merged into the later one.
+    """
+    ordered = sorted(early_failures)
+    at = Distribution.from_samples(ordered).quantile(EARLY_CHECK_QUANTILE)
+    checks: list[float] = []
+    for _ in range(MAX_EARLY_CHECKS):
+        check = max(min_gap, at)
+        if checks and (checks[-1] - check < min_gap or ordered[0] > check):
+            break
+        checks.append(check)
+        at -= EARLY_CHECK_GAP
+    return checks[::-1]
+
+
+def early_check_cost(checks: Sequence[float], finished_sorted: Sequence[float]) -> float:
+    """Expected requests per job the checks use: each is made if the job was running at the one before.
+
+    `finished_sorted`: submit-to-done seconds of every finished job (successes and failures).
+    """
+    cost, previous = 0.0, None
+    for at in checks:
+        if previous is None:
+            cost += 1.0
+        else:
+            cost += 1.0 - bisect.bisect_right(finished_sorted, previous) / max(1, len(finished_sorted))
+        previous = at
+    return cost
+
+
 @dataclass(frozen=True)
 class PollPlan:
     """Seconds after submit at which a job of this kind is polled, earliest first."""
 
-    offsets: tuple[float, ...]
+    offsets: tuple[float, ...]  # the body: where jobs of the kind usually finish, and its tail
     learned: bool  # True when built from history rather than the catalog prior
     safety_net_first: float = 0.0  # with a completion callback: the first (and sparse) poll
+    early_checks: tuple[float, ...] = ()  # before the body, where vendor rejections cluster
 
 
 class PollSchedule:
@@ -177,19 +228,43 @@ class PollSchedule:
         now = self.clock.now()
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]
-        samples = await self.repository.recent_durations(model_key, mode, self.history_rows)
-        plan = self.build_plan(model_key, samples)
+        samples, since = await self.repository.recent_success_window(model_key, mode, self.history_rows)
+        failures: list[float] = []
+        if len(samples) >= MIN_HISTORY and since is not None:  # a prior plan gets no early checks anyway
+            failures = await self.repository.recent_failures(model_key, mode, since, self.history_rows)
+        plan = self.build_plan(model_key, samples, failures)
         self._cache[key] = (now, plan)
         return plan
 
-    def build_plan(self, model_key: str, samples: Sequence[float]) -> PollPlan:
+    def build_plan(self, model_key: str, samples: Sequence[float], failures: Sequence[float] = ()) -> PollPlan:
+        """The plan from successful durations and the vendor-reported failures of the same window."""
         learned = len(samples) >= MIN_HISTORY
         distribution = Distribution.from_samples(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
-        offsets = plan_within_budget(distribution, self.request_budget, self.min_interval)
-        first = max(self.min_interval, offsets[0])
-        offsets = [first, *(o for o in offsets[1:] if o - first >= self.min_interval)]
+        offsets = self._body(distribution, self.request_budget)
+        checks = self._early_checks(samples, failures, offsets[0]) if learned else []
+        if checks:
+            finished = sorted([*samples, *failures])
+            offsets = self._body(distribution, self.request_budget - early_check_cost(checks, finished))
+            # A thinner body starts later, never earlier; a check right before it is merged into it.
+            checks = [c for c in checks if offsets[0] - c >= self.min_interval]
         safety_net = max(distribution.quantile(SAFETY_NET_QUANTILE), distribution.quantile(0.5)) * SAFETY_NET_FACTOR
-        return PollPlan(tuple(offsets), learned, max(self.min_interval, safety_net))
+        return PollPlan(tuple(offsets), learned, max(self.min_interval, safety_net), tuple(checks))
+
+    def _body(self, distribution: Distribution, budget: float) -> list[float]:
+        offsets = plan_within_budget(distribution, budget, self.min_interval)
+        first = max(self.min_interval, offsets[0])
+        return [first, *(o for o in offsets[1:] if o - first >= self.min_interval)]
+
+    def _early_checks(self, samples: Sequence[float], failures: Sequence[float], body_first: float) -> list[float]:
+        """Early checks when enough failures come before `body_first`, within the request budget."""
+        early = [f for f in failures if f < body_first]
+        if len(early) < EARLY_MIN_FAILURES or len(early) < EARLY_MIN_SHARE * (len(samples) + len(failures)):
+            return []
+        checks = place_early_checks(early, self.min_interval)
+        finished = sorted([*samples, *failures])
+        while checks and self.request_budget - early_check_cost(checks, finished) < 1.0:
+            checks.pop(0)  # the body needs at least one request; keep the check that catches the most
+        return checks
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
                            progress: float | None = None, callback: bool = False) -> float:
@@ -206,13 +281,29 @@ class PollSchedule:
             if elapsed < plan.safety_net_first:
                 return max(earliest, submitted_at + plan.safety_net_first)
             return now + self._straggler_delay(elapsed - plan.safety_net_first)
-        if elapsed == 0 and self.explore_share and self.rng.random() < self.explore_share:
-            return submitted_at + max(self.min_interval, EXPLORE_FACTOR * plan.offsets[0])
-        for offset in plan.offsets:
+        if self._explores(plan, elapsed):
+            return max(earliest, submitted_at + max(self.min_interval, EXPLORE_FACTOR * plan.offsets[0]))
+        for offset in (*plan.early_checks, *plan.offsets):
             at = submitted_at + offset
             if at > now + 1e-6:
                 return max(earliest, at)
         return now + self._straggler_delay(elapsed - plan.offsets[-1])
+
+    def _explores(self, plan: PollPlan, elapsed: float) -> bool:
+        """Whether this job gets the exploratory poll before the body (decided once per job).
+
+        Decided when the body's first poll would come next: at submit, or after the last early check
+        (early checks are kept; exploring stays relative to the body, where the vendor may speed up).
+        """
+        if not self.explore_share:
+            return False
+        if plan.early_checks:
+            explore_at = max(self.min_interval, EXPLORE_FACTOR * plan.offsets[0])
+            if not plan.early_checks[-1] - 1e-6 <= elapsed < explore_at - 1e-6:
+                return False
+        elif elapsed != 0:
+            return False
+        return self.rng.random() < self.explore_share
 
     def _after_progress(self, now: float, elapsed: float, progress: float) -> float:
         """Just after the finish extrapolated from progress; a far estimate gets a check on the way.

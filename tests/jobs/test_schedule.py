@@ -6,24 +6,30 @@ import json
 import math
 import random
 
+import pytest
+
 from bot.catalog import get_model
 from bot.clock import FakeClock
 from bot.jobs.repository import JobRepository
-from bot.jobs.schedule import REQUEST_BUDGET, Distribution, PollSchedule, expected_requests
+from bot.jobs.schedule import EARLY_CHECK_GAP, REQUEST_BUDGET, Distribution, PollPlan, PollSchedule, expected_requests
 from storage.database import Database
 
 MODEL = "veo-fast-kie"
 
 
-async def _finished_jobs(db: Database, durations: list[float], start: float, model: str = MODEL) -> None:
+async def _finished_jobs(db: Database, durations: list[float], start: float, model: str = MODEL,
+                         status: str = "succeeded", vendor_reported: bool = True) -> None:
+    """Finished jobs submitted a second apart from `start`; `vendor_reported=False` leaves vendor_done_at
+    empty, as for timeouts, lost submits and cancellations."""
     async with db.transaction() as conn:
         for n, took in enumerate(durations):
             submitted = start + n
             await conn.execute(
                 "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
                 " request_json, status, created_at, submitted_at, vendor_done_at, finished_at)"
-                " VALUES (1, 1, 1, 'veo', ?, 'kie', 'text', 'p', ?, 'succeeded', ?, ?, ?, ?)",
-                (model, json.dumps({}), submitted, submitted, submitted + took, submitted + took))
+                " VALUES (1, 1, 1, 'veo', ?, 'kie', 'text', 'p', ?, ?, ?, ?, ?, ?)",
+                (model, json.dumps({}), status, submitted, submitted,
+                 submitted + took if vendor_reported else None, submitted + took))
 
 
 def _polls_until(offsets: list[float], done_after: float) -> tuple[int, float]:
@@ -155,3 +161,126 @@ async def test_a_nearly_done_phase_is_not_hammered(fake_clock: FakeClock) -> Non
     start = fake_clock.now()
     at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start + 200, progress=0.99)
     assert 9.0 <= at - (start + 200) <= 60.0
+
+
+# --- early checks: vendor rejections soon after submit ---------------------------------------------
+
+def _early_failures(count: int, seed: int | None = None) -> list[float]:
+    """Input rejections: the reseller retries a few times ~5 s apart, then reports failure at 5-25 s.
+
+    Without a seed they are spread evenly over that range (a history that shows the whole range).
+    """
+    if seed is None:
+        return [5.0 + 20.0 * n / (count - 1) for n in range(count)]
+    rng = random.Random(seed)
+    return [rng.uniform(5.0, 25.0) for _ in range(count)]
+
+
+async def test_early_failures_get_early_checks_within_the_budget(db: Database, fake_clock: FakeClock) -> None:
+    # 3% of the jobs of this kind are rejected 5-25 s after submit; the rest take ~150 s.
+    successes, failures = _lognormal(150, 0.15, 194, seed=1), _early_failures(6)
+    start = fake_clock.now() - 10_000
+    await _finished_jobs(db, successes, start)
+    await _finished_jobs(db, failures, start + 200, status="failed")  # among the successes
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, max_interval=60, explore_share=0)
+    plan = await schedule.plan_for(MODEL, "text")
+    assert plan.learned and plan.early_checks and max(plan.early_checks) <= 25.0
+    assert plan.offsets[0] > 100  # the body still starts at the fast end of the successes
+    offsets = await _offsets(schedule, fake_clock.now(), 400)
+    for rejected_after in (5.5, 7.0, 18.0, 23.0):
+        _, lag = _polls_until(offsets, rejected_after)
+        assert lag <= EARLY_CHECK_GAP
+    # The budget covers the early checks and the body, judged on new jobs of the same mix.
+    mix = _lognormal(150, 0.15, 3880, seed=2) + _early_failures(120, seed=5)
+    outcomes = [_polls_until(offsets, took) for took in mix]
+    assert sum(count for count, _ in outcomes) / len(outcomes) <= REQUEST_BUDGET
+    success_lags = sorted(lag for (_, lag), took in zip(outcomes, mix) if took > 50)
+    assert success_lags[len(success_lags) // 2] <= 5.0 and success_lags[int(0.99 * len(success_lags))] <= 12.0
+
+
+def _success_only(schedule: PollSchedule, successes: list[float]) -> PollPlan:
+    return schedule.build_plan(MODEL, successes)
+
+
+async def test_failures_at_the_normal_finish_time_change_nothing(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
+    successes = _lognormal(150, 0.15, 194, seed=1)
+    at_finish = _lognormal(150, 0.15, 6, seed=6)  # the output filter: failed when the video was done
+    plan = schedule.build_plan(MODEL, successes, at_finish)
+    assert plan == _success_only(schedule, successes) and plan.early_checks == ()
+
+
+async def test_too_little_evidence_of_early_failures_adds_no_checks(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
+    successes = _lognormal(150, 0.15, 800, seed=1)
+    baseline = _success_only(schedule, successes)
+    assert schedule.build_plan(MODEL, successes, _early_failures(2, seed=7)) == baseline  # fewer than 3
+    assert schedule.build_plan(MODEL, successes, _early_failures(3, seed=7)) == baseline  # 0.37% < 0.5%
+    assert schedule.build_plan(MODEL, successes, _early_failures(5, seed=7)).early_checks  # 0.62%: enough
+
+
+async def test_a_prior_plan_gets_no_early_checks(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
+    plan = schedule.build_plan(MODEL, [150.0] * 5, _early_failures(20, seed=8))
+    assert not plan.learned and plan.early_checks == ()
+
+
+async def test_tight_early_failures_get_one_check_not_a_wasted_second(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
+    plan = schedule.build_plan(MODEL, _lognormal(150, 0.15, 194, seed=1), [12.0, 12.5, 13.0, 13.5, 14.0, 14.0])
+    assert len(plan.early_checks) == 1 and 13.5 <= plan.early_checks[0] <= 14.0
+
+
+async def test_only_vendor_reported_failures_of_the_success_window_count(db: Database, fake_clock: FakeClock) -> None:
+    start = fake_clock.now() - 20_000
+    # Early failures that finished before the 200 latest successes: another era of the vendor.
+    await _finished_jobs(db, _early_failures(12, seed=9), start, status="failed")
+    await _finished_jobs(db, _lognormal(150, 0.15, 300, seed=1), start + 100)
+    # Inside the window, but not reported by the vendor: timeouts, lost submits, cancellations.
+    window = start + 100 + 350  # submitted among the 200 latest successes, finished before most of them
+    for status in ("failed", "timed_out", "cancelled"):
+        await _finished_jobs(db, _early_failures(12, seed=10), window, status=status, vendor_reported=False)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
+    plan = await schedule.plan_for(MODEL, "text")
+    assert plan.learned and plan.early_checks == ()
+    # The same failures reported by the vendor inside the window do count.
+    await _finished_jobs(db, _early_failures(12, seed=10), window, status="failed")
+    fake_clock.advance(schedule.cache_seconds + 1)
+    assert (await schedule.plan_for(MODEL, "text")).early_checks
+
+
+async def test_failure_history_reads_its_own_index(db: Database) -> None:
+    rows = await db.fetchall(
+        "EXPLAIN QUERY PLAN SELECT vendor_done_at - submitted_at AS took FROM jobs"
+        " WHERE status = 'failed' AND vendor_done_at IS NOT NULL AND model_key = ? AND mode = ?"
+        " AND finished_at >= ? AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+        (MODEL, "text", 0.0, 10))
+    assert any("jobs_failure_history" in str(tuple(row)) for row in rows)
+
+
+async def test_with_a_callback_there_are_no_early_checks(db: Database, fake_clock: FakeClock) -> None:
+    start = fake_clock.now() - 10_000
+    await _finished_jobs(db, _lognormal(150, 0.15, 194, seed=1), start)
+    await _finished_jobs(db, _early_failures(6, seed=4), start + 200, status="failed")
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
+    now = fake_clock.now()
+    assert (await schedule.plan_for(MODEL, "text")).early_checks
+    first = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=now, callback=True)
+    assert first - now > 150  # the callback reports rejections too: only the sparse safety net
+
+
+async def test_exploring_keeps_the_early_checks_and_stays_relative_to_the_body(fake_clock: FakeClock) -> None:
+    schedule = PollSchedule(None, fake_clock, explore_share=0.25, rng=random.Random(7))  # type: ignore[arg-type]
+    plan = schedule.build_plan(MODEL, _lognormal(150, 0.15, 194, seed=1), _early_failures(6, seed=4))
+    schedule._cache[(MODEL, "text")] = (fake_clock.now(), plan)
+    now, explored = fake_clock.now(), 0
+    for _ in range(200):
+        walk = [now]
+        while walk[-1] - now < plan.offsets[0] - 1e-6:
+            walk.append(await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=walk[-1]))
+        polls = [at - now for at in walk[1:]]
+        assert polls[:len(plan.early_checks)] == pytest.approx(plan.early_checks)
+        if len(polls) > len(plan.early_checks) + 1:
+            explored += 1
+            assert plan.early_checks[-1] < polls[len(plan.early_checks)] <= 0.7 * plan.offsets[0]
+    assert 20 <= explored <= 80  # about a quarter of the jobs, one exploratory poll each
