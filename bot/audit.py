@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from bot.clock import Clock
-from storage.database import Database
+from storage.database import Database, insert_row
 
 _MENTION_LIKE = re.compile(r"@(everyone|here)|<(@[!&]?|#)(\d+)>", re.IGNORECASE)
 _ZWSP = "\u200b"
@@ -81,15 +81,12 @@ async def record_in(
     now: float,
 ) -> int:
     """Add an event inside the caller's transaction; returns its id. It is due for posting at once."""
-    cursor = await conn.execute(
+    return await insert_row(
+        conn,
         "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (guild_id, kind, actor_id, target_id, job_id, text, now, now),
     )
-    event_id = cursor.lastrowid
-    await cursor.close()
-    assert event_id is not None
-    return int(event_id)
 
 
 class AuditService:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.database import Database
+from storage.database import Database, change_rows, fetch_rows
 
 # Columns of guild_settings a moderator may change (guild_id and updated_at are ours).
 SETTINGS_FIELDS = frozenset({"daily_credits", "max_concurrent", "paused", "audit_channel_id", "moderator_role_id"})
@@ -28,10 +28,7 @@ async def query_all(
     """Rows from the reader (a Database) or from inside a caller's transaction (a Connection)."""
     if isinstance(source, Database):
         return await source.fetchall(sql, params)
-    cursor = await source.execute(sql, params)
-    rows = await cursor.fetchall()
-    await cursor.close()
-    return list(rows)
+    return await fetch_rows(source, sql, params)
 
 
 async def query_one(
@@ -91,10 +88,7 @@ class GuildSettingsStore:
 
     async def _write(self, conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any]) -> int:
         if conn is not None:
-            cursor = await conn.execute(sql, params)
-            changed = cursor.rowcount
-            await cursor.close()
-            return changed
+            return await change_rows(conn, sql, params)
         return await self.db.execute(sql, params)
 
     def _src(self, conn: aiosqlite.Connection | None) -> Database | aiosqlite.Connection:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage.database import Database
+from storage.database import Database, change_rows, fetch_row, insert_row
 from storage.guild_settings import query_all, query_one
 
 WINDOW_SECONDS = 24 * 60 * 60
@@ -103,6 +103,10 @@ async def usage(source: Source, *, guild_id: int, user_id: int, now: float) -> U
     """The member's rolling-day totals and the credits held by unsettled jobs, in one statement."""
     row = await query_one(source, _USAGE, _window_params(guild_id, user_id, now))
     assert row is not None  # an aggregate always returns a row
+    return _usage(row)
+
+
+def _usage(row: sqlite3.Row) -> Usage:
     return Usage(
         charged=int(row["charged"]),
         refunded=int(row["refunded"]),
@@ -110,6 +114,22 @@ async def usage(source: Source, *, guild_id: int, user_id: int, now: float) -> U
         held=int(row["held"]),
         oldest_charge_at=None if row["oldest_charge_at"] is None else float(row["oldest_charge_at"]),
     )
+
+
+_USAGE_AND_ACTIVE = (
+    "SELECT usage.*, (SELECT COUNT(*) FROM jobs WHERE guild_id = :guild AND user_id = :user "
+    "AND status IN ('queued', 'submitting', 'running', 'uncertain') AND id != :exclude) AS active "
+    f"FROM ({_USAGE}) AS usage"
+)
+
+
+async def usage_and_active(source: Source, *, guild_id: int, user_id: int, now: float,
+                           exclude_job_id: int | None = None) -> tuple[Usage, int]:
+    """`usage` and `active_jobs` in one statement (one hop for a member's command)."""
+    params = {**_window_params(guild_id, user_id, now), "exclude": -1 if exclude_job_id is None else exclude_job_id}
+    row = await query_one(source, _USAGE_AND_ACTIVE, params)
+    assert row is not None
+    return _usage(row), int(row["active"])
 
 
 async def window_rows(source: Source, *, guild_id: int, user_id: int, now: float) -> list[WindowRow]:
@@ -145,7 +165,8 @@ async def settle(conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: 
     The NOT EXISTS makes the usual second call a no-op; `ledger_one_settle` would stop a second
     settle even if that check were ever wrong.
     """
-    cursor = await conn.execute(
+    written = await change_rows(
+        conn,
         "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at) "
         "SELECT h.guild_id, h.user_id, h.job_id, ?, h.amount, ? FROM credit_ledger AS h "
         "WHERE h.job_id = ? AND h.kind = 'hold' "
@@ -153,9 +174,7 @@ async def settle(conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: 
         "ON CONFLICT DO NOTHING",
         ("charge" if charge else "release", now, job_id),
     )
-    written = cursor.rowcount > 0
-    await cursor.close()
-    return written
+    return written > 0
 
 
 async def insert_moderator_row(
@@ -172,15 +191,12 @@ async def insert_moderator_row(
     """A `grant` or `reset` row naming the moderator."""
     if kind not in ("grant", "reset"):
         raise ValueError(f"not a moderator ledger kind: {kind}")
-    cursor = await conn.execute(
+    return await insert_row(
+        conn,
         "INSERT INTO credit_ledger (guild_id, user_id, kind, amount, actor_id, note, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (guild_id, user_id, kind, amount, actor_id, note, now),
     )
-    row_id = cursor.lastrowid
-    await cursor.close()
-    assert row_id is not None
-    return int(row_id)
 
 
 async def charge_of(source: Source, job_id: int) -> LedgerEntry | None:
@@ -195,7 +211,8 @@ async def refund_of(source: Source, job_id: int) -> LedgerEntry | None:
 
 async def insert_refund(conn: aiosqlite.Connection, *, job_id: int, actor_id: int, note: str | None, now: float) -> int:
     """Give back a charged job's credits; 0 if it has no charge or was refunded already."""
-    cursor = await conn.execute(
+    row = await fetch_row(
+        conn,
         "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, actor_id, note, created_at) "
         "SELECT guild_id, user_id, job_id, 'refund', amount, ?, ?, ? FROM credit_ledger "
         "WHERE job_id = ? AND kind = 'charge' "
@@ -203,8 +220,6 @@ async def insert_refund(conn: aiosqlite.Connection, *, job_id: int, actor_id: in
         "ON CONFLICT DO NOTHING RETURNING amount",
         (actor_id, note, now, job_id, job_id),
     )
-    row = await cursor.fetchone()
-    await cursor.close()
     return 0 if row is None else int(row[0])
 
 
