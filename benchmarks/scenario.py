@@ -99,7 +99,7 @@ class RecordingPublisher:
 class AllowEverything:
     """Moderation is not what is measured here; every request passes."""
 
-    async def check(self, requester: Requester, spec: Any) -> None:
+    async def check(self, requester: Requester, spec: Any, *, snapshot: Any = None) -> None:
         return None
 
 

@@ -25,6 +25,7 @@ from bot.providers.base import ProviderClient
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec, validate_request
 from storage.database import Database
+from storage.snapshot import MemberSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,16 @@ class JobService:
     async def precheck(self, requester: Requester, spec: JobSpec) -> int:
         """Policy and budget, before the member spends time on attachments; returns the cost."""
         async with self._audited_refusals(requester, spec):
-            await self.policy.check(requester, spec)
-            cost = await self.quota.cost_of(requester.guild_id, spec)
-            await self.quota.check_affordable(requester.guild_id, requester.user_id, requester.role_ids, cost)
+            snapshot = await self._snapshot(requester)
+            await self.policy.check(requester, spec, snapshot=snapshot)
+            cost = await self.quota.cost_of(requester.guild_id, spec, snapshot=snapshot)
+            await self.quota.check_affordable(requester.guild_id, requester.user_id, requester.role_ids, cost,
+                                              snapshot=snapshot)
         return cost
+
+    async def _snapshot(self, requester: Requester) -> MemberSnapshot:
+        """The server's settings for this member in one statement, shared by policy, price and budget."""
+        return await read_snapshot(self.db, requester.guild_id, requester.user_id, requester.role_ids)
 
     @asynccontextmanager
     async def _audited_refusals(self, requester: Requester, spec: JobSpec) -> AsyncIterator[None]:
@@ -131,8 +138,9 @@ class JobService:
             return await self._create_job(requester, spec)
 
     async def _create_job(self, requester: Requester, spec: JobSpec) -> JobRecord:
-        await self.policy.check(requester, spec)
-        cost = await self.quota.cost_of(requester.guild_id, spec)
+        snapshot = await self._snapshot(requester)
+        await self.policy.check(requester, spec, snapshot=snapshot)
+        cost = await self.quota.cost_of(requester.guild_id, spec, snapshot=snapshot)
         now = self.clock.now()
         async with self.db.transaction() as conn:
             job_id = await self.repository.insert_in(

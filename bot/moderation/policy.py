@@ -21,6 +21,7 @@ from bot.errors import Refusal
 from bot.moderation.rules import Match, first_match, validate
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore, PromptRule
+from storage.snapshot import MemberSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -62,35 +63,38 @@ class PolicyService:
         self.clock = clock
         self.store = store or GuildSettingsStore(db)
 
-    async def check(self, requester: RequesterLike, family: object, prompt: str | None = None) -> None:
+    async def check(self, requester: RequesterLike, family: object, prompt: str | None = None, *,
+                    snapshot: MemberSnapshot | None = None) -> None:
         """Return if the request may go ahead; raise Refusal saying why not.
 
         Call as `check(requester, family, prompt)`, or `check(requester, job_spec)`: with a JobSpec
         its prompt and each multi-shot prompt are checked (not the negative prompt, which names
-        what the member wants kept out).
+        what the member wants kept out). `snapshot`: the server's settings already read for this
+        command (one statement for policy, price and budget); read here when not given.
         """
         family_name, prompts = _what_to_check(family, prompt)
         guild_id = requester.guild_id
+        if snapshot is None:
+            snapshot = await read_snapshot(self.db, guild_id, requester.user_id, requester.role_ids)
 
-        settings = await self.store.get(guild_id)
-        if settings.paused:
+        if snapshot.settings.paused:
             raise Refusal("paused", "Video making is paused on this server right now; try again later.")
 
-        ban = await self.store.get_ban(guild_id, requester.user_id)
+        ban = snapshot.ban
         if ban is not None:
             reason = f" Reason: {audit.quote(ban.reason)}" if ban.reason else ""
             raise Refusal("banned", f"You are not allowed to make videos on this server.{reason}")
 
-        allowed = await self.store.allowed_channels(guild_id)
+        allowed = snapshot.allowed_channels
         if allowed and not {requester.channel_id, requester.parent_channel_id} & set(allowed):
             named = ", ".join(f"<#{channel_id}>" for channel_id in allowed[:MAX_CHANNELS_NAMED])
             more = f" (and {len(allowed) - MAX_CHANNELS_NAMED} more)" if len(allowed) > MAX_CHANNELS_NAMED else ""
             raise Refusal("channel", f"Videos can only be made in {named}{more}.")
 
-        if not await self.store.is_family_enabled(guild_id, family_name):
+        if not snapshot.is_family_enabled(family_name):
             raise Refusal("family", f"/{family_name} is turned off on this server.")
 
-        rules = await self.store.prompt_rules(guild_id)
+        rules = snapshot.prompt_rules
         for text in prompts:
             match = first_match(rules, text)
             if match is not None:

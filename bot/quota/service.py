@@ -26,6 +26,7 @@ from bot.settings import Settings
 from bot.validation import JobSpec
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
+from storage.snapshot import MemberSnapshot, read_snapshot
 
 Source = Database | aiosqlite.Connection
 
@@ -92,9 +93,11 @@ class QuotaService:
     def _default_cost(key: str) -> int:
         return DEFAULT_UPSAMPLE_COST if key == UPSAMPLE_COST_KEY else get_model(key).default_cost
 
-    async def cost_of(self, guild_id: int, spec: JobSpec) -> int:
-        """The model's price plus the 1080p surcharge (veo upsample, sora size "large")."""
-        overrides = await self.store.costs(guild_id)
+    async def cost_of(self, guild_id: int, spec: JobSpec, *, snapshot: MemberSnapshot | None = None) -> int:
+        """The model's price plus the 1080p surcharge (veo upsample, sora size "large").
+
+        `snapshot`: this server's prices already read for the command (no extra database hop)."""
+        overrides = snapshot.costs if snapshot is not None else await self.store.costs(guild_id)
         cost = overrides.get(spec.model_key, self._default_cost(spec.model_key))
         if spec.params.get("upsample") is True or spec.params.get("size") == "large":
             cost += overrides.get(UPSAMPLE_COST_KEY, DEFAULT_UPSAMPLE_COST)
@@ -102,15 +105,14 @@ class QuotaService:
 
     # --- budgets and balances ---------------------------------------------------------------
 
-    async def _budget(self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int]) -> tuple[int | None, int]:
-        """(daily budget or None for unlimited, max concurrent jobs), read through `source`."""
-        conn = source if isinstance(source, aiosqlite.Connection) else None
-        guild = await self.store.get(guild_id, conn=conn)
+    def _budget(self, snapshot: MemberSnapshot) -> tuple[int | None, int]:
+        """(daily budget or None for unlimited, max concurrent jobs) from the member's snapshot."""
+        guild = snapshot.settings
         max_concurrent = guild.max_concurrent if guild.max_concurrent is not None else self.default_max_concurrent
-        override = await self.store.member_override(guild_id, user_id, conn=conn)
+        override = snapshot.member_override
         if override is not None:
             return override.credits, max_concurrent
-        role_limits = await self.store.role_limits_for(guild_id, role_ids, conn=conn)
+        role_limits = snapshot.role_limits
         if role_limits:
             if any(limit.credits is None for limit in role_limits):
                 return None, max_concurrent
@@ -120,11 +122,15 @@ class QuotaService:
         return self.default_daily_credits, max_concurrent
 
     async def _balance(
-        self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int], now: float, exclude_job_id: int | None
+        self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int], now: float,
+        exclude_job_id: int | None, snapshot: MemberSnapshot | None = None,
     ) -> Balance:
-        budget, max_concurrent = await self._budget(source, guild_id, user_id, role_ids)
-        totals = await ledger.usage(source, guild_id=guild_id, user_id=user_id, now=now)
-        active = await ledger.active_jobs(source, guild_id=guild_id, user_id=user_id, exclude_job_id=exclude_job_id)
+        """Two statements: the member's settings (unless given) and their usage with active jobs."""
+        if snapshot is None:
+            snapshot = await read_snapshot(source, guild_id, user_id, role_ids)
+        budget, max_concurrent = self._budget(snapshot)
+        totals, active = await ledger.usage_and_active(
+            source, guild_id=guild_id, user_id=user_id, now=now, exclude_job_id=exclude_job_id)
         return Balance(
             budget=budget,
             used=totals.used,
@@ -158,16 +164,18 @@ class QuotaService:
         await self._refuse_if_short(conn, guild_id, user_id, role_ids, cost, now, exclude_job_id=job_id)
         await ledger.insert_hold(conn, guild_id=guild_id, user_id=user_id, job_id=job_id, amount=cost, now=now)
 
-    async def check_affordable(self, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int) -> Balance:
+    async def check_affordable(self, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int, *,
+                               snapshot: MemberSnapshot | None = None) -> Balance:
         """The same refusals as `reserve_in`, read without the writer: answers a member before they wait
         for attachments. `reserve_in` decides again inside the job's transaction."""
-        return await self._refuse_if_short(self.db, guild_id, user_id, role_ids, cost, self.clock.now(), None)
+        return await self._refuse_if_short(self.db, guild_id, user_id, role_ids, cost, self.clock.now(), None,
+                                           snapshot)
 
     async def _refuse_if_short(
         self, source: Source, guild_id: int, user_id: int, role_ids: Sequence[int], cost: int, now: float,
-        exclude_job_id: int | None,
+        exclude_job_id: int | None, snapshot: MemberSnapshot | None = None,
     ) -> Balance:
-        state = await self._balance(source, guild_id, user_id, role_ids, now, exclude_job_id)
+        state = await self._balance(source, guild_id, user_id, role_ids, now, exclude_job_id, snapshot)
         if state.active_jobs >= state.max_concurrent:
             videos = "video" if state.active_jobs == 1 else "videos"
             raise Refusal(

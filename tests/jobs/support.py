@@ -113,7 +113,7 @@ class LedgerQuota:
     def __init__(self, cost: int = 2) -> None:
         self.cost = cost
 
-    async def cost_of(self, guild_id: int, spec: JobSpec) -> int:
+    async def cost_of(self, guild_id: int, spec: JobSpec, *, snapshot: Any = None) -> int:
         return self.cost
 
     async def balance(self, guild_id: int, user_id: int, role_ids: Any) -> Any:
@@ -133,7 +133,7 @@ class LedgerQuota:
 
 
 class AllowAll:
-    async def check(self, requester: Requester, spec: JobSpec) -> None:
+    async def check(self, requester: Requester, spec: JobSpec, *, snapshot: Any = None) -> None:
         return None
 
 

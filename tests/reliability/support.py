@@ -174,7 +174,7 @@ async def publisher_violations(db: Database, publisher: RecordingPublisher) -> l
 class AllowAll:
     """The policy check is someone else's module; these tests are about what happens after it."""
 
-    async def check(self, requester: Requester, spec: Any) -> None:
+    async def check(self, requester: Requester, spec: Any, *, snapshot: Any = None) -> None:
         return None
 
 
