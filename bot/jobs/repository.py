@@ -130,40 +130,35 @@ class JobRepository:
 
     async def recent_durations(self, model_key: str, mode: str, limit: int) -> list[float]:
         """Submit-to-done seconds of the latest successful jobs of one kind (jobs_history index)."""
-        durations, _ = await self.recent_success_window(model_key, mode, limit)
-        return durations
-
-    async def recent_success_window(self, model_key: str, mode: str, limit: int) -> tuple[list[float], float | None]:
-        """(durations, oldest finished_at) of the latest successful jobs of one kind.
-
-        The oldest finish time bounds the window the durations cover, so failures can be counted
-        over the same window (`recent_failures`) and their share compared with the successes'.
-        """
         rows = await self.db.fetchall(
-            "SELECT vendor_done_at - submitted_at AS took, finished_at FROM jobs"
+            "SELECT vendor_done_at - submitted_at AS took FROM jobs"
             " WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
             " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL"
             " ORDER BY finished_at DESC LIMIT ?",
             (model_key, mode, limit),
         )
-        durations = [float(r["took"]) for r in rows if r["took"] is not None and r["took"] >= 0]
-        finished = [float(r["finished_at"]) for r in rows if r["finished_at"] is not None]
-        return durations, (min(finished) if finished else None)
-
-    async def recent_failures(self, model_key: str, mode: str, since: float, limit: int) -> list[float]:
-        """Submit-to-done seconds of vendor-reported failures of one kind finished at or after `since`.
-
-        Only rows with vendor_done_at: timeouts, lost submits and cancellations say nothing about
-        when the vendor fails a job (jobs_failure_history index).
-        """
-        rows = await self.db.fetchall(
-            "SELECT vendor_done_at - submitted_at AS took FROM jobs"
-            " WHERE status = 'failed' AND vendor_done_at IS NOT NULL AND model_key = ? AND mode = ?"
-            " AND finished_at >= ? AND submitted_at IS NOT NULL"
-            " ORDER BY finished_at DESC LIMIT ?",
-            (model_key, mode, since, limit),
-        )
         return [float(r["took"]) for r in rows if r["took"] is not None and r["took"] >= 0]
+
+    async def recent_vendor_failures(self, provider: ProviderName, limit: int) -> tuple[list[float], int]:
+        """(submit-to-done seconds of the failures, number of jobs) among the vendor's latest `limit`
+        finished jobs.
+
+        Only jobs whose end the vendor itself reported (vendor_done_at): timeouts, lost submits and
+        cancellations say nothing about when the vendor fails a job (jobs_vendor_outcomes index).
+        """
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS finished, json_group_array(vendor_done_at - submitted_at)"
+            " FILTER (WHERE status = 'failed') AS failures FROM ("
+            "  SELECT status, vendor_done_at, submitted_at FROM jobs"
+            "  WHERE provider = ? AND vendor_done_at IS NOT NULL"
+            "  AND status IN ('succeeded', 'failed') AND submitted_at IS NOT NULL"
+            "  ORDER BY finished_at DESC LIMIT ?)",
+            (provider.value, limit),
+        )
+        if row is None:
+            return [], 0
+        failures = [float(t) for t in json.loads(row["failures"] or "[]") if t is not None and t >= 0]
+        return failures, int(row["finished"])
 
     # --- leases ----------------------------------------------------------------------------------
     async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:

@@ -8,14 +8,17 @@ finish-time density) the gaps are narrow where jobs of that kind usually finish 
 tails; nothing is asked before the fast end of the distribution. Stragglers past the plan are backed
 off in proportion to how long they have run.
 
-Vendor-reported failures of the same window are read too. Most fail at the normal finish time
-(output filter) and are caught by the plan above, but an input rejection comes 5-25 s after submit
-(resellers retry a rejected request a few times, ~5 s apart); the plan's first poll, a minute or
-two later, would tell the member late. So when enough failures come before that first poll (at least
-EARLY_MIN_FAILURES, and EARLY_MIN_SHARE of all finished jobs), up to MAX_EARLY_CHECKS checks are
-placed from their 95% quantile downwards, EARLY_CHECK_GAP apart; the body is then planned with what
-those checks leave of the budget. Catalog-prior plans get none: without history there is no
-evidence of early failures.
+Vendor-reported failures are read too, per vendor (how soon a vendor rejects is its own habit, and
+one model's history holds too few rejections). Most fail at the normal finish time (output filter)
+and are caught by the plan above, but an input rejection comes 5-25 s after submit (resellers retry
+a rejected request a few times, ~5 s apart); the plan's first poll, a minute or two later, would
+tell the member late. So where failures before that first poll *cluster* (within EARLY_CHECK_GAP:
+at least EARLY_MIN_FAILURES of them, EARLY_MIN_SHARE of the vendor's latest finished jobs, and
+EARLY_MIN_DENSITY times what an even spread of those failures would put there), up to
+MAX_EARLY_CHECKS checks are placed at the end of the densest such windows; failures scattered
+part-way (infrastructure errors) buy no check, since a check is a request on every job.
+The body is then planned with what those checks leave of the budget. Catalog-prior plans get none:
+without history there is no evidence of early failures.
 
 Two other signals override the plan:
 - vendor progress (Kling's percentage): the finish is extrapolated and polled just after it;
@@ -39,9 +42,9 @@ MIN_HISTORY = 8
 HISTORY_ROWS = 200
 CACHE_SECONDS = 180.0
 # The cost budget: expected status requests per job of a kind without progress or callback (the
-# target is <= 10 on average; one is kept in hand for stragglers and error retries). A job that
-# finishes late in its distribution uses more than this, an early one fewer.
-REQUEST_BUDGET = 9.0
+# target is <= 10), early checks included. The realised average comes out below it (the plan's
+# count is rounded down), but a job that finishes late in its distribution uses more, an early one fewer.
+REQUEST_BUDGET = 10.0
 MAX_PLANNED_POLLS = 24
 # Point density ~ f^ALPHA: 0.5 minimises the mean lag, 0 is uniform (minimises the worst lag);
 # 0.25 keeps the median lag near the optimum while holding the p99 down.
@@ -63,9 +66,10 @@ NEARLY_DONE_PROGRESS = 0.99
 NEARLY_DONE_SHARE = 0.05
 # Early checks for vendor rejections soon after submit: evidence needed, and how they are spaced.
 EARLY_MIN_FAILURES = 3
-EARLY_MIN_SHARE = 0.005     # of successes + failures in the same window
-EARLY_CHECK_QUANTILE = 0.95
-EARLY_CHECK_GAP = 10.0      # a rejection is noticed within about this long
+EARLY_MIN_SHARE = 0.005     # of the vendor's finished jobs in the same window, per check
+EARLY_MIN_DENSITY = 3.0     # times an even spread of the failures before the body
+EARLY_CHECK_GAP = 10.0      # a rejection is noticed within this long
+EARLY_HISTORY_ROWS = 2000   # the vendor's latest finished jobs they are learned from
 MAX_EARLY_CHECKS = 2
 
 
@@ -160,23 +164,38 @@ def plan_within_budget(distribution: Distribution, budget: float, min_gap: float
     return best
 
 
-def place_early_checks(early_failures: Sequence[float], min_gap: float) -> list[float]:
-    """Checks for failures that come before the body's first poll, earliest first.
+def place_early_checks(early_failures: Sequence[float], finished: int, min_gap: float,
+                       span: float) -> list[float]:
+    """Checks where failures before the body (which starts at `span`) cluster, earliest first.
 
-    From the failures' EARLY_CHECK_QUANTILE downwards, EARLY_CHECK_GAP apart, none before `min_gap`;
-    a lower check is only added when some failure came at or before it (else it is a wasted
-    request per job), and checks closer than `min_gap` are merged into the later one.
+    Greedy: a check at t notices every failure in (t - EARLY_CHECK_GAP, t] within the gap; the
+    densest window is taken first, its failures removed, and so on, while a window holds at least
+    EARLY_MIN_FAILURES failures, EARLY_MIN_SHARE of the `finished` jobs and EARLY_MIN_DENSITY times
+    an even spread's share (else the check, one request on every job, would buy almost nothing, or
+    would be placed on a chance bunching of failures that come at any time). Checks closer than
+    `min_gap` are merged.
     """
-    ordered = sorted(early_failures)
-    at = Distribution.from_samples(ordered).quantile(EARLY_CHECK_QUANTILE)
+    remaining = sorted(early_failures)
     checks: list[float] = []
-    for _ in range(MAX_EARLY_CHECKS):
-        check = max(min_gap, at)
-        if checks and (checks[-1] - check < min_gap or ordered[0] > check):
+    while remaining and len(checks) < MAX_EARLY_CHECKS:
+        even_spread = len(remaining) * EARLY_CHECK_GAP / max(span, EARLY_CHECK_GAP)
+        needed = max(EARLY_MIN_FAILURES, EARLY_MIN_SHARE * finished, EARLY_MIN_DENSITY * even_spread)
+        best_at, best_count = remaining[0], 0
+        for index, at in enumerate(remaining):
+            count = index + 1 - bisect.bisect_right(remaining, at - EARLY_CHECK_GAP)
+            if count > best_count:
+                best_at, best_count = at, count
+        if best_count < needed:
             break
-        checks.append(check)
-        at -= EARLY_CHECK_GAP
-    return checks[::-1]
+        checks.append(max(min_gap, best_at))
+        remaining = [f for f in remaining if not best_at - EARLY_CHECK_GAP < f <= best_at]
+    merged: list[float] = []
+    for check in sorted(checks):
+        if merged and check - merged[-1] < min_gap:
+            merged[-1] = check  # the later one notices both windows' failures
+        else:
+            merged.append(check)
+    return merged
 
 
 def early_check_cost(checks: Sequence[float], finished_sorted: Sequence[float]) -> float:
@@ -228,20 +247,25 @@ class PollSchedule:
         now = self.clock.now()
         if cached is not None and now - cached[0] < self.cache_seconds:
             return cached[1]
-        samples, since = await self.repository.recent_success_window(model_key, mode, self.history_rows)
+        samples = await self.repository.recent_durations(model_key, mode, self.history_rows)
         failures: list[float] = []
-        if len(samples) >= MIN_HISTORY and since is not None:  # a prior plan gets no early checks anyway
-            failures = await self.repository.recent_failures(model_key, mode, since, self.history_rows)
-        plan = self.build_plan(model_key, samples, failures)
+        finished: int | None = None
+        if len(samples) >= MIN_HISTORY:  # a prior plan gets no early checks anyway
+            failures, finished = await self.repository.recent_vendor_failures(
+                get_model(model_key).provider, EARLY_HISTORY_ROWS)
+        plan = self.build_plan(model_key, samples, failures, finished)
         self._cache[key] = (now, plan)
         return plan
 
-    def build_plan(self, model_key: str, samples: Sequence[float], failures: Sequence[float] = ()) -> PollPlan:
-        """The plan from successful durations and the vendor-reported failures of the same window."""
+    def build_plan(self, model_key: str, samples: Sequence[float], failures: Sequence[float] = (),
+                   finished: int | None = None) -> PollPlan:
+        """The plan from successful durations, and the vendor's recent failures (`finished`: how many
+        of the vendor's jobs those were read from; default successes + failures)."""
         learned = len(samples) >= MIN_HISTORY
         distribution = Distribution.from_samples(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
         offsets = self._body(distribution, self.request_budget)
-        checks = self._early_checks(samples, failures, offsets[0]) if learned else []
+        total = finished if finished is not None else len(samples) + len(failures)
+        checks = self._early_checks(samples, failures, offsets[0], total) if learned else []
         if checks:
             finished = sorted([*samples, *failures])
             offsets = self._body(distribution, self.request_budget - early_check_cost(checks, finished))
@@ -255,12 +279,11 @@ class PollSchedule:
         first = max(self.min_interval, offsets[0])
         return [first, *(o for o in offsets[1:] if o - first >= self.min_interval)]
 
-    def _early_checks(self, samples: Sequence[float], failures: Sequence[float], body_first: float) -> list[float]:
-        """Early checks when enough failures come before `body_first`, within the request budget."""
+    def _early_checks(self, samples: Sequence[float], failures: Sequence[float], body_first: float,
+                      total: int) -> list[float]:
+        """Early checks where failures before `body_first` cluster, within the request budget."""
         early = [f for f in failures if f < body_first]
-        if len(early) < EARLY_MIN_FAILURES or len(early) < EARLY_MIN_SHARE * (len(samples) + len(failures)):
-            return []
-        checks = place_early_checks(early, self.min_interval)
+        checks = place_early_checks(early, total, self.min_interval, body_first)
         finished = sorted([*samples, *failures])
         while checks and self.request_budget - early_check_cost(checks, finished) < 1.0:
             checks.pop(0)  # the body needs at least one request; keep the check that catches the most

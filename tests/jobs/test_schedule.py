@@ -11,6 +11,7 @@ import pytest
 from bot.catalog import get_model
 from bot.clock import FakeClock
 from bot.jobs.repository import JobRepository
+import bot.jobs.schedule as schedule_module
 from bot.jobs.schedule import EARLY_CHECK_GAP, REQUEST_BUDGET, Distribution, PollPlan, PollSchedule, expected_requests
 from storage.database import Database
 
@@ -214,9 +215,23 @@ async def test_too_little_evidence_of_early_failures_adds_no_checks(fake_clock: 
     schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
     successes = _lognormal(150, 0.15, 800, seed=1)
     baseline = _success_only(schedule, successes)
-    assert schedule.build_plan(MODEL, successes, _early_failures(2, seed=7)) == baseline  # fewer than 3
-    assert schedule.build_plan(MODEL, successes, _early_failures(3, seed=7)) == baseline  # 0.37% < 0.5%
-    assert schedule.build_plan(MODEL, successes, _early_failures(5, seed=7)).early_checks  # 0.62%: enough
+    assert schedule.build_plan(MODEL, successes, [12.0, 14.0]) == baseline  # fewer than 3 in a window
+    clustered = [11.0, 12.0, 13.0, 14.0]
+    assert schedule.build_plan(MODEL, successes, clustered) == baseline  # 4 of 804 jobs: 0.5% needs 5
+    assert schedule.build_plan(MODEL, successes, [*clustered, 15.0]).early_checks == (15.0,)
+    # The vendor's other models count towards the share: the same 5 among 2,000 finished jobs buy nothing.
+    assert schedule.build_plan(MODEL, successes, [*clustered, 15.0], finished=2000) == baseline
+
+
+async def test_failures_scattered_part_way_buy_no_check(fake_clock: FakeClock) -> None:
+    # Infrastructure errors at random moments: a check would be a request on every job for ~nothing.
+    schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
+    successes = _lognormal(150, 0.15, 194, seed=1)
+    scattered = [40.0 + 11.0 * n for n in range(7)]  # 40-106 s, never 3 within 10 s
+    assert schedule.build_plan(MODEL, successes, scattered) == _success_only(schedule, successes)
+    # Rejections clustered at 5-25 s among them still get their checks, and only those.
+    plan = schedule.build_plan(MODEL, successes, [*scattered, *_early_failures(16)])
+    assert plan.early_checks and max(plan.early_checks) <= 25.0
 
 
 async def test_a_prior_plan_gets_no_early_checks(fake_clock: FakeClock) -> None:
@@ -231,31 +246,33 @@ async def test_tight_early_failures_get_one_check_not_a_wasted_second(fake_clock
     assert len(plan.early_checks) == 1 and 13.5 <= plan.early_checks[0] <= 14.0
 
 
-async def test_only_vendor_reported_failures_of_the_success_window_count(db: Database, fake_clock: FakeClock) -> None:
+async def test_only_the_vendors_latest_reported_failures_count(db: Database, fake_clock: FakeClock,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(schedule_module, "EARLY_HISTORY_ROWS", 300)
     start = fake_clock.now() - 20_000
-    # Early failures that finished before the 200 latest successes: another era of the vendor.
+    # Early failures that finished before the vendor's 300 latest jobs: another era of the vendor.
     await _finished_jobs(db, _early_failures(12, seed=9), start, status="failed")
     await _finished_jobs(db, _lognormal(150, 0.15, 300, seed=1), start + 100)
-    # Inside the window, but not reported by the vendor: timeouts, lost submits, cancellations.
-    window = start + 100 + 350  # submitted among the 200 latest successes, finished before most of them
+    # Among them, but not reported by the vendor: timeouts, lost submits, cancellations.
+    window = start + 100 + 350
     for status in ("failed", "timed_out", "cancelled"):
         await _finished_jobs(db, _early_failures(12, seed=10), window, status=status, vendor_reported=False)
     schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
     plan = await schedule.plan_for(MODEL, "text")
     assert plan.learned and plan.early_checks == ()
-    # The same failures reported by the vendor inside the window do count.
-    await _finished_jobs(db, _early_failures(12, seed=10), window, status="failed")
+    # The same failures reported by the vendor, recently, do count (another model of the vendor too).
+    await _finished_jobs(db, _early_failures(12, seed=10), window, status="failed", model="veo-quality-kie")
     fake_clock.advance(schedule.cache_seconds + 1)
     assert (await schedule.plan_for(MODEL, "text")).early_checks
 
 
 async def test_failure_history_reads_its_own_index(db: Database) -> None:
     rows = await db.fetchall(
-        "EXPLAIN QUERY PLAN SELECT vendor_done_at - submitted_at AS took FROM jobs"
-        " WHERE status = 'failed' AND vendor_done_at IS NOT NULL AND model_key = ? AND mode = ?"
-        " AND finished_at >= ? AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
-        (MODEL, "text", 0.0, 10))
-    assert any("jobs_failure_history" in str(tuple(row)) for row in rows)
+        "EXPLAIN QUERY PLAN SELECT status, vendor_done_at, submitted_at FROM jobs"
+        " WHERE provider = ? AND vendor_done_at IS NOT NULL AND finished_at >= ?"
+        " AND status IN ('succeeded', 'failed') AND submitted_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+        ("kie", 0.0, 10))
+    assert any("jobs_vendor_outcomes" in str(tuple(row)) for row in rows)
 
 
 async def test_with_a_callback_there_are_no_early_checks(db: Database, fake_clock: FakeClock) -> None:
