@@ -97,9 +97,12 @@ def main() -> None:
                              " depend on the count; it costs ~20 real requests per job)")
     parser.add_argument("--sigma", type=float, help="log-normal sigma of one kind's durations (default 0.15)")
     parser.add_argument("--cold", action="store_true", help="start with no finished jobs in the database")
+    parser.add_argument("--failures", choices=("realistic", "midway"), default="realistic",
+                        help="when failing tasks fail: the default mix, or all part-way (benchmarks/workload.py)")
     parser.add_argument("--json", type=Path, help="also write every raw result to this file")
     args = parser.parse_args()
-    extra = (["--sigma", str(args.sigma)] if args.sigma else []) + (["--cold"] if args.cold else [])
+    extra = ((["--sigma", str(args.sigma)] if args.sigma else []) + (["--cold"] if args.cold else [])
+             + ["--failures", args.failures])
     results: list[dict[str, Any]] = []
     baselines: dict[tuple[int, str], dict[str, Any]] = {}
     print("running scenarios (each in its own process, one at a time):", flush=True)

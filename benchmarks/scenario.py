@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 from benchmarks.sim import ActivityTracker, SimDriver, percentile, untracked  # noqa: E402
 from benchmarks.vendor_process import SharedClock  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
-    SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
+    FAILURE_MIXES, SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
 )
 from bot.app import freeze_startup_heap  # noqa: E402
 from bot.catalog import Family, ProviderName  # noqa: E402
@@ -165,9 +165,11 @@ def current_rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def start_vendor_process(clock: SharedClock, seed: int, sigma: float) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_vendor_process(clock: SharedClock, seed: int, sigma: float,
+                         failures: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     command = [sys.executable, str(ROOT / "benchmarks" / "vendor_process.py"), "--shm", clock.memory.name,
-               "--seed", str(seed), "--api-key", API_KEY, "--hmac-key", HMAC_KEY, "--sigma", str(sigma)]
+               "--seed", str(seed), "--api-key", API_KEY, "--hmac-key", HMAC_KEY, "--sigma", str(sigma),
+               "--failures", failures]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -177,12 +179,12 @@ def start_vendor_process(clock: SharedClock, seed: int, sigma: float) -> tuple[s
 
 
 async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool, sigma: float,
-              cold: bool) -> dict[str, Any]:
+              cold: bool, failures: str = "realistic") -> dict[str, Any]:
     rng = random.Random(seed)
     clock = SharedClock(start=time.time())
     tracker = ActivityTracker()
     driver = SimDriver(clock, tracker)
-    vendor_process, endpoints = start_vendor_process(clock, seed, sigma)
+    vendor_process, endpoints = start_vendor_process(clock, seed, sigma, failures)
     control = endpoints["control"]
     urls = endpoints["vendors"]
     tmp = tempfile.TemporaryDirectory(prefix="framecast-bench-")
@@ -224,7 +226,8 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
                          policy=AllowEverything(), repository=repository, on_job_created=poller.wake)
     requests = request_mix(rng, jobs)
     specs = [service.validate(request) for request in requests]
-    history_rows = 0 if cold else await seed_history(db, specs, random.Random(seed + 2), sigma, clock.now())
+    history_rows = 0 if cold else await seed_history(db, specs, random.Random(seed + 2), sigma, clock.now(),
+                                                     failures=failures)
     tracker.track_database(db)
     freeze_startup_heap()  # as `python -m bot` does before it connects
     rss_before_jobs = current_rss_mb()
@@ -278,7 +281,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         await client.post(f"{control}/stop")
     result = summarise(jobs, mode, schedule_name, vendor_tasks, publisher, created_ids, driver, pump)
     result.update(
-        sigma=sigma, history_rows=history_rows,
+        sigma=sigma, failures=failures, history_rows=history_rows,
         interaction_ms_p50=ms(percentile(probe_times, 0.50)), interaction_ms_p99=ms(percentile(probe_times, 0.99)),
         interaction_ms_max=ms(max(probe_times) if probe_times else None), interaction_samples=len(probe_times),
         cpu_seconds_total=round(cpu_total, 2), cpu_seconds_simulation=round(cpu_sim, 2),
@@ -389,11 +392,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--sigma", type=float, default=SIGMA, help="log-normal sigma of one kind's durations")
     parser.add_argument("--cold", action="store_true", help="no finished jobs in the database (catalog priors)")
+    parser.add_argument("--failures", choices=sorted(FAILURE_MIXES), default="realistic",
+                        help="when failing tasks fail (benchmarks/workload.py)")
     parser.add_argument("--no-probes", action="store_true", help="skip the interaction timing probe")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     result = asyncio.run(run(args.jobs, args.mode, args.schedule, args.seed, not args.no_probes, args.sigma,
-                             args.cold))
+                             args.cold, args.failures))
     print(json.dumps(result))
 
 

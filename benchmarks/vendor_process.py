@@ -33,7 +33,7 @@ import random  # noqa: E402
 import httpx  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from benchmarks.workload import make_plan  # noqa: E402
+from benchmarks.workload import FAILURE_MIXES, make_plan  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from tests.fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor  # noqa: E402
 
@@ -70,8 +70,9 @@ class SharedNow:
 
 
 class Vendors:
-    def __init__(self, clock: SharedNow, seed: int, api_key: str, hmac_key: str, sigma: float) -> None:
-        plan = make_plan(random.Random(seed + 1), sigma)
+    def __init__(self, clock: SharedNow, seed: int, api_key: str, hmac_key: str, sigma: float,
+                 failures: str = "realistic") -> None:
+        plan = make_plan(random.Random(seed + 1), sigma, failures)
         self.clock = clock
         self.kie = FakeKieVendor(api_key=api_key, clock=clock, plan=plan, callback_key=hmac_key,
                                  auto_callbacks=False)
@@ -118,7 +119,7 @@ class Vendors:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    vendors = Vendors(SharedNow(args.shm), args.seed, args.api_key, args.hmac_key, args.sigma)
+    vendors = Vendors(SharedNow(args.shm), args.seed, args.api_key, args.hmac_key, args.sigma, args.failures)
     urls = {name: await vendor.start() for name, vendor in vendors.all.items()}
     vendors.kie._callback_http = httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=CALLBACK_CONCURRENCY))
     stop = asyncio.Event()
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--api-key", required=True)
     parser.add_argument("--hmac-key", required=True)
     parser.add_argument("--sigma", type=float, required=True)
+    parser.add_argument("--failures", choices=sorted(FAILURE_MIXES), default="realistic")
     asyncio.run(serve(parser.parse_args()))
 
 

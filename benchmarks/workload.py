@@ -4,7 +4,18 @@ Durations: each kind of job (vendor model) takes a log-normal time around its ow
 sigma SIGMA (0.15 by default: real vendors' times for one model and mode are concentrated, within
 roughly +-35% for 95% of jobs), while medians differ by model: fast Veo 140-150 s, quality Veo
 230-240 s, Sora 280 s, Kling 150-240 s (1-6 minutes overall). Draws are clipped to +-3 sigma so one
-freak draw cannot stall the run. About 5% of tasks fail, earlier than they would have finished.
+freak draw cannot stall the run.
+
+Failures (FAILURE_RATE = 5% of tasks) come in three kinds, FAILURE_MIX of them (`--failures
+realistic`, the default):
+- rejected (40%): the input is refused soon after submit. Resellers retry a rejected request a few
+  times before giving up (the unified API's own query example shows `max_retries: 3`,
+  `error_sleep: 5000` ms next to a "rejected by google" message), so the task fails 5-25 s in;
+- filtered (45%): the output is filtered when generation ends (Google's Veo reports
+  `raiMediaFilteredCount` in the finished operation's response), i.e. at the would-be finish;
+- broke mid-way (15%): an infrastructure error at 20-80% of the would-be duration.
+The split is an assumption (no vendor publishes one). `--failures midway` makes every failure a
+mid-way one, as an earlier version of this benchmark did: the worst case for a poll schedule.
 
 History: by default the database starts with HISTORY_PER_KIND finished jobs of every kind drawn from
 the same distributions (a bot that has been running for a while); `cold` skips it (catalog priors).
@@ -37,10 +48,15 @@ MEDIANS: dict[str, float] = {
 }
 SIGMA = 0.15
 FAILURE_RATE = 0.05
-MIN_DURATION = 18.0
-RECHECK_SECONDS = 10.0  # < MIN_DURATION: a task created while the pump sleeps is never called back late
+FAILURE_MIXES: dict[str, list[tuple[float, str]]] = {
+    "realistic": [(0.40, "rejected"), (0.45, "filtered"), (0.15, "midway")],
+    "midway": [(1.0, "midway")],
+}
+REJECTED_AFTER = (5.0, 25.0)  # seconds after submit
+MIN_DURATION = 18.0  # a mid-way failure never comes sooner
+RECHECK_SECONDS = 4.0  # < REJECTED_AFTER[0]: a task created while the pump sleeps is never called back late
 ARRIVAL_WINDOW = 30.0
-HISTORY_PER_KIND = 200
+HISTORY_PER_KIND = 1000  # successes per kind (the schedule reads the latest 200; early failures, the vendor's latest 2,000 jobs)
 
 # (weight, request) - a plausible mix of what members order.
 _MIX: list[tuple[float, dict[str, Any]]] = [
@@ -72,36 +88,53 @@ def draw_duration(rng: random.Random, vendor_model: str, sigma: float) -> float:
     return median * math.exp(sigma * z)
 
 
-def make_plan(rng: random.Random, sigma: float = SIGMA):  # -> tests.fakes.vendors.Plan
+def draw_outcome(rng: random.Random, vendor_model: str, sigma: float, failures: str) -> tuple[float, bool]:
+    """(seconds until the vendor is done, succeeded?) for one task."""
+    duration = draw_duration(rng, vendor_model, sigma)
+    if rng.random() >= FAILURE_RATE:
+        return duration, True
+    mix = FAILURE_MIXES[failures]
+    kind = rng.choices([k for _, k in mix], weights=[w for w, _ in mix])[0]
+    if kind == "rejected":
+        return rng.uniform(*REJECTED_AFTER), False
+    if kind == "filtered":
+        return duration, False
+    return max(MIN_DURATION, duration * rng.uniform(0.2, 0.8)), False
+
+
+def make_plan(rng: random.Random, sigma: float = SIGMA, failures: str = "realistic"):  # -> tests.fakes.vendors.Plan
     """Per-request (duration, outcome) for the fakes."""
 
     def plan(body: dict[str, Any]) -> tuple[float, Outcome]:
-        duration = draw_duration(rng, str(body.get("model")), sigma)
-        if rng.random() < FAILURE_RATE:
-            return max(MIN_DURATION, duration * rng.uniform(0.2, 0.8)), Outcome.fail("generation failed", code=501)
-        return duration, Outcome.ok()
+        took, succeeded = draw_outcome(rng, str(body.get("model")), sigma, failures)
+        return took, (Outcome.ok() if succeeded else Outcome.fail("generation failed", code=501))
 
     return plan
 
 
 async def seed_history(db: Database, specs: list[JobSpec], rng: random.Random, sigma: float, now: float,
-                       per_kind: int = HISTORY_PER_KIND) -> int:
-    """Finished jobs of every kind in `specs`, as a bot that has run for a while has (the schedule learns
-    from them). Recorded as the bot records them: observed a poll-gap late (uniform 0-5 s)."""
+                       per_kind: int = HISTORY_PER_KIND, failures: str = "realistic") -> int:
+    """Finished jobs of every kind in `specs` (`per_kind` successes and the failures among them), as
+    a bot that has run for a while has: the schedule learns from them. Recorded as the bot records
+    them: observed a poll-gap late (uniform 0-5 s)."""
     kinds = {(spec.model_key, spec.mode.value, spec.family.value, spec.provider.value) for spec in specs}
     rows = []
     for model_key, mode, family, provider in sorted(kinds):
         vendor_model = get_model(model_key).vendor_model
-        for n in range(per_kind):
+        successes, n = 0, 0
+        while successes < per_kind:
             submitted = now - 86_400 + n * 60
-            took = draw_duration(rng, vendor_model, sigma) + rng.uniform(0.0, 5.0)
-            rows.append((family, model_key, provider, mode, json.dumps({}), submitted, submitted, submitted + took,
-                         submitted + took))
+            n += 1
+            took, succeeded = draw_outcome(rng, vendor_model, sigma, failures)
+            took += rng.uniform(0.0, 5.0)
+            successes += succeeded
+            rows.append((family, model_key, provider, mode, json.dumps({}), "succeeded" if succeeded else "failed",
+                         submitted, submitted, submitted + took, submitted + took))
     async with db.transaction() as conn:
         await conn.executemany(
             "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
             " status, delivery_state, created_at, submitted_at, vendor_done_at, finished_at)"
-            " VALUES (2, 1, 1, ?, ?, ?, ?, 'history', ?, 'succeeded', 'delivered', ?, ?, ?, ?)", rows)
+            " VALUES (2, 1, 1, ?, ?, ?, ?, 'history', ?, ?, 'delivered', ?, ?, ?, ?)", rows)
     return len(rows)
 
 
