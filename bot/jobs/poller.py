@@ -340,11 +340,11 @@ class Poller:
             await self._transition(job, values)
         elif result.state is TaskState.SUCCEEDED and result.video_url:
             await self._finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
-                               raw_status=result.raw_status)
+                               raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
         else:
             reason = result.error_message if result.state is TaskState.FAILED else NO_URL_MESSAGE
             await self._finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,
-                               raw_status=result.raw_status)
+                               raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
 
     async def _poll_failed(self, job: JobRecord, error: Exception, retry_after: float | None) -> None:
         streak = job.error_streak + 1
@@ -365,13 +365,17 @@ class Poller:
 
     async def _finish(self, job: JobRecord, status: JobStatus, *, video_url: str | None = None,
                       error_message: str | None = None, poll_count: int | None = None,
-                      raw_status: str | None = None, from_vendor: bool = True) -> None:
-        """Terminal status + settlement + audit in one transaction, then deliver right away."""
+                      raw_status: str | None = None, from_vendor: bool = True,
+                      vendor_seconds: float | None = None) -> None:
+        """Terminal status + settlement + audit in one transaction, then deliver right away.
+        `vendor_done_at` (the schedule learns from it): submit + the vendor's own duration, else now."""
         now = self.clock.now()
         values: dict[str, Any] = {"status": status.value, "finished_at": now, "next_due_at": now,
                                   "video_url": video_url, "error_message": error_message}
         if from_vendor and job.status is JobStatus.RUNNING:
-            values["vendor_done_at"] = now
+            submitted = job.submitted_at
+            values["vendor_done_at"] = now if vendor_seconds is None or submitted is None else (
+                min(now, submitted + vendor_seconds))
         if poll_count is not None:
             values["poll_count"] = poll_count
         if raw_status is not None:

@@ -55,8 +55,9 @@ DENSITY_BINS = 48
 # Callback safety net: the first poll once nearly every job of the kind has finished.
 SAFETY_NET_QUANTILE = 0.99
 SAFETY_NET_FACTOR = 1.3
-# Finish times are recorded when *observed*, so history alone never moves earlier: a few jobs get
-# one exploratory poll well before the fast end, so a vendor that got faster is noticed.
+# Where a vendor does not date its own finish (Kling's gateway envelope), finish times are recorded
+# when *observed*, so that history alone never moves earlier: a few jobs get one exploratory poll
+# well before the fast end, so a vendor that got faster is noticed.
 EXPLORE_SHARE = 0.03
 EXPLORE_FACTOR = 0.6
 # Progress: poll this long after the extrapolated finish (a hair late beats a wasted request).

@@ -13,7 +13,6 @@ import hmac
 import json
 import re
 import uuid
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -27,6 +26,7 @@ from bot.providers.http import (
     Phase,
     VendorClient,
     dig,
+    epoch_seconds,
     error_text,
     final_error,
     first_text,
@@ -36,6 +36,7 @@ from bot.providers.http import (
     soften_for_upload,
     trim_reason,
     unreadable_body,
+    vendor_duration,
 )
 from bot.providers.unified import failure_message
 from bot.settings import Settings
@@ -100,21 +101,6 @@ def as_int(value: Any) -> int | None:
         return None
 
 
-def epoch_seconds(value: Any) -> float | None:
-    """kie timestamps: epoch milliseconds (documented), seconds, or a date string."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
-        number = float(value)
-        return number / 1000 if number > 1e11 else number
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
 def classify_kie_code(
     code: int | None, reason: str, phase: Phase, *, retry_after: float | None = None
 ) -> ProviderError:
@@ -160,6 +146,7 @@ class _Record(BaseModel):
     resolution: str = ""
     fallback: bool = False
     complete_time: float | None = None
+    took: float | None = None  # the vendor's completeTime - createTime
     error: str = ""
 
 
@@ -211,7 +198,7 @@ class KieClient(VendorClient):
         if flag in (2, 3):
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.FAILED, raw_status=f"successFlag={flag}",
-                              error_message=failure_message(record.error))
+                              error_message=failure_message(record.error), vendor_seconds=record.took)
         if flag != 1:
             return PollResult(state=TaskState.RUNNING, raw_status="generating")
         if not record.urls:
@@ -221,7 +208,8 @@ class KieClient(VendorClient):
         already_hd = record.fallback or record.resolution.lower().startswith("1080")
         if not wants_hd or already_hd:
             self._first_success_seen.pop(task_id, None)
-            return PollResult(state=TaskState.SUCCEEDED, raw_status="success", video_url=record.urls[0], progress=1.0)
+            return PollResult(state=TaskState.SUCCEEDED, raw_status="success", video_url=record.urls[0], progress=1.0,
+                              vendor_seconds=record.took)
         return await self._upgrade_to_1080p(task_id, record)
 
     def _parse_record(self, response: httpx.Response) -> _Record:
@@ -235,6 +223,7 @@ class KieClient(VendorClient):
             resolution=str(reply.get("resolution") or ""),
             fallback=bool(data.get("fallbackFlag")),
             complete_time=epoch_seconds(data.get("completeTime")),
+            took=vendor_duration(data.get("createTime"), data.get("completeTime")),
             error=first_text(data.get("errorMessage"), data.get("errorCode") and str(data.get("errorCode"))),
         )
 

@@ -28,6 +28,7 @@ from bot.providers.http import (
     parse_retry_after,
     trim_reason,
     unreadable_body,
+    vendor_duration,
 )
 from bot.providers.unified import failure_message
 from bot.settings import Settings
@@ -127,12 +128,14 @@ def parse_kling_task(payload: Any) -> PollResult:
         raise ValueError("reply has no status")
     normalized = raw_status.strip().lower()
     progress = parse_progress(node.get("progress"))
+    took = vendor_duration(node.get("created_at"), node.get("completed_at"))  # the OpenAI video object
     if normalized in SUCCESS_STATUSES:
         url = _video_url(node, success=True)
         if not url:
             return PollResult(state=TaskState.FAILED, raw_status=raw_status,
                               error_message="The vendor said the video was finished but sent no link to it.")
-        return PollResult(state=TaskState.SUCCEEDED, raw_status=raw_status, video_url=url, progress=1.0)
+        return PollResult(state=TaskState.SUCCEEDED, raw_status=raw_status, video_url=url, progress=1.0,
+                          vendor_seconds=took)
     if normalized in FAILURE_STATUSES:
         reason = first_text(node.get("error"), node.get("fail_reason"), node.get("task_status_msg"),
                             payload.get("error"), payload.get("message"))
@@ -142,7 +145,7 @@ def parse_kling_task(payload: Any) -> PollResult:
             message = "The vendor rejected the prompt or images under its content policy" + (
                 f": {trim_reason(reason)}" if reason else "."
             )
-        return PollResult(state=TaskState.FAILED, raw_status=raw_status, error_message=message)
+        return PollResult(state=TaskState.FAILED, raw_status=raw_status, error_message=message, vendor_seconds=took)
     return PollResult(state=TaskState.RUNNING, raw_status=raw_status, progress=progress)
 
 

@@ -21,6 +21,7 @@ from bot.providers.http import (
     looks_like_policy,
     trim_reason,
     unreadable_body,
+    vendor_duration,
 )
 from bot.validation import JobSpec
 
@@ -57,6 +58,8 @@ def parse_unified_query(payload: Any) -> PollResult:
     if not isinstance(raw_status, str) or not raw_status:
         raise ValueError("query reply has no status")
     state = map_unified_status(raw_status)
+    took = vendor_duration(detail.get("created_at"),
+                           detail.get("completed_at") or payload.get("status_update_time"))
     if state is TaskState.SUCCEEDED:
         url = first_text(payload.get("video_url"), detail.get("upsample_video_url"), detail.get("video_url"))
         if not url:
@@ -64,13 +67,14 @@ def parse_unified_query(payload: Any) -> PollResult:
                 state=TaskState.FAILED, raw_status=raw_status,
                 error_message="The vendor said the video was finished but sent no link to it.",
             )
-        return PollResult(state=state, raw_status=raw_status, video_url=url.strip(), progress=1.0)
+        return PollResult(state=state, raw_status=raw_status, video_url=url.strip(), progress=1.0, vendor_seconds=took)
     if state is TaskState.FAILED:
         reason = first_text(
             detail.get("video_generation_error"), detail.get("error_message"),
             payload.get("error"), payload.get("message"),
         )
-        return PollResult(state=state, raw_status=raw_status, error_message=failure_message(reason))
+        return PollResult(state=state, raw_status=raw_status, error_message=failure_message(reason),
+                          vendor_seconds=took)
     progress = payload.get("progress", detail.get("progress"))
     return PollResult(state=state, raw_status=raw_status, progress=_progress(progress))
 

@@ -167,3 +167,25 @@ async def test_lists_are_scoped_by_guild_and_user(db: Database, fake_clock: Fake
     assert (await rig.jobs.get_job(10, other_user.id)) is not None
     await rig.jobs.attach_destination(mine.id, channel_id=20, thread_id=77, summary_message_id=78)
     assert (await rig.job(mine.id)).thread_id == 77
+
+
+async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: Database, fake_clock: FakeClock) -> None:
+    # The schedule learns from vendor_done_at, so "when we happened to look" would bias it late.
+    rig = build_rig(db, fake_clock, duration=120)
+    dated, undated, absurd = [await rig.create(f"clip {n}") for n in range(3)]
+    await rig.poller.run_once()  # all three submitted at this instant
+    submitted = (await rig.job(dated.id)).submitted_at
+    assert submitted is not None
+    fake_clock.advance(150)  # we look 150 s in; the vendor says it took 123.5 s
+    provider = rig.providers[dated.provider]
+    provider.poll_script = [
+        PollResult(state=TaskState.SUCCEEDED, raw_status="completed", video_url="https://cdn.example/a.mp4",
+                   vendor_seconds=123.5),
+        PollResult(state=TaskState.FAILED, raw_status="failed", error_message="rejected"),
+        PollResult(state=TaskState.SUCCEEDED, raw_status="completed", video_url="https://cdn.example/c.mp4",
+                   vendor_seconds=400.0),  # a vendor clock that ran fast: never later than now
+    ]
+    await rig.poller.run_once()
+    assert (await rig.job(dated.id)).vendor_done_at == submitted + 123.5
+    assert (await rig.job(undated.id)).vendor_done_at == fake_clock.now()
+    assert (await rig.job(absurd.id)).vendor_done_at == fake_clock.now()

@@ -327,3 +327,13 @@ async def test_1080p_grace_counts_from_first_sighting_when_complete_time_is_unus
     fake_clock.advance(1)
     result = await client.poll(task_id, job)
     assert result.state is TaskState.SUCCEEDED and result.video_url == "https://cdn.example/720p.mp4"
+
+
+async def test_terminal_results_carry_the_vendors_own_duration(client: KieClient, vendor: FakeKieVendor,
+                                                             fake_clock: FakeClock) -> None:
+    job = spec(Family.VEO, KIE)
+    task_id = await client.submit(job)
+    fake_clock.advance(100 + 42)  # done at 100 s (the fixture's duration); we look 42 s later
+    result = await client.poll(task_id, job)
+    assert result.state is TaskState.SUCCEEDED
+    assert result.vendor_seconds == pytest.approx(vendor.tasks[task_id].duration, abs=0.002)

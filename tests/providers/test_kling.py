@@ -158,3 +158,12 @@ def test_progress() -> None:
     assert parse_progress(0.25) == pytest.approx(0.25)
     assert parse_progress("soon") is None
     assert parse_progress(None) is None
+
+
+def test_the_openai_video_object_dates_its_own_finish() -> None:
+    done = {"id": "task_1", "status": "completed", "created_at": 1770350000, "completed_at": 1770350151,
+            "metadata": {"url": "https://cdn.example/k.mp4"}}
+    assert parse_kling_task(done).vendor_seconds == 151
+    envelope = {"code": "success", "data": {"task_id": "t", "status": "SUCCESS", "progress": "100%",
+                                            "result_url": "https://cdn.example/k.mp4"}}
+    assert parse_kling_task(envelope).vendor_seconds is None  # the gateway envelope does not say

@@ -150,3 +150,24 @@ def test_status_rule() -> None:
     assert map_unified_status("video_upsampling_completed") is TaskState.RUNNING
     with pytest.raises(ValueError):
         parse_unified_query({"id": "x"})
+
+
+async def test_terminal_results_carry_the_vendors_own_duration(client: UnifiedClient, vendor: FakeUnifiedVendor,
+                                                             fake_clock: FakeClock) -> None:
+    job = spec(Family.VEO, KKIAI)
+    task_id = await client.submit(job)
+    assert (await client.poll(task_id, job)).vendor_seconds is None  # running: nothing to say yet
+    fake_clock.advance(137)  # done at 100 s; we look 37 s later
+    result = await client.poll(task_id, job)
+    assert result.state is TaskState.SUCCEEDED and result.vendor_seconds == pytest.approx(100, abs=0.002)
+
+
+def test_vendor_duration_from_completed_at_else_status_update_time() -> None:
+    example = {"id": "x", "status": "completed", "video_url": "https://v/x.mp4", "status_update_time": 1770350329098,
+               "detail": {"created_at": 1770350082099, "completed_at": 1770350328994}}
+    assert parse_unified_query(example).vendor_seconds == pytest.approx(246.895)
+    failed = {"id": "x", "status": "failed", "status_update_time": 1770350102099,
+              "detail": {"created_at": 1770350082099, "video_generation_error": "rejected by google"}}
+    assert parse_unified_query(failed).vendor_seconds == pytest.approx(20.0)
+    backwards = {"id": "x", "status": "failed", "status_update_time": 1, "detail": {"created_at": 1770350082099}}
+    assert parse_unified_query(backwards).vendor_seconds is None

@@ -63,7 +63,8 @@ class FakeUnifiedVendor(FakeVendor):
         now = self.clock.now()
         echoed = task.id.split(":", 1)[-1] if self.echo_id_without_prefix else task.id
         detail: dict[str, Any] = {"id": task.id, "req": task.body, "created_at": int(task.created_at * 1000)}
-        payload: dict[str, Any] = {"id": echoed, "video_url": None, "status_update_time": int(now * 1000),
+        changed = task.finishes_at if task.done(now) else now  # a finished task's status last changed then
+        payload: dict[str, Any] = {"id": echoed, "video_url": None, "status_update_time": int(changed * 1000),
                                    "detail": detail}
         if not task.done(now):
             statuses = self.running_statuses or ("processing",)
