@@ -138,6 +138,13 @@ class FramecastBot(commands.Bot):
                 continue
             self.synced_guild_ids.append(guild_id)
             log.info("synced %d application commands to guild %s", len(commands_synced), guild_id)
+        # A global registration left by an earlier run without DISCORD_GUILD_IDS would show every
+        # command twice in those servers: empty the global set (one bulk overwrite; the guild copies stay).
+        self.tree.clear_commands(guild=None)
+        try:
+            await self.tree.sync()
+        except discord.HTTPException as error:
+            log.warning("could not remove globally registered commands (%s); they may show twice", error)
 
     async def _start_http_server(self) -> None:
         from bot.http_server import HealthChecks, start_http_server

@@ -177,7 +177,7 @@ async def test_bot_wires_services_syncs_to_guilds_and_stops_cleanly(
         assert bot.services is services and services.poller.started == 1
         assert type(services.publisher).__name__ == "DiscordPublisher"
         assert [c["name"] for c in fake.commands[fake.GUILD_ID]] == ["hello"]
-        assert None not in fake.commands  # guild sync only, nothing global
+        assert fake.commands.get(None) == []  # guild sync only; the global set is emptied
         assert "cogs.not_written_yet does not exist" in caplog.text
         assert bot.settings is settings and bot.setup_complete
     finally:
@@ -203,6 +203,22 @@ async def test_a_forbidden_guild_sync_is_logged_and_the_others_still_sync(
         await bot.close()
     assert bot.synced_guild_ids == [fake.GUILD_ID]
     assert f"cannot register commands in guild {other_guild}" in caplog.text
+
+
+async def test_guild_sync_removes_commands_an_earlier_run_registered_globally(
+        fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
+    fake.commands[None] = [{"id": "1", "name": "hello", "description": "test", "type": 1}]  # a run without the setting
+    settings = Settings(discord_token=fake.token, _env_file=None,  # type: ignore[call-arg]
+                        discord_guild_ids=[fake.GUILD_ID])
+    bot = FramecastBot(settings, extensions=(), services_factory=lambda *_: _StubServices())
+    bot.tree.command(name="hello", description="test")(_hello)
+    try:
+        await bot.login(fake.token)  # runs setup_hook, no gateway needed
+    finally:
+        await bot.close()
+    assert [c["name"] for c in fake.commands[fake.GUILD_ID]] == ["hello"]
+    assert fake.commands[None] == []  # shown once, from the guild
 
 
 async def _hello(interaction: discord.Interaction) -> None:
