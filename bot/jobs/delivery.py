@@ -76,11 +76,27 @@ class ResultDelivery:
             log.error("job %s: giving up delivering after %s attempts (%s); result stays pending", job.id,
                       attempts, error)
             next_at = None
+            await self._tell_moderators(job, error)
         else:
             delay = self.schedule.error_backoff(attempts, retry_after) if retryable else 300.0
             next_at = self.clock.now() + delay
             log.warning("job %s: delivery failed (%s); retry in %.1fs", job.id, error, delay)
         await self._transition(job, {"delivery_attempts": attempts, "next_due_at": next_at})
+
+    async def _tell_moderators(self, job: JobRecord, error: Exception) -> None:
+        """The thread, the channel and a DM all refused: the audit channel is the one place left where
+        someone can act (fix the bot's permissions, pass the link on). Never lets an error out."""
+        if self.audit_service is None:
+            return
+        outcome = f"its video: {job.video_url}" if job.video_url else f"its outcome ({job.status.value})"
+        try:
+            await self.audit_service.record(
+                guild_id=job.guild_id, kind="delivery_failed", target_id=job.user_id, job_id=job.id,
+                text=(f"Could not post job #{job.id} of <@{job.user_id}> in <#{job.thread_id or job.channel_id}> "
+                      f"({trim(str(error))}); check the bot's permissions there. The member can still see "
+                      f"{outcome} with /job id:{job.id}."))
+        except Exception:
+            log.exception("job %s: could not record the failed delivery for moderators", job.id)
 
     async def post_audit_events(self) -> None:
         """Post pending audit events to their servers' audit channels (never lets an error out)."""
@@ -103,6 +119,10 @@ class ResultDelivery:
                 await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
             except Exception:
                 log.exception("audit event %s: could not post", getattr(event, "id", "?"))
+
+
+def trim(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:

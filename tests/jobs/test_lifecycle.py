@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from bot.audit import AuditService
 from bot.clock import FakeClock
 from bot.delivery.base import DeliveryError, Outcome
 from bot.errors import Refusal
+from bot.jobs.delivery import MAX_FINAL_DELIVERY_ATTEMPTS
 from bot.jobs.models import DeliveryState, JobStatus
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from storage.database import Database
@@ -189,3 +191,23 @@ async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: D
     assert (await rig.job(dated.id)).vendor_done_at == submitted + 123.5
     assert (await rig.job(undated.id)).vendor_done_at == fake_clock.now()
     assert (await rig.job(absurd.id)).vendor_done_at == fake_clock.now()
+
+
+async def test_a_result_discord_refuses_everywhere_is_handed_to_the_moderators(db: Database,
+                                                                              fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=60, audit_service=AuditService(db, fake_clock))
+    rig.publisher.failures = [DeliveryError("thread, channel and DM all refused: Missing Access", retryable=False)
+                              for _ in range(MAX_FINAL_DELIVERY_ATTEMPTS)]
+    job = await rig.create()
+
+    async def given_up() -> bool:
+        current = await rig.job(job.id)
+        return current.is_terminal and current.next_due_at is None
+
+    await rig.run_until(given_up, step=60)
+    done = await rig.job(job.id)
+    assert done.delivery_state is DeliveryState.PENDING and done.delivery_attempts == MAX_FINAL_DELIVERY_ATTEMPTS
+    rows = await db.fetchall("SELECT kind, text FROM audit_events WHERE job_id = ? ORDER BY id", (job.id,))
+    assert [r["kind"] for r in rows] == ["job_created", "job_succeeded", "delivery_failed"]
+    text = rows[-1]["text"]
+    assert "Missing Access" in text and f"/job id:{job.id}" in text and done.video_url and done.video_url in text
