@@ -186,6 +186,47 @@ def first_match(rules: Iterable[RuleLike], prompt: str) -> Match | None:
                 continue
         except InvalidRule:
             continue
-        if any(regex.search(text) for text in texts):
+        if rule.kind == "word":
+            hit = any(_word_hit(regex, text) for text in texts)
+        else:
+            hit = any(regex.search(text) for text in texts)
+        if hit:
             return Match(rule.id, rule.kind, rule.pattern)
     return None
+
+
+# Letters standing alone between separators next to a match: the rest of a spelled-out word
+# ("g l a s s"). "a" and "I" are words of their own, so one of them alone is not enough.
+_LONE_BEFORE = re.compile(r"(?:^|[\W_])([^\W_])[\W_]{1,3}$")
+_TWO_LONE_BEFORE = re.compile(r"(?:^|[\W_])[^\W_][\W_]{1,3}[^\W_][\W_]{1,3}$")
+_LONE_AFTER = re.compile(r"[\W_]{1,3}([^\W_])(?:[\W_]|$)")
+_TWO_LONE_AFTER = re.compile(r"[\W_]{1,3}[^\W_][\W_]{1,3}[^\W_](?:[\W_]|$)")
+_ONE_LETTER_WORDS = frozenset("ai")
+_SPLIT = re.compile(r"[\W_]+")
+
+
+def _spelled_out(matched: str) -> bool:
+    """Letters written apart ("a s s", "b.a.d"), as opposed to words written apart ("gore fest")."""
+    parts = [part for part in _SPLIT.split(matched) if part]
+    return len(parts) > 1 and any(len(part) == 1 for part in parts)
+
+
+def _spells_on(text: str, start: int, end: int) -> bool:
+    """Whether lone letters right before or after text[start:end] continue the spelled-out word."""
+    before = text[max(0, start - 10):start]
+    lone = _LONE_BEFORE.search(before)
+    if lone and (lone.group(1) not in _ONE_LETTER_WORDS or _TWO_LONE_BEFORE.search(before)):
+        return True
+    lone = _LONE_AFTER.match(text, end)
+    return bool(lone and (lone.group(1) not in _ONE_LETTER_WORDS or _TWO_LONE_AFTER.match(text, end)))
+
+
+def _word_hit(regex: re.Pattern[str], text: str) -> bool:
+    """A word rule's match that is a word of its own.
+
+    Written together, the pattern's own boundaries decide. Spelled out ("a s s"), the match must
+    not be the middle of a longer spelled-out word: "a s s u m e" and "g l a s s" spell words that
+    merely contain it.
+    """
+    return any(not _spelled_out(found.group()) or not _spells_on(text, found.start(), found.end())
+               for found in regex.finditer(text))

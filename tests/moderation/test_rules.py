@@ -57,6 +57,8 @@ CAUGHT = [
     ("spaced, then a word starting with its last letter", "so b a d dog", 2),
     ("spaced, then the same letter", "a s s s", 1),
     ("in a sentence with newlines", "first line\nthen k i l l\nend", 3),
+    ("spelled out after a one-letter word", "I a s s", 1),
+    ("spelled out before a one-letter word", "k i l l a dragon", 3),
 ]
 
 PASSES = [
@@ -75,6 +77,10 @@ PASSES = [
     ("embassy", "the embassy at night"),
     ("ambassador", "an ambassador waves"),
     ("unrelated cyrillic", "Привет, мир"),
+    ("spelled-out word that starts with a rule", "a s s u m e a sunny day"),
+    ("spelled-out word that ends with a rule", "g l a s s of water"),
+    ("spelled-out word with a rule inside", "b a d m i n t o n"),
+    ("spelled-out word continuing with a one-letter word's letter", "a s s i g n"),
 ]
 
 
