@@ -49,6 +49,7 @@ GENERATION_TYPES = {
 }
 # How long after the task completed we wait for the 1080p file before delivering the 720p one.
 HD_GRACE_SECONDS = 600.0
+FIRST_SEEN_PRUNE_AT = 256  # sightings kept before old ones are looked for and dropped
 UPLOAD_PATH = "framecast"
 _LABEL = VENDOR_LABELS[ProviderName.KIE]
 
@@ -212,6 +213,14 @@ class KieClient(VendorClient):
                               vendor_seconds=record.took)
         return await self._upgrade_to_1080p(task_id, record)
 
+    def _forget_abandoned(self, now: float) -> None:
+        """Drop sightings no poll will come back for (a job cancelled or timed out mid-upsample):
+        any still wanted would have fallen back to 720p long before."""
+        if len(self._first_success_seen) > FIRST_SEEN_PRUNE_AT:
+            horizon = now - 3 * HD_GRACE_SECONDS
+            for task_id in [t for t, seen in self._first_success_seen.items() if seen < horizon]:
+                del self._first_success_seen[task_id]
+
     def _parse_record(self, response: httpx.Response) -> _Record:
         data = self._envelope(response, Phase.POLL)
         if not data:
@@ -239,6 +248,7 @@ class KieClient(VendorClient):
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success_1080p", video_url=hd_url, progress=1.0)
         now = self._clock.now()
         first_seen = self._first_success_seen.setdefault(task_id, now)
+        self._forget_abandoned(now)
         completed = record.complete_time
         if completed is None or completed > now:
             # Missing, or in the future (a date string read in the wrong time zone): waiting on it

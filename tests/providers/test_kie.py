@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from bot.catalog import Family, ImageRole, ProviderName
 from bot.clock import FakeClock, SystemClock
 from bot.providers.base import ErrorKind, ProviderError, TaskState
+import bot.providers.kie as kie_module
 from bot.providers.kie import HD_GRACE_SECONDS, KieClient, parse_kie_callback, result_urls, verify_kie_signature
 from bot.settings import Settings
 from tests.fakes.vendors import Fault, FakeKieVendor, Outcome
@@ -337,3 +338,22 @@ async def test_terminal_results_carry_the_vendors_own_duration(client: KieClient
     result = await client.poll(task_id, job)
     assert result.state is TaskState.SUCCEEDED
     assert result.vendor_seconds == pytest.approx(vendor.tasks[task_id].duration, abs=0.002)
+
+
+async def test_upsample_sightings_of_abandoned_jobs_are_forgotten(settings: Settings, fake_clock: FakeClock,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kie_module, "FIRST_SEEN_PRUNE_AT", 2)
+    async with FakeKieVendor(api_key=API_KEY, clock=fake_clock, duration=10, hd_delay=None) as fake:
+        client = KieClient(fake.base_url, SecretStr(API_KEY), settings, fake_clock)
+        job = spec(Family.VEO, KIE, upsample=True)
+        abandoned = [await client.submit(job) for _ in range(3)]  # polled once mid-upsample, then cancelled
+        fake_clock.advance(10)
+        for task_id in abandoned:
+            assert (await client.poll(task_id, job)).state is TaskState.RUNNING
+        fake_clock.advance(3 * HD_GRACE_SECONDS + 1)
+        live = await client.submit(job)
+        fake_clock.advance(10)
+        assert (await client.poll(live, job)).state is TaskState.RUNNING
+        remembered = set(client._first_success_seen)
+        await client.aclose()
+    assert remembered == {live}  # the live job's sighting kept, the abandoned ones gone
