@@ -60,6 +60,10 @@ GUILD_ID = 1
 PROBE_USER = 999_999
 BASELINE_INTERVAL = 10.0
 ARRIVAL_STEP = 0.25  # simulated seconds between batches of arrivals
+# The clock follows the wall clock for 60 s from 120 s after the first order: the fast models' peak
+# of completions (fast Veo ~140 s, Kling std ~150 s), at the pace a real server would see it.
+REAL_PACE = (120.0, 60.0)
+IDLE_AT = 60.0  # simulated seconds after the first order: every job in flight, none due
 
 
 class FixedIntervalSchedule(PollSchedule):
@@ -179,11 +183,12 @@ def start_vendor_process(clock: SharedClock, seed: int, sigma: float,
 
 
 async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool, sigma: float,
-              cold: bool, failures: str = "realistic") -> dict[str, Any]:
+              cold: bool, failures: str = "realistic",
+              real_pace: tuple[float, float] | None = REAL_PACE) -> dict[str, Any]:
     rng = random.Random(seed)
     clock = SharedClock(start=time.time())
     tracker = ActivityTracker()
-    driver = SimDriver(clock, tracker)
+    driver = SimDriver(clock, tracker, real_pace=real_pace)
     vendor_process, endpoints = start_vendor_process(clock, seed, sigma, failures)
     control = endpoints["control"]
     urls = endpoints["vendors"]
@@ -259,11 +264,15 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     requests.clear()  # the benchmark's own copies: a bot does not hold N requests in memory
     specs.clear()
     submit_wall = time.perf_counter() - wall_start
-    # Phase 2: idle CPU with every job waiting on its vendor - the clock runs at real speed.
+    # Phase 2: idle CPU with every job waiting on its vendor and none due (after the early checks for
+    # rejections, before the body of the plans) - the clock runs at real speed.
+    idle_mark = asyncio.create_task(clock.sleep(max(0.0, sim_start + IDLE_AT - clock.now())))
+    await driver.run_until(idle_mark.done, sim_limit=600)
     idle = await measure_idle(driver, clock, seconds=3.0)
     # Phase 3: run to the end, with a member's interactions measured along the way.
-    probe_times: list[float] = []
-    probe_task = asyncio.create_task(probe_interactions(service, probe_times)) if probes else None
+    probe_times: list[float] = []  # while simulated time skips ahead: the bot works through bursts
+    paced_times: list[float] = []  # while the clock follows the wall clock (see REAL_PACE)
+    probe_task = asyncio.create_task(probe_interactions(service, probe_times, paced_times, driver)) if probes else None
     sim_phase_start, cpu_sim_start = clock.now(), cpu_seconds()
     await driver.run_until(lambda: created_ids <= publisher.deliveries.keys(), sim_limit=4 * 3600)
     sim_elapsed = clock.now() - sim_start
@@ -284,6 +293,11 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         sigma=sigma, failures=failures, history_rows=history_rows,
         interaction_ms_p50=ms(percentile(probe_times, 0.50)), interaction_ms_p99=ms(percentile(probe_times, 0.99)),
         interaction_ms_max=ms(max(probe_times) if probe_times else None), interaction_samples=len(probe_times),
+        paced_interaction_ms_p50=ms(percentile(paced_times, 0.50)),
+        paced_interaction_ms_p99=ms(percentile(paced_times, 0.99)),
+        paced_interaction_ms_max=ms(max(paced_times) if paced_times else None),
+        paced_interaction_samples=len(paced_times), real_pace=list(real_pace) if real_pace else None,
+        paced_cpu_share=round(driver.paced_cpu_share, 3) if driver.paced_cpu_share is not None else None,
         cpu_seconds_total=round(cpu_total, 2), cpu_seconds_simulation=round(cpu_sim, 2),
         simulated_seconds=round(sim_elapsed, 1),
         cpu_share_at_real_pace=round(cpu_total / sim_elapsed, 4) if sim_elapsed else None,
@@ -321,20 +335,22 @@ async def measure_idle(driver: SimDriver, clock: FakeClock, seconds: float) -> f
         driver.hold = False
 
 
-async def probe_interactions(service: JobService, samples: list[float], every: float = 0.05,
-                             limit: int = 2000) -> None:
-    """A member using /veo then /jobs while the poller works: wall time of the bot-side calls."""
+async def probe_interactions(service: JobService, samples: list[float], paced: list[float], driver: SimDriver,
+                             every: float = 0.05, limit: int = 4000) -> None:
+    """A member using /veo then /jobs while the poller works: wall time of the bot-side calls, kept
+    apart while the clock follows the wall clock (`paced`)."""
     token = untracked.set(True)
     try:
         requester = Requester(guild_id=GUILD_ID, channel_id=11, user_id=PROBE_USER)
-        while len(samples) < limit:
+        while len(samples) + len(paced) < limit:
             started = time.perf_counter()
+            real_pace = driver.at_real_pace
             spec = service.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dusk",
                                                       model="veo-fast-kie", upsample=False))
             await service.precheck(requester, spec)
             await service.create_job(requester, spec)
             await service.list_jobs(GUILD_ID, PROBE_USER)
-            samples.append(time.perf_counter() - started)
+            (paced if real_pace and driver.at_real_pace else samples).append(time.perf_counter() - started)
             await asyncio.sleep(every)
     finally:
         untracked.reset(token)
@@ -395,10 +411,13 @@ def main() -> None:
     parser.add_argument("--failures", choices=sorted(FAILURE_MIXES), default="realistic",
                         help="when failing tasks fail (benchmarks/workload.py)")
     parser.add_argument("--no-probes", action="store_true", help="skip the interaction timing probe")
+    parser.add_argument("--real-pace", type=float, nargs=2, default=REAL_PACE, metavar=("AT", "SECONDS"),
+                        help="follow the wall clock for SECONDS from AT simulated seconds (0 0: never)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    real_pace = tuple(args.real_pace) if args.real_pace[1] > 0 else None
     result = asyncio.run(run(args.jobs, args.mode, args.schedule, args.seed, not args.no_probes, args.sigma,
-                             args.cold, args.failures))
+                             args.cold, args.failures, real_pace))  # type: ignore[arg-type]
     print(json.dumps(result))
 
 

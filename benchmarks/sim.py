@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextvars
+import resource
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -97,14 +98,38 @@ class Timeline:
 
 
 class SimDriver:
-    """Moves a FakeClock forward whenever the tracked system is idle."""
+    """Moves a FakeClock forward whenever the tracked system is idle.
 
-    def __init__(self, clock: FakeClock, tracker: ActivityTracker, *, settle_turns: int = 6) -> None:
+    `real_pace`: (simulated seconds after the start, wall seconds): once the clock reaches that
+    instant, it follows the wall clock for that long, whether or not the bot keeps up, so the work
+    of that stretch (e.g. the peak of completions) is done at the pace a real server would see.
+    """
+
+    def __init__(self, clock: FakeClock, tracker: ActivityTracker, *, settle_turns: int = 6,
+                 real_pace: tuple[float, float] | None = None) -> None:
         self.clock = clock
         self.tracker = tracker
         self.timeline = Timeline(clock)
         self.settle_turns = settle_turns
         self.hold = False  # set to stop advancing (e.g. while measuring idle CPU)
+        self.origin = clock.now()
+        self.real_pace = real_pace
+        self.at_real_pace = False  # True while the clock follows the wall clock
+        self.real_pace_done = False
+        self.paced_cpu_share: float | None = None  # of one core, over the real-pace stretch
+
+    async def _follow_wall_clock(self, wall_seconds: float) -> None:
+        self.at_real_pace = True
+        cpu0, wall0, sim0 = _cpu_seconds(), time.perf_counter(), self.clock.now()
+        try:
+            while (elapsed := time.perf_counter() - wall0) < wall_seconds:
+                self.clock.advance(max(0.0, sim0 + elapsed - self.clock.now()))
+                self.timeline.mark(self.clock.now())
+                await asyncio.sleep(0.002)
+        finally:
+            self.at_real_pace = False
+            self.real_pace_done = True
+            self.paced_cpu_share = (_cpu_seconds() - cpu0) / max(1e-9, time.perf_counter() - wall0)
 
     async def wait_idle(self) -> None:
         while True:
@@ -130,8 +155,18 @@ class SimDriver:
                 raise RuntimeError("simulation stalled: nothing is sleeping and the work is not finished")
             if deadline - start > sim_limit:
                 raise RuntimeError(f"simulation passed its limit of {sim_limit:.0f} simulated seconds")
+            if self.real_pace and not self.real_pace_done and deadline >= self.origin + self.real_pace[0]:
+                self.clock.advance(max(0.0, self.origin + self.real_pace[0] - self.clock.now()))
+                self.timeline.mark(self.clock.now())
+                await self._follow_wall_clock(self.real_pace[1])
+                continue
             self.clock.advance(max(0.0, deadline - self.clock.now()))
             self.timeline.mark(self.clock.now())
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def percentile(values: list[float], fraction: float) -> float | None:

@@ -268,8 +268,8 @@ class PollSchedule:
         total = finished if finished is not None else len(samples) + len(failures)
         checks = self._early_checks(samples, failures, offsets[0], total) if learned else []
         if checks:
-            finished = sorted([*samples, *failures])
-            offsets = self._body(distribution, self.request_budget - early_check_cost(checks, finished))
+            ends = sorted([*samples, *failures])
+            offsets = self._body(distribution, self.request_budget - early_check_cost(checks, ends))
             # A thinner body starts later, never earlier; a check right before it is merged into it.
             checks = [c for c in checks if offsets[0] - c >= self.min_interval]
         safety_net = max(distribution.quantile(SAFETY_NET_QUANTILE), distribution.quantile(0.5)) * SAFETY_NET_FACTOR
