@@ -36,6 +36,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("interaction p99, 60 s at real pace", "paced_interaction_ms_p99", "ms"),
     ("interaction max, 60 s at real pace", "paced_interaction_ms_max", "ms"),
     ("CPU share, 60 s at real pace", "paced_cpu_share", ""),
+    ("jobs done in those 60 s: latency p50", "paced.latency_p50", "s"),
+    ("jobs done in those 60 s: latency p99", "paced.latency_p99", "s"),
     ("CPU seconds (whole run)", "cpu_seconds_total", "s"),
     ("CPU share at real pace", "cpu_share_at_real_pace", ""),
     ("idle CPU share, jobs waiting", "idle_cpu_share", ""),

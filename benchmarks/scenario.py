@@ -64,6 +64,7 @@ ARRIVAL_STEP = 0.25  # simulated seconds between batches of arrivals
 # of completions (fast Veo ~140 s, Kling std ~150 s), at the pace a real server would see it.
 REAL_PACE = (120.0, 60.0)
 IDLE_AT = 60.0  # simulated seconds after the first order: every job in flight, none due
+VENDOR_LATENCY = 0.25  # seconds per vendor round trip during the real-pace stretch (+-30%)
 
 
 class FixedIntervalSchedule(PollSchedule):
@@ -184,7 +185,8 @@ def start_vendor_process(clock: SharedClock, seed: int, sigma: float,
 
 async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool, sigma: float,
               cold: bool, failures: str = "realistic",
-              real_pace: tuple[float, float] | None = REAL_PACE) -> dict[str, Any]:
+              real_pace: tuple[float, float] | None = REAL_PACE,
+              vendor_latency_seconds: float = VENDOR_LATENCY) -> dict[str, Any]:
     rng = random.Random(seed)
     clock = SharedClock(start=time.time())
     tracker = ActivityTracker()
@@ -192,6 +194,13 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     vendor_process, endpoints = start_vendor_process(clock, seed, sigma, failures)
     control = endpoints["control"]
     urls = endpoints["vendors"]
+
+    async def vendor_latency(on: bool) -> None:
+        """Across the internet during the real-pace stretch: only there does a round trip cost time."""
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            await client.post(f"{control}/latency", json={"seconds": vendor_latency_seconds if on else 0.0})
+
+    driver.on_real_pace = vendor_latency
     tmp = tempfile.TemporaryDirectory(prefix="framecast-bench-")
     settings = Settings(
         discord_token="bench", _env_file=None, database_url=f"sqlite:///{tmp.name}/bot.db",
@@ -290,7 +299,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         await client.post(f"{control}/stop")
     result = summarise(jobs, mode, schedule_name, vendor_tasks, publisher, created_ids, driver, pump)
     result.update(
-        sigma=sigma, failures=failures, history_rows=history_rows,
+        sigma=sigma, failures=failures, history_rows=history_rows, vendor_latency=vendor_latency_seconds,
         interaction_ms_p50=ms(percentile(probe_times, 0.50)), interaction_ms_p99=ms(percentile(probe_times, 0.99)),
         interaction_ms_max=ms(max(probe_times) if probe_times else None), interaction_samples=len(probe_times),
         paced_interaction_ms_p50=ms(percentile(paced_times, 0.50)),
@@ -375,7 +384,8 @@ def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[
         latency = driver.timeline.real_latency(finishes_at, delivery.sim_at, delivery.wall_at)
         sim_latency = max(0.0, delivery.sim_at - finishes_at)
         outcome = "succeeded" if delivery.status == "succeeded" else "failed"
-        for key in ("all", delivery.provider, outcome):
+        paced = driver.paced_span is not None and driver.paced_span[0] <= finishes_at <= driver.paced_span[1]
+        for key in ("all", delivery.provider, outcome, *(("paced",) if paced else ())):
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(latency)
             bucket[1].append(sim_latency)
@@ -413,11 +423,13 @@ def main() -> None:
     parser.add_argument("--no-probes", action="store_true", help="skip the interaction timing probe")
     parser.add_argument("--real-pace", type=float, nargs=2, default=REAL_PACE, metavar=("AT", "SECONDS"),
                         help="follow the wall clock for SECONDS from AT simulated seconds (0 0: never)")
+    parser.add_argument("--vendor-latency", type=float, default=VENDOR_LATENCY,
+                        help="seconds per vendor round trip while at real pace")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     real_pace = tuple(args.real_pace) if args.real_pace[1] > 0 else None
     result = asyncio.run(run(args.jobs, args.mode, args.schedule, args.seed, not args.no_probes, args.sigma,
-                             args.cold, args.failures, real_pace))  # type: ignore[arg-type]
+                             args.cold, args.failures, real_pace, args.vendor_latency))  # type: ignore[arg-type]
     print(json.dumps(result))
 
 

@@ -106,7 +106,8 @@ class SimDriver:
     """
 
     def __init__(self, clock: FakeClock, tracker: ActivityTracker, *, settle_turns: int = 6,
-                 real_pace: tuple[float, float] | None = None) -> None:
+                 real_pace: tuple[float, float] | None = None,
+                 on_real_pace: Callable[[bool], Awaitable[None]] | None = None) -> None:
         self.clock = clock
         self.tracker = tracker
         self.timeline = Timeline(clock)
@@ -117,8 +118,12 @@ class SimDriver:
         self.at_real_pace = False  # True while the clock follows the wall clock
         self.real_pace_done = False
         self.paced_cpu_share: float | None = None  # of one core, over the real-pace stretch
+        self.paced_span: tuple[float, float] | None = None  # simulated instants it covered
+        self.on_real_pace = on_real_pace  # told True when the stretch starts, False when it ends
 
     async def _follow_wall_clock(self, wall_seconds: float) -> None:
+        if self.on_real_pace is not None:
+            await self.on_real_pace(True)
         self.at_real_pace = True
         cpu0, wall0, sim0 = _cpu_seconds(), time.perf_counter(), self.clock.now()
         try:
@@ -130,6 +135,9 @@ class SimDriver:
             self.at_real_pace = False
             self.real_pace_done = True
             self.paced_cpu_share = (_cpu_seconds() - cpu0) / max(1e-9, time.perf_counter() - wall0)
+            self.paced_span = (sim0, self.clock.now())
+            if self.on_real_pace is not None:
+                await self.on_real_pace(False)
 
     async def wait_idle(self) -> None:
         while True:

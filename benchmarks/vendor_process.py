@@ -112,6 +112,13 @@ class Vendors:
                 for name, vendor in self.all.items() for task in vendor.tasks.values()]
         return web.json_response(rows)
 
+    async def set_latency(self, request: web.Request) -> web.Response:
+        """Every vendor answers after this many seconds (real time, +-30%) until told otherwise."""
+        seconds = float((await request.json())["seconds"])
+        for vendor in self.all.values():
+            vendor.latency = seconds
+        return web.json_response({"latency": seconds})
+
     async def usage(self, request: web.Request) -> web.Response:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return web.json_response({"cpu_seconds": usage.ru_utime + usage.ru_stime,
@@ -127,6 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
     app.router.add_post("/fire", vendors.fire)
     app.router.add_get("/tasks", vendors.tasks)
     app.router.add_get("/usage", vendors.usage)
+    app.router.add_post("/latency", vendors.set_latency)
 
     async def on_stop(request: web.Request) -> web.Response:
         stop.set()

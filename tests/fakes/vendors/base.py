@@ -4,6 +4,7 @@ lifecycle (start/stop, listener close/reopen), fault injection and the served vi
 from __future__ import annotations
 
 import asyncio
+import random
 import contextlib
 import json
 import re
@@ -143,6 +144,7 @@ class FakeVendor:
         self.requests: Counter[str] = Counter()
         self.faults: dict[str, deque[Fault]] = {}
         self.unavailable = False  # every request answers 503
+        self.latency = 0.0  # seconds (+-30%, real time) before every answer: a vendor across the internet
         self.unavailable_retry_after: float | None = None
         self._runner: web.AppRunner | None = None
         self._endpoint_names: dict[Handler, str] = {}
@@ -257,6 +259,8 @@ class FakeVendor:
         if self.unavailable:
             headers = {"Retry-After": str(self.unavailable_retry_after)} if self.unavailable_retry_after else {}
             return web.json_response({"error": {"message": "service unavailable"}}, status=503, headers=headers)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency * random.uniform(0.7, 1.3))
         queue = self.faults.get(endpoint)
         fault = queue.popleft() if queue else None
         if fault is not None and fault.kind == "delay":
