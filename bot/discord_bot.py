@@ -139,10 +139,10 @@ class FramecastBot(commands.Bot):
             self.synced_guild_ids.append(guild_id)
             log.info("synced %d application commands to guild %s", len(commands_synced), guild_id)
         # A global registration left by an earlier run without DISCORD_GUILD_IDS would show every
-        # command twice in those servers: empty the global set (one bulk overwrite; the guild copies stay).
-        self.tree.clear_commands(guild=None)
+        # command twice in those servers: empty the global set at Discord (one bulk overwrite). The
+        # local tree keeps its global commands: they are what the guild copies were made from.
         try:
-            await self.tree.sync()
+            await self.http.bulk_upsert_global_commands(self.application_id, payload=[])
         except discord.HTTPException as error:
             log.warning("could not remove globally registered commands (%s); they may show twice", error)
 
