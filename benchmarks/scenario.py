@@ -281,7 +281,11 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     # Phase 3: run to the end, with a member's interactions measured along the way.
     probe_times: list[float] = []  # while simulated time skips ahead: the bot works through bursts
     paced_times: list[float] = []  # while the clock follows the wall clock (see REAL_PACE)
-    probe_task = asyncio.create_task(probe_interactions(service, probe_times, paced_times, driver)) if probes else None
+    # The member's commands go through their own JobService, which does not wake the poller.
+    probe_service = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota,
+                               policy=AllowEverything(), repository=repository)
+    probe_task = (asyncio.create_task(probe_interactions(probe_service, probe_times, paced_times, driver))
+                  if probes else None)
     sim_phase_start, cpu_sim_start = clock.now(), cpu_seconds()
     await driver.run_until(lambda: created_ids <= publisher.deliveries.keys(), sim_limit=4 * 3600)
     sim_elapsed = clock.now() - sim_start
@@ -357,9 +361,15 @@ async def probe_interactions(service: JobService, samples: list[float], paced: l
             spec = service.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dusk",
                                                       model="veo-fast-kie", upsample=False))
             await service.precheck(requester, spec)
-            await service.create_job(requester, spec)
+            job = await service.create_job(requester, spec)
             await service.list_jobs(GUILD_ID, PROBE_USER)
             (paced if real_pace and driver.at_real_pace else samples).append(time.perf_counter() - started)
+            # Untimed: remove the probe's job and its rows before the poller sees it (this service does
+            # not wake the poller). A member ordering a video every 50 ms would otherwise add thousands
+            # of jobs to the workload being measured.
+            async with service.db.transaction() as conn:
+                for table, column in (("credit_ledger", "job_id"), ("audit_events", "job_id"), ("jobs", "id")):
+                    await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job.id,))
             await asyncio.sleep(every)
     finally:
         untracked.reset(token)

@@ -130,7 +130,7 @@ class SimDriver:
             while (elapsed := time.perf_counter() - wall0) < wall_seconds:
                 self.clock.advance(max(0.0, sim0 + elapsed - self.clock.now()))
                 self.timeline.mark(self.clock.now())
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.01)
         finally:
             self.at_real_pace = False
             self.real_pace_done = True
