@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     job_timeout_seconds: float | None = None  # None: each model's own maximum from the catalog
     uncertain_submit_grace_seconds: float = 900.0
     provider_max_in_flight: int = 8
+    # Vendor requests (status checks, submits) and deliveries the poller has in flight at once. A
+    # round trip to a vendor takes ~0.1-0.5 s, so this bounds checks per second (128 at 0.25 s: ~500/s).
+    poller_concurrency: int = Field(default=128, ge=1, le=4096)
     kie_submits_per_10s: int = 20
     lease_seconds: float = 180.0
 

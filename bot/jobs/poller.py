@@ -67,7 +67,7 @@ class Poller:
         audit_recorder: AuditRecorder | None = None,
         instance_id: str | None = None,
         batch_size: int = 50,
-        max_concurrency: int = 32,
+        max_concurrency: int | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -89,7 +89,7 @@ class Poller:
                                      repository=self.repository, schedule=self.schedule, limits=self.limits,
                                      owner=self.owner, transition=self._transition, finish=self._finish)
         self.batch_size = batch_size
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = max_concurrency or settings.poller_concurrency
         self._wake = asyncio.Event()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None

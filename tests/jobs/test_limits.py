@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.catalog import ProviderName
 from bot.clock import FakeClock
 from bot.jobs.limits import BreakerState, CircuitBreaker
@@ -121,3 +123,24 @@ async def test_queue_position_is_zero_when_not_waiting(db: Database, fake_clock:
     job = await rig.create(requester=REQUESTER)
     await rig.poller.run_once()
     assert await rig.jobs.queue_position(job) == 0
+
+
+async def test_poller_concurrency_bounds_the_vendor_requests_in_flight(db: Database, fake_clock: FakeClock) -> None:
+    settings = make_settings(kie_api_key="k", kkiai_api_key="k", poller_concurrency=3)
+    rig = build_rig(db, fake_clock, settings=settings, duration=10)
+    assert rig.poller.max_concurrency == 3
+    jobs = [await rig.create(f"job {n}", requester=Requester(guild_id=10, channel_id=20, user_id=300 + n))
+            for n in range(7)]
+    provider = rig.providers[ProviderName.KIE]
+    provider.submit_gate = asyncio.Event()
+    run = asyncio.create_task(rig.poller.run_once())
+    for _ in range(500):  # until three submits are held at the vendor
+        if len(provider.submits) >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # room for a fourth, were the bound broken
+    assert len(provider.submits) == 3  # three held at the vendor, four waiting their turn
+    provider.submit_gate.set()
+    await asyncio.wait_for(run, 10)
+    assert len(provider.submits) == 7
+    assert {(await rig.job(j.id)).status for j in jobs} == {JobStatus.RUNNING}
