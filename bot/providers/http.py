@@ -72,6 +72,7 @@ def epoch_seconds(value: Any) -> float | None:
     return None
 
 
+MAX_IDLE_CONNECTIONS = 16  # per vendor
 MAX_VENDOR_SECONDS = 6 * 3600.0  # a longer "duration" is a misread timestamp, not a video job
 
 
@@ -299,8 +300,12 @@ class VendorHttp:
                 "User-Agent": "framecast/0.1",
             },
             timeout=self._poll_timeout,
-            # Polls and submits share the pool: room for every in-flight job plus a few polls.
-            limits=httpx.Limits(max_connections=in_flight * 2 + 4, max_keepalive_connections=in_flight + 2),
+            # Polls and submits share the pool: room for every in-flight job plus a few polls, never more
+            # than the poller sends at once. Few idle connections are kept: httpcore checks every idle
+            # one (a socket call each) whenever a request starts or ends, which at hundreds of requests
+            # a second cost more CPU than the polling itself.
+            limits=httpx.Limits(max_connections=min(in_flight * 2 + 4, settings.poller_concurrency + 4),
+                                max_keepalive_connections=min(in_flight + 2, MAX_IDLE_CONNECTIONS)),
             transport=transport,
         )
 
