@@ -42,6 +42,10 @@ CREDITS_SPENT = Counter(
 DELIVERIES = Counter(
     "framecast_deliveries_total", "Result messages posted to Discord.", ["outcome"], registry=REGISTRY,
 )
+POLLER_CONCURRENCY = Gauge(
+    "framecast_poller_concurrency", "Jobs the poller may work on at once right now (less while the loop is slow).",
+    registry=REGISTRY,
+)
 POLLER_HEARTBEAT = Gauge(
     "framecast_poller_heartbeat_timestamp", "Unix time of the poller's last completed tick.", registry=REGISTRY,
 )

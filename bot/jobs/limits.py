@@ -8,6 +8,9 @@ counted from the jobs table inside the submit transaction (`JobRepository.count_
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -110,3 +113,38 @@ class LimitsRegistry:
             )
             self._by_provider[provider] = limits
         return limits
+
+
+class LoopLagLimiter:
+    """How much work the poller may have in flight: POLLER_CONCURRENCY, less while the loop is slow.
+
+    Vendor round trips mostly wait, so a high cap keeps status checks flowing when vendors are far
+    away. But when answers arrive faster than the one event loop handles them, every extra task
+    lengthens each turn of the loop, and a member's slash command waits about a turn per database
+    hop. One `await asyncio.sleep(0)` measures a turn: above LAG_HIGH the cap shrinks by a third,
+    below LAG_LOW it grows back a few at a time (AIMD), never under `floor` nor over `ceiling`.
+    Wall time on purpose: loop contention is real whatever clock the jobs run on.
+    """
+
+    LAG_HIGH = 0.004
+    LAG_LOW = 0.001
+    GROW = 4
+    SHRINK = 2 / 3
+
+    def __init__(self, ceiling: int, floor: int = 8) -> None:
+        self.ceiling = max(1, ceiling)
+        self.floor = min(self.ceiling, max(1, floor))
+        self.limit = self.ceiling
+
+    async def measure(self) -> int:
+        """Time one turn of the loop, adjust and return the limit."""
+        started = time.perf_counter()
+        await asyncio.sleep(0)
+        return self.observe(time.perf_counter() - started)
+
+    def observe(self, lag: float) -> int:
+        if lag > self.LAG_HIGH:
+            self.limit = max(self.floor, int(self.limit * self.SHRINK))
+        elif lag < self.LAG_LOW:
+            self.limit = min(self.ceiling, self.limit + self.GROW)
+        return self.limit

@@ -29,7 +29,7 @@ from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.delivery.base import Publisher
 from bot.jobs.delivery import ResultDelivery, audit_outcome
-from bot.jobs.limits import LimitsRegistry
+from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
@@ -90,6 +90,7 @@ class Poller:
                                      owner=self.owner, transition=self._transition, finish=self._finish)
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency or settings.poller_concurrency
+        self.concurrency = LoopLagLimiter(self.max_concurrency)
         self._wake = asyncio.Event()
         self._stopping = False
         self._main: asyncio.Task[None] | None = None
@@ -194,7 +195,8 @@ class Poller:
 
     async def _dispatch(self) -> int:
         """Claim as much due work as there is room for and start it in the background."""
-        room = self.max_concurrency - len(self._tasks)
+        room = await self.concurrency.measure() - len(self._tasks)
+        metrics.POLLER_CONCURRENCY.set(self.concurrency.limit)
         if room <= 0:
             return 0
         jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
@@ -213,7 +215,7 @@ class Poller:
         earliest = await self.repository.earliest_due()
         now = self.clock.now()
         delay = IDLE_SLEEP_CAP if earliest is None else min(IDLE_SLEEP_CAP, max(0.0, earliest - now))
-        if claimed == 0 or len(self._tasks) >= self.max_concurrency:
+        if claimed == 0 or len(self._tasks) >= self.concurrency.limit:
             # Due rows we could not claim are leased (by us or another process): do not spin.
             delay = max(delay, BUSY_FLOOR_SECONDS)
         if delay <= 0 or self._stopping:

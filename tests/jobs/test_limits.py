@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from bot.catalog import ProviderName
 from bot.clock import FakeClock
-from bot.jobs.limits import BreakerState, CircuitBreaker
+from bot.jobs.limits import BreakerState, CircuitBreaker, LoopLagLimiter
 from bot.jobs.models import JobStatus
 from bot.providers.base import ErrorKind, ProviderError
 from storage.database import Database
@@ -144,3 +145,30 @@ async def test_poller_concurrency_bounds_the_vendor_requests_in_flight(db: Datab
     await asyncio.wait_for(run, 10)
     assert len(provider.submits) == 7
     assert {(await rig.job(j.id)).status for j in jobs} == {JobStatus.RUNNING}
+
+
+def test_loop_lag_limiter_shrinks_fast_and_grows_back_slowly() -> None:
+    limiter = LoopLagLimiter(ceiling=128, floor=8)
+    assert limiter.limit == 128
+    assert [limiter.observe(0.010) for _ in range(3)] == [85, 56, 37]  # a slow loop: a third off each time
+    for _ in range(20):
+        limiter.observe(0.050)
+    assert limiter.limit == 8  # never under the floor
+    assert limiter.observe(0.002) == 8  # in between: hold
+    assert [limiter.observe(0.0001) for _ in range(2)] == [12, 16]  # a quick loop: a few more at a time
+    for _ in range(100):
+        limiter.observe(0.0001)
+    assert limiter.limit == 128  # never over the ceiling
+    assert LoopLagLimiter(ceiling=3).floor == 3  # a small ceiling is its own floor
+
+
+async def test_loop_lag_limiter_measures_a_busy_loop() -> None:
+    limiter = LoopLagLimiter(ceiling=64)
+
+    def hog() -> None:  # a ready callback that holds the loop, as a burst of vendor answers does
+        deadline = time.perf_counter() + 0.02
+        while time.perf_counter() < deadline:
+            pass
+
+    asyncio.get_running_loop().call_soon(hog)
+    assert await limiter.measure() < 64
