@@ -173,7 +173,7 @@ async def test_lists_are_scoped_by_guild_and_user(db: Database, fake_clock: Fake
 
 async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: Database, fake_clock: FakeClock) -> None:
     # The schedule learns from vendor_done_at, so "when we happened to look" would bias it late.
-    rig = build_rig(db, fake_clock, duration=120)
+    rig = build_rig(db, fake_clock, duration=120, max_concurrency=1)  # polled in order: the script below
     dated, undated, absurd = [await rig.create(f"clip {n}") for n in range(3)]
     await rig.poller.run_once()  # all three submitted at this instant
     submitted = (await rig.job(dated.id)).submitted_at
