@@ -26,7 +26,6 @@ from bot.providers.http import (
     Phase,
     VendorClient,
     dig,
-    epoch_seconds,
     error_text,
     final_error,
     first_text,
@@ -36,8 +35,8 @@ from bot.providers.http import (
     soften_for_upload,
     trim_reason,
     unreadable_body,
-    vendor_duration,
 )
+from bot.providers.vendor_time import epoch_seconds, vendor_duration
 from bot.providers.unified import failure_message
 from bot.settings import Settings
 from bot.validation import JobSpec

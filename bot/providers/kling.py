@@ -28,8 +28,8 @@ from bot.providers.http import (
     parse_retry_after,
     trim_reason,
     unreadable_body,
-    vendor_duration,
 )
+from bot.providers.vendor_time import vendor_duration
 from bot.providers.unified import failure_message
 from bot.settings import Settings
 from bot.validation import JobSpec

@@ -21,8 +21,8 @@ from bot.providers.http import (
     looks_like_policy,
     trim_reason,
     unreadable_body,
-    vendor_duration,
 )
+from bot.providers.vendor_time import vendor_duration
 from bot.validation import JobSpec
 
 SUCCESS_STATUSES = frozenset({"completed", "complete", "success", "succeeded", "succeed"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.providers.http import epoch_seconds, vendor_duration
+from bot.providers.vendor_time import epoch_seconds, vendor_duration
 
 
 @pytest.mark.parametrize(("value", "seconds"), [
