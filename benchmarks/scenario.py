@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import logging
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,13 +30,16 @@ if str(ROOT) not in sys.path:
 
 import httpx  # noqa: E402
 
-from benchmarks.sim import ActivityTracker, SimDriver, percentile, untracked  # noqa: E402
+from benchmarks.measure import (  # noqa: E402
+    GUILD_ID, GcPauses, cpu_seconds, current_rss_mb, measure_idle, ms, peak_rss_mb, probe_interactions, summarise,
+)
+from benchmarks.sim import ActivityTracker, SimDriver, percentile  # noqa: E402
 from benchmarks.vendor_process import SharedClock  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
     FAILURE_MIXES, SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
 )
 from bot.app import freeze_startup_heap  # noqa: E402
-from bot.catalog import Family, ProviderName  # noqa: E402
+from bot.catalog import ProviderName  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.delivery.base import ResultMessage  # noqa: E402
 from bot.http_server import HealthChecks, OperatorsServer  # noqa: E402
@@ -51,13 +52,10 @@ from bot.jobs.service import JobService, Requester  # noqa: E402
 from bot.providers.registry import build_providers, close_providers  # noqa: E402
 from bot.quota.service import QuotaService  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.validation import GenerationRequest  # noqa: E402
 from storage.database import Database  # noqa: E402
 
 API_KEY = "bench-key"
 HMAC_KEY = "bench-webhook-key"
-GUILD_ID = 1
-PROBE_USER = 999_999
 BASELINE_INTERVAL = 10.0
 ARRIVAL_STEP = 0.25  # simulated seconds between batches of arrivals
 # The clock follows the wall clock for 60 s from 120 s after the first order: the fast models' peak
@@ -134,40 +132,6 @@ class SubmitCounter:
                 self.done += 1
 
         client.submit = submit
-
-
-class GcPauses:
-    """Wall time of every garbage-collector pass in this process (a full pass stalls the event loop)."""
-
-    def __init__(self) -> None:
-        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-        self._started = 0.0
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.pauses[int(info["generation"])].append(time.perf_counter() - self._started)
-
-    def summary(self) -> dict[str, Any]:
-        full = self.pauses[2]
-        return {"gc_full_passes": len(full), "gc_full_max_ms": ms(max(full) if full else None),
-                "gc_young_max_ms": ms(max(self.pauses[0] + self.pauses[1], default=0.0))}
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-def current_rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 def start_vendor_process(clock: SharedClock, seed: int, sigma: float,
@@ -286,7 +250,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
                                policy=AllowEverything(), repository=repository)
     probe_task = (asyncio.create_task(probe_interactions(probe_service, probe_times, paced_times, driver))
                   if probes else None)
-    sim_phase_start, cpu_sim_start = clock.now(), cpu_seconds()
+    cpu_sim_start = cpu_seconds()
     await driver.run_until(lambda: created_ids <= publisher.deliveries.keys(), sim_limit=4 * 3600)
     sim_elapsed = clock.now() - sim_start
     cpu_sim = cpu_seconds() - cpu_sim_start
@@ -329,95 +293,6 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     clock.close()
     tmp.cleanup()
     return result
-
-
-async def measure_idle(driver: SimDriver, clock: FakeClock, seconds: float) -> float:
-    """CPU share of one core over `seconds` of real time, with simulated time following real time."""
-    driver.hold = True
-    try:
-        await driver.wait_idle()
-        cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        last = wall0
-        while (now := time.perf_counter()) - wall0 < seconds:
-            clock.advance(now - last)
-            driver.timeline.mark(clock.now())
-            last = now
-            await asyncio.sleep(0.05)
-        return (cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
-    finally:
-        driver.hold = False
-
-
-async def probe_interactions(service: JobService, samples: list[float], paced: list[float], driver: SimDriver,
-                             every: float = 0.05, limit: int = 4000) -> None:
-    """A member using /veo then /jobs while the poller works: wall time of the bot-side calls, kept
-    apart while the clock follows the wall clock (`paced`)."""
-    token = untracked.set(True)
-    try:
-        requester = Requester(guild_id=GUILD_ID, channel_id=11, user_id=PROBE_USER)
-        while len(samples) + len(paced) < limit:
-            started = time.perf_counter()
-            real_pace = driver.at_real_pace
-            spec = service.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dusk",
-                                                      model="veo-fast-kie", upsample=False))
-            await service.precheck(requester, spec)
-            job = await service.create_job(requester, spec)
-            await service.list_jobs(GUILD_ID, PROBE_USER)
-            (paced if real_pace and driver.at_real_pace else samples).append(time.perf_counter() - started)
-            # Untimed: remove the probe's job and its rows before the poller sees it (this service does
-            # not wake the poller). A member ordering a video every 50 ms would otherwise add thousands
-            # of jobs to the workload being measured.
-            async with service.db.transaction() as conn:
-                for table, column in (("credit_ledger", "job_id"), ("audit_events", "job_id"), ("jobs", "id")):
-                    await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job.id,))
-            await asyncio.sleep(every)
-    finally:
-        untracked.reset(token)
-
-
-def ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 2)
-
-
-def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[Any]],
-              publisher: RecordingPublisher, created_ids: set[int], driver: SimDriver,
-              pump: CallbackPump | None) -> dict[str, Any]:
-    tasks = {(name, task_id): (finishes_at, status_calls + hd_calls)
-             for name, task_id, finishes_at, status_calls, hd_calls in vendor_tasks}
-    groups: dict[str, tuple[list[float], list[float], list[int]]] = {"all": ([], [], [])}
-    for job_id in created_ids:
-        delivery = publisher.deliveries[job_id]
-        task = tasks.get((delivery.provider, delivery.task_id or ""))
-        if task is None:
-            continue
-        finishes_at, requests = task
-        latency = driver.timeline.real_latency(finishes_at, delivery.sim_at, delivery.wall_at)
-        sim_latency = max(0.0, delivery.sim_at - finishes_at)
-        outcome = "succeeded" if delivery.status == "succeeded" else "failed"
-        paced = driver.paced_span is not None and driver.paced_span[0] <= finishes_at <= driver.paced_span[1]
-        for key in ("all", delivery.provider, outcome, *(("paced",) if paced else ())):
-            bucket = groups.setdefault(key, ([], [], []))
-            bucket[0].append(latency)
-            bucket[1].append(sim_latency)
-            bucket[2].append(requests)
-    out: dict[str, Any] = {"jobs": jobs, "mode": mode, "schedule": schedule_name,
-                           "delivered": len(created_ids & publisher.deliveries.keys()),
-                           "callbacks_posted": pump.posted if pump else 0}
-    for key, (latencies, sim_latencies, requests) in groups.items():
-        out[key] = {
-            "jobs": len(latencies),
-            "latency_p50": rnd(percentile(latencies, 0.5)), "latency_p95": rnd(percentile(latencies, 0.95)),
-            "latency_p99": rnd(percentile(latencies, 0.99)),
-            "sim_latency_p50": rnd(percentile(sim_latencies, 0.5)), "sim_latency_p99": rnd(percentile(sim_latencies, 0.99)),
-            "status_requests_per_job": round(sum(requests) / len(requests), 2) if requests else None,
-            "status_requests_p99": percentile([float(r) for r in requests], 0.99),
-            "status_requests_max": max(requests) if requests else None,
-        }
-    return out
-
-
-def rnd(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 
 
 def main() -> None:

@@ -1,0 +1,146 @@
+"""What a benchmark scenario measures: CPU, memory, GC pauses, idle load, a member's commands and
+the per-job latency and request figures. Used by benchmarks/scenario.py."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import resource
+import time
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.sim import SimDriver, percentile, untracked
+from bot.catalog import Family
+from bot.clock import FakeClock
+from bot.jobs.service import JobService, Requester
+from bot.validation import GenerationRequest
+
+if TYPE_CHECKING:
+    from benchmarks.scenario import RecordingPublisher
+    from benchmarks.workload import CallbackPump
+
+GUILD_ID = 1
+PROBE_USER = 999_999
+
+
+class GcPauses:
+    """Wall time of every garbage-collector pass in this process (a full pass stalls the event loop)."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[int(info["generation"])].append(time.perf_counter() - self._started)
+
+    def summary(self) -> dict[str, Any]:
+        full = self.pauses[2]
+        return {"gc_full_passes": len(full), "gc_full_max_ms": ms(max(full) if full else None),
+                "gc_young_max_ms": ms(max(self.pauses[0] + self.pauses[1], default=0.0))}
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+async def measure_idle(driver: SimDriver, clock: FakeClock, seconds: float) -> float:
+    """CPU share of one core over `seconds` of real time, with simulated time following real time."""
+    driver.hold = True
+    try:
+        await driver.wait_idle()
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        last = wall0
+        while (now := time.perf_counter()) - wall0 < seconds:
+            clock.advance(now - last)
+            driver.timeline.mark(clock.now())
+            last = now
+            await asyncio.sleep(0.05)
+        return (cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
+    finally:
+        driver.hold = False
+
+
+async def probe_interactions(service: JobService, samples: list[float], paced: list[float], driver: SimDriver,
+                             every: float = 0.05, limit: int = 4000) -> None:
+    """A member using /veo then /jobs while the poller works: wall time of the bot-side calls, kept
+    apart while the clock follows the wall clock (`paced`)."""
+    token = untracked.set(True)
+    try:
+        requester = Requester(guild_id=GUILD_ID, channel_id=11, user_id=PROBE_USER)
+        while len(samples) + len(paced) < limit:
+            started = time.perf_counter()
+            real_pace = driver.at_real_pace
+            spec = service.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dusk",
+                                                      model="veo-fast-kie", upsample=False))
+            await service.precheck(requester, spec)
+            job = await service.create_job(requester, spec)
+            await service.list_jobs(GUILD_ID, PROBE_USER)
+            (paced if real_pace and driver.at_real_pace else samples).append(time.perf_counter() - started)
+            # Untimed: remove the probe's job and its rows before the poller sees it (this service does
+            # not wake the poller). A member ordering a video every 50 ms would otherwise add thousands
+            # of jobs to the workload being measured.
+            async with service.db.transaction() as conn:
+                for table, column in (("credit_ledger", "job_id"), ("audit_events", "job_id"), ("jobs", "id")):
+                    await conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (job.id,))
+            await asyncio.sleep(every)
+    finally:
+        untracked.reset(token)
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[Any]],
+              publisher: RecordingPublisher, created_ids: set[int], driver: SimDriver,
+              pump: CallbackPump | None) -> dict[str, Any]:
+    tasks = {(name, task_id): (finishes_at, status_calls + hd_calls)
+             for name, task_id, finishes_at, status_calls, hd_calls in vendor_tasks}
+    groups: dict[str, tuple[list[float], list[float], list[int]]] = {"all": ([], [], [])}
+    for job_id in created_ids:
+        delivery = publisher.deliveries[job_id]
+        task = tasks.get((delivery.provider, delivery.task_id or ""))
+        if task is None:
+            continue
+        finishes_at, requests = task
+        latency = driver.timeline.real_latency(finishes_at, delivery.sim_at, delivery.wall_at)
+        sim_latency = max(0.0, delivery.sim_at - finishes_at)
+        outcome = "succeeded" if delivery.status == "succeeded" else "failed"
+        paced = driver.paced_span is not None and driver.paced_span[0] <= finishes_at <= driver.paced_span[1]
+        for key in ("all", delivery.provider, outcome, *(("paced",) if paced else ())):
+            bucket = groups.setdefault(key, ([], [], []))
+            bucket[0].append(latency)
+            bucket[1].append(sim_latency)
+            bucket[2].append(requests)
+    out: dict[str, Any] = {"jobs": jobs, "mode": mode, "schedule": schedule_name,
+                           "delivered": len(created_ids & publisher.deliveries.keys()),
+                           "callbacks_posted": pump.posted if pump else 0}
+    for key, (latencies, sim_latencies, requests) in groups.items():
+        out[key] = {
+            "jobs": len(latencies),
+            "latency_p50": rnd(percentile(latencies, 0.5)), "latency_p95": rnd(percentile(latencies, 0.95)),
+            "latency_p99": rnd(percentile(latencies, 0.99)),
+            "sim_latency_p50": rnd(percentile(sim_latencies, 0.5)), "sim_latency_p99": rnd(percentile(sim_latencies, 0.99)),
+            "status_requests_per_job": round(sum(requests) / len(requests), 2) if requests else None,
+            "status_requests_p99": percentile([float(r) for r in requests], 0.99),
+            "status_requests_max": max(requests) if requests else None,
+        }
+    return out
+
+
+def rnd(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
