@@ -99,13 +99,6 @@ def _window_params(guild_id: int, user_id: int, now: float) -> dict[str, float |
     return {"guild": guild_id, "user": user_id, "now": now, "since": now - WINDOW_SECONDS}
 
 
-async def usage(source: Source, *, guild_id: int, user_id: int, now: float) -> Usage:
-    """The member's rolling-day totals and the credits held by unsettled jobs, in one statement."""
-    row = await query_one(source, _USAGE, _window_params(guild_id, user_id, now))
-    assert row is not None  # an aggregate always returns a row
-    return _usage(row)
-
-
 def _usage(row: sqlite3.Row) -> Usage:
     return Usage(
         charged=int(row["charged"]),
@@ -125,7 +118,8 @@ _USAGE_AND_ACTIVE = (
 
 async def usage_and_active(source: Source, *, guild_id: int, user_id: int, now: float,
                            exclude_job_id: int | None = None) -> tuple[Usage, int]:
-    """`usage` and `active_jobs` in one statement (one hop for a member's command)."""
+    """The member's rolling-day totals, the credits held by unsettled jobs, and their jobs still in
+    progress (the `jobs_active` partial index), in one statement: one hop for a member's command."""
     params = {**_window_params(guild_id, user_id, now), "exclude": -1 if exclude_job_id is None else exclude_job_id}
     row = await query_one(source, _USAGE_AND_ACTIVE, params)
     assert row is not None
@@ -133,20 +127,9 @@ async def usage_and_active(source: Source, *, guild_id: int, user_id: int, now: 
 
 
 async def window_rows(source: Source, *, guild_id: int, user_id: int, now: float) -> list[WindowRow]:
-    """The rows behind `usage`, oldest first: to say when enough credits come back."""
+    """The rows behind the usage totals, oldest first: to say when enough credits come back."""
     rows = await query_all(source, _WINDOW_ROWS, _window_params(guild_id, user_id, now))
     return [WindowRow(r["kind"], int(r["amount"]), float(r["created_at"])) for r in rows]
-
-
-async def active_jobs(source: Source, *, guild_id: int, user_id: int, exclude_job_id: int | None = None) -> int:
-    """The member's jobs still in progress (the `jobs_active` partial index)."""
-    row = await query_one(
-        source,
-        "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? "
-        "AND status IN ('queued', 'submitting', 'running', 'uncertain') AND id != ?",
-        (guild_id, user_id, -1 if exclude_job_id is None else exclude_job_id),
-    )
-    return int(row[0]) if row is not None else 0
 
 
 async def insert_hold(
