@@ -98,17 +98,7 @@ class GuildSettingsStore:
 
     async def get(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> GuildSettings:
         row = await query_one(self._src(conn), "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
-        if row is None:
-            return GuildSettings(guild_id=guild_id)
-        return GuildSettings(
-            guild_id=guild_id,
-            daily_credits=row["daily_credits"],
-            max_concurrent=row["max_concurrent"],
-            paused=bool(row["paused"]),
-            audit_channel_id=row["audit_channel_id"],
-            moderator_role_id=row["moderator_role_id"],
-            updated_at=row["updated_at"],
-        )
+        return settings_from(guild_id, row)
 
     async def update(
         self, guild_id: int, fields: Mapping[str, Any], *, now: float, conn: aiosqlite.Connection | None = None
@@ -237,7 +227,7 @@ class GuildSettingsStore:
         rows = await query_all(
             self._src(conn), "SELECT * FROM guild_prompt_rules WHERE guild_id = ? ORDER BY id", (guild_id,)
         )
-        return [_rule(row) for row in rows]
+        return [rule_from(row) for row in rows]
 
     async def add_prompt_rule(
         self,
@@ -264,7 +254,7 @@ class GuildSettingsStore:
                 await self._write(own, sql_insert, params)
                 row = await query_one(own, select, (guild_id, kind, pattern))
         assert row is not None  # inserted or already there, in this transaction
-        return _rule(row)
+        return rule_from(row)
 
     async def remove_prompt_rule(self, guild_id: int, rule_id: int, *, conn: aiosqlite.Connection | None = None) -> bool:
         return await self._write(
@@ -350,16 +340,31 @@ class GuildSettingsStore:
         row = await query_one(
             self._src(conn), "SELECT * FROM guild_bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
         )
-        return None if row is None else _ban(row)
+        return None if row is None else ban_from(row)
 
     async def bans(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> list[Ban]:
         rows = await query_all(
             self._src(conn), "SELECT * FROM guild_bans WHERE guild_id = ? ORDER BY created_at", (guild_id,)
         )
-        return [_ban(row) for row in rows]
+        return [ban_from(row) for row in rows]
 
 
-def _rule(row: sqlite3.Row) -> PromptRule:
+def settings_from(guild_id: int, row: Mapping[str, Any] | sqlite3.Row | None) -> GuildSettings:
+    """A `guild_settings` row (or the same fields as a mapping); None = the defaults."""
+    if row is None:
+        return GuildSettings(guild_id=guild_id)
+    return GuildSettings(
+        guild_id=guild_id,
+        daily_credits=row["daily_credits"],
+        max_concurrent=row["max_concurrent"],
+        paused=bool(row["paused"]),
+        audit_channel_id=row["audit_channel_id"],
+        moderator_role_id=row["moderator_role_id"],
+        updated_at=row["updated_at"],
+    )
+
+
+def rule_from(row: Mapping[str, Any] | sqlite3.Row) -> PromptRule:
     return PromptRule(
         id=int(row["id"]),
         guild_id=int(row["guild_id"]),
@@ -370,7 +375,7 @@ def _rule(row: sqlite3.Row) -> PromptRule:
     )
 
 
-def _ban(row: sqlite3.Row) -> Ban:
+def ban_from(row: Mapping[str, Any] | sqlite3.Row) -> Ban:
     return Ban(
         guild_id=int(row["guild_id"]),
         user_id=int(row["user_id"]),

@@ -17,7 +17,9 @@ from typing import Any
 import aiosqlite
 
 from storage.database import Database, fetch_row
-from storage.guild_settings import Ban, GuildSettings, Limit, PromptRule, id_list
+from storage.guild_settings import (
+    Ban, GuildSettings, Limit, PromptRule, ban_from, id_list, rule_from, settings_from,
+)
 
 _SNAPSHOT = """
 SELECT
@@ -25,13 +27,14 @@ SELECT
                       'audit_channel_id', audit_channel_id, 'moderator_role_id', moderator_role_id,
                       'updated_at', updated_at)
      FROM guild_settings WHERE guild_id = :guild) AS settings,
-  (SELECT json_object('reason', reason, 'banned_by', banned_by, 'created_at', created_at)
+  (SELECT json_object('guild_id', guild_id, 'user_id', user_id, 'reason', reason, 'banned_by', banned_by,
+                      'created_at', created_at)
      FROM guild_bans WHERE guild_id = :guild AND user_id = :user) AS ban,
   (SELECT json_group_array(channel_id) FROM
      (SELECT channel_id FROM guild_channel_allowlist WHERE guild_id = :guild ORDER BY channel_id)) AS channels,
   (SELECT json_group_object(family, enabled) FROM guild_family_toggles WHERE guild_id = :guild) AS families,
-  (SELECT json_group_array(json_object('id', id, 'kind', kind, 'pattern', pattern, 'created_by', created_by,
-                                       'created_at', created_at)) FROM
+  (SELECT json_group_array(json_object('id', id, 'guild_id', guild_id, 'kind', kind, 'pattern', pattern,
+                                       'created_by', created_by, 'created_at', created_at)) FROM
      (SELECT * FROM guild_prompt_rules WHERE guild_id = :guild ORDER BY id)) AS rules,
   (SELECT json_group_object(cost_key, cost) FROM guild_costs WHERE guild_id = :guild) AS costs,
   (SELECT json_object('credits', credits) FROM guild_member_overrides
@@ -72,22 +75,14 @@ async def read_snapshot(source: Database | aiosqlite.Connection, guild_id: int, 
     else:
         row = await fetch_row(source, _SNAPSHOT, params)
     assert row is not None  # scalar sub-queries always yield one row
-    settings = _json(row["settings"], None)
     ban = _json(row["ban"], None)
     override = _json(row["override"], None)
     return MemberSnapshot(
-        settings=GuildSettings(
-            guild_id=guild_id, daily_credits=settings["daily_credits"], max_concurrent=settings["max_concurrent"],
-            paused=bool(settings["paused"]), audit_channel_id=settings["audit_channel_id"],
-            moderator_role_id=settings["moderator_role_id"], updated_at=settings["updated_at"],
-        ) if settings else GuildSettings(guild_id=guild_id),
-        ban=Ban(guild_id=guild_id, user_id=user_id, reason=ban["reason"], banned_by=ban["banned_by"],
-                created_at=float(ban["created_at"])) if ban else None,
+        settings=settings_from(guild_id, _json(row["settings"], None)),
+        ban=ban_from(ban) if ban else None,
         allowed_channels=[int(c) for c in _json(row["channels"], [])],
         family_toggles={str(k): bool(v) for k, v in _json(row["families"], {}).items()},
-        prompt_rules=[PromptRule(id=int(r["id"]), guild_id=guild_id, kind=r["kind"], pattern=r["pattern"],
-                                 created_by=r["created_by"], created_at=float(r["created_at"]))
-                      for r in _json(row["rules"], [])],
+        prompt_rules=[rule_from(r) for r in _json(row["rules"], [])],
         costs={str(k): int(v) for k, v in _json(row["costs"], {}).items()},
         member_override=Limit(override["credits"]) if override else None,
         role_limits=[Limit(c) for c in _json(row["role_credits"], [])],

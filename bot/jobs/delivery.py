@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import metrics
+from bot.audit import quote
 from bot.clock import Clock
 from bot.delivery.base import DeliveryError, Publisher, audit_nonce
 from bot.delivery.render import render_result
@@ -93,7 +94,7 @@ class ResultDelivery:
             await self.audit_service.record(
                 guild_id=job.guild_id, kind="delivery_failed", target_id=job.user_id, job_id=job.id,
                 text=(f"Could not post job #{job.id} of <@{job.user_id}> in <#{job.thread_id or job.channel_id}> "
-                      f"({trim(str(error))}); check the bot's permissions there. The member can still see "
+                      f"({quote(str(error))}); check the bot's permissions there. The member can still see "
                       f"{outcome} with /job id:{job.id}."))
         except Exception:
             log.exception("job %s: could not record the failed delivery for moderators", job.id)
@@ -119,10 +120,6 @@ class ResultDelivery:
                 await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
             except Exception:
                 log.exception("audit event %s: could not post", getattr(event, "id", "?"))
-
-
-def trim(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 def audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:

@@ -67,7 +67,7 @@ NEARLY_DONE_PROGRESS = 0.99
 NEARLY_DONE_SHARE = 0.05
 # Early checks for vendor rejections soon after submit: evidence needed, and how they are spaced.
 EARLY_MIN_FAILURES = 3
-EARLY_MIN_SHARE = 0.005     # of the vendor's finished jobs in the same window, per check
+EARLY_MIN_SHARE = 0.005     # of the vendor's latest finished jobs, per check
 EARLY_MIN_DENSITY = 3.0     # times an even spread of the failures before the body
 EARLY_CHECK_GAP = 10.0      # a rejection is noticed within this long
 EARLY_HISTORY_ROWS = 2000   # the vendor's latest finished jobs they are learned from
@@ -266,9 +266,9 @@ class PollSchedule:
         distribution = Distribution.from_samples(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
         offsets = self._body(distribution, self.request_budget)
         total = finished if finished is not None else len(samples) + len(failures)
-        checks = self._early_checks(samples, failures, offsets[0], total) if learned else []
+        ends = sorted([*samples, *failures])  # the kind's successes and the vendor's failures
+        checks = self._early_checks(failures, ends, offsets[0], total) if learned else []
         if checks:
-            ends = sorted([*samples, *failures])
             offsets = self._body(distribution, self.request_budget - early_check_cost(checks, ends))
             # A thinner body starts later, never earlier; a check right before it is merged into it.
             checks = [c for c in checks if offsets[0] - c >= self.min_interval]
@@ -280,14 +280,13 @@ class PollSchedule:
         first = max(self.min_interval, offsets[0])
         return [first, *(o for o in offsets[1:] if o - first >= self.min_interval)]
 
-    def _early_checks(self, samples: Sequence[float], failures: Sequence[float], body_first: float,
+    def _early_checks(self, failures: Sequence[float], ends: Sequence[float], body_first: float,
                       total: int) -> list[float]:
         """Early checks where failures before `body_first` cluster, within the request budget."""
         early = [f for f in failures if f < body_first]
         checks = place_early_checks(early, total, self.min_interval, body_first)
-        finished = sorted([*samples, *failures])
-        while checks and self.request_budget - early_check_cost(checks, finished) < 1.0:
-            checks.pop(0)  # the body needs at least one request; keep the check that catches the most
+        while checks and self.request_budget - early_check_cost(checks, ends) < 1.0:
+            checks.pop(0)  # the body needs at least one request: the earliest check goes first
         return checks
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
