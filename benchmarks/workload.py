@@ -56,7 +56,7 @@ REJECTED_AFTER = (5.0, 25.0)  # seconds after submit
 MIN_DURATION = 18.0  # a mid-way failure never comes sooner
 RECHECK_SECONDS = 4.0  # < REJECTED_AFTER[0]: a task created while the pump sleeps is never called back late
 ARRIVAL_WINDOW = 30.0
-HISTORY_PER_KIND = 1000  # successes per kind (the schedule reads the latest 200; early failures, the vendor's latest 2,000 jobs)
+HISTORY_PER_KIND = 1000  # successes per kind (the schedule reads the latest 1,000; failures, the vendor's latest 2,000 jobs)
 
 # (weight, request) - a plausible mix of what members order.
 _MIX: list[tuple[float, dict[str, Any]]] = [

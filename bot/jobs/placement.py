@@ -1,0 +1,215 @@
+"""Where to put a job's status requests, given when jobs of its kind finish: the optimal placement.
+
+A status request only tells "done" or "still running", so a job's polls are a fixed list of times
+after submit, and the choice is a trade between three things, per job:
+- how long after the vendor finished the result is noticed (the lag; a member waits for it),
+- whether that lag exceeds LATE_SECONDS (the member notices the wait: this is what the p99 is about),
+- how many requests it takes (the vendor's rate limit and bill).
+
+With finish times distributed as G (a CDF), polls t1 < t2 < ... cost, per job on average,
+sum_i (1 - G(t_(i-1))) requests (poll i is made only if the job was still running at poll i-1), and a
+job that finishes in (t_(i-1), t_i] is noticed at t_i. `optimal_polls` minimises
+
+    LAG_WEIGHT * E[lag] + P(lag > LATE_SECONDS) + price * E[requests]
+
+exactly, by dynamic programming over candidate poll instants (each cell between two polls adds its own
+terms, so the best plan ending at a poll is the best plan ending at an earlier poll plus one cell),
+and finds the price at which E[requests] meets the budget by bisection. Early checks for rejections
+soon after submit, polls dense where the kind usually finishes, sparse ones in the tails: all come out
+of the same sum, weighed by how many jobs finish where, instead of rules of thumb.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+from bot.catalog import Timing
+
+LATE_SECONDS = 10.0  # a result noticed later than this after the vendor finished is late
+# Seconds of lag against lateness: 200 s of lag summed over jobs weigh as much as one late job, so
+# the plan holds the late share down first and then spends what is left of the budget on the median.
+LAG_WEIGHT = 0.005
+CANDIDATE_STEP = 1.0  # seconds between candidate poll instants...
+MAX_CANDIDATES = 400  # ...coarser for very long kinds, so that planning stays a few milliseconds
+# A candidate instant is kept only if this share of jobs finished since the one before (or it is
+# the last): a poll right after nobody finished is never better than the same poll earlier.
+MIN_CANDIDATE_MASS = 5e-4
+MAX_CELL_CANDIDATES = 160  # the longest gap considered between two polls, in candidates
+# Price of a request, in late jobs: at least PRICE_RANGE[0] (a request that saves fewer than 0.1% of
+# jobs from being late, or 0.2 s of lag per job, is not worth making even with budget to spare).
+PRICE_RANGE = (1e-3, 10.0)
+PRICE_STEPS = 18
+
+
+class FinishCdf(Protocol):
+    def cdf(self, seconds: float) -> float: ...
+
+
+class Distribution:
+    """A finish-time distribution, queried by quantile or CDF (piecewise linear)."""
+
+    def __init__(self, points: Sequence[tuple[float, float]]) -> None:
+        # points: (fraction, seconds), fractions increasing from 0 to 1, seconds non-decreasing.
+        self._fractions = [p[0] for p in points]
+        self._seconds = [p[1] for p in points]
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[float]) -> "Distribution":
+        ordered = sorted(samples)
+        if len(ordered) == 1:
+            return cls([(0.0, ordered[0]), (1.0, ordered[0])])
+        last = len(ordered) - 1
+        return cls([(i / last, value) for i, value in enumerate(ordered)])
+
+    @classmethod
+    def from_prior(cls, timing: Timing) -> "Distribution":
+        spread = max(timing.p90 - timing.p50, 1.0)
+        return cls([
+            (0.0, timing.p10 * 0.5), (0.1, timing.p10), (0.5, timing.p50),
+            (0.9, timing.p90), (1.0, min(timing.p90 + spread, timing.max_runtime)),
+        ])
+
+    @property
+    def last(self) -> float:
+        return self._seconds[-1]
+
+    def quantile(self, fraction: float) -> float:
+        return _interpolate(self._fractions, self._seconds, min(1.0, max(0.0, fraction)))
+
+    def cdf(self, seconds: float) -> float:
+        if seconds < self._seconds[0]:
+            return 0.0
+        if seconds >= self._seconds[-1]:
+            return 1.0
+        return _interpolate(self._seconds, self._fractions, seconds)
+
+
+class FinishTimes:
+    """When a job of one kind ends, successes and failures together: the kind's successes, and the
+    vendor's failures (rarer, so read across the vendor's models) in their observed share."""
+
+    def __init__(self, successes: Distribution, failures: Distribution | None = None,
+                 failure_share: float = 0.0) -> None:
+        self.successes = successes
+        self.failures = failures
+        self.failure_share = min(1.0, max(0.0, failure_share)) if failures is not None else 0.0
+
+    @property
+    def last(self) -> float:
+        return max(self.successes.last, self.failures.last if self.failures is not None else 0.0)
+
+    def cdf(self, seconds: float) -> float:
+        done = self.successes.cdf(seconds)
+        if self.failures is None:
+            return done
+        return (1.0 - self.failure_share) * done + self.failure_share * self.failures.cdf(seconds)
+
+
+def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear y(x) for sorted xs (ties resolved to the first)."""
+    index = bisect.bisect_left(xs, x)
+    if index <= 0:
+        return ys[0]
+    if index >= len(xs):
+        return ys[-1]
+    x0, x1, y0, y1 = xs[index - 1], xs[index], ys[index - 1], ys[index]
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def expected_requests(finish: FinishCdf, offsets: Sequence[float]) -> float:
+    """Mean polls a job uses: poll i+1 happens when poll i still saw it running."""
+    return 1.0 + sum(1.0 - finish.cdf(at) for at in offsets[:-1])
+
+
+def optimal_polls(finish: FinishTimes, budget: float, min_gap: float, lag_weight: float = LAG_WEIGHT) -> list[float]:
+    """The poll offsets (seconds after submit) that minimise the weighted lag and lateness while
+    the expected number of requests stays within `budget`; the last one is where every job seen
+    has ended. Polls are at least `min_gap` apart, the first at `min_gap` or later. `lag_weight` 0
+    minimises the late share alone (benchmarks/bound.py: the best any plan can do)."""
+    last = max(finish.last, min_gap)
+    instants, done = _candidates(finish, last, min_gap)
+    if len(instants) <= 2:
+        return [last]
+    cells = _cell_costs(finish, instants, done, min_gap, lag_weight)
+    running = [1.0 - d for d in done]
+    low, high = PRICE_RANGE
+    best = _cheapest(cells, running, high)
+    if _cost(best, running) > budget:
+        return [instants[i] for i in best]  # even the sparsest useful plan is over: take it
+    for _ in range(PRICE_STEPS):
+        price = math.sqrt(low * high)
+        plan = _cheapest(cells, running, price)
+        if _cost(plan, running) > budget:
+            low = price
+        else:
+            high, best = price, plan
+    return [instants[i] for i in best]
+
+
+def _candidates(finish: FinishCdf, last: float, min_gap: float) -> tuple[list[float], list[float]]:
+    """Index 0 is the submit itself (nothing done); then instants from `min_gap` to `last`."""
+    step = max(CANDIDATE_STEP, last / MAX_CANDIDATES)
+    instants, done = [0.0], [0.0]
+    at = min_gap
+    while True:
+        at = min(at, last)
+        share = finish.cdf(at)
+        if share - done[-1] >= MIN_CANDIDATE_MASS or at >= last:
+            instants.append(at)
+            done.append(share)
+        if at >= last:
+            return instants, done
+        at += step
+
+
+def _cell_costs(finish: FinishCdf, instants: list[float], done: list[float], min_gap: float,
+                lag_weight: float) -> list[tuple[int, list[float]]]:
+    """cells[j] = (first, costs): costs[k] is the lag and lateness of the jobs that finish between
+    polls at instants first + k and j, for the earlier polls that leave at least `min_gap` (the
+    submit, index 0, always does) and are at most MAX_CELL_CANDIDATES back."""
+    # Integral of the CDF from the submit to each instant (midpoint rule within each step).
+    integral = [0.0]
+    for a, b in zip(instants, instants[1:]):
+        width = (b - a) / 4
+        integral.append(integral[-1] + width * sum(finish.cdf(a + (k + 0.5) * width) for k in range(4)))
+    cells: list[tuple[int, list[float]]] = [(0, [])]
+    for j in range(1, len(instants)):
+        at, late = instants[j], finish.cdf(instants[j] - LATE_SECONDS)
+        first = max(0, j - MAX_CELL_CANDIDATES)
+        costs: list[float] = []
+        for i in range(first, j):
+            if i > 0 and at - instants[i] < min_gap - 1e-9:
+                break  # and every later one is closer still
+            # Summed over jobs done in (t_i, t_j], (t_j - done) is the integral of G - G(t_i) there.
+            lag = integral[j] - integral[i] - done[i] * (at - instants[i])
+            costs.append(lag_weight * lag + max(0.0, late - done[i]))
+        cells.append((first, costs))
+    return cells
+
+
+def _cheapest(cells: list[tuple[int, list[float]]], running: list[float], price: float) -> list[int]:
+    """The candidate indices of the best plan at this price per request (it ends at the last one)."""
+    count = len(cells)
+    best = [0.0] + [math.inf] * (count - 1)
+    came_from = [0] * count
+    priced = [price * r for r in running]
+    for j in range(1, count):
+        value, origin = math.inf, 0
+        first, costs = cells[j]
+        for i, cell in enumerate(costs, start=first):
+            total = best[i] + priced[i] + cell
+            if total < value:
+                value, origin = total, i
+        best[j], came_from[j] = value, origin
+    plan, j = [], count - 1
+    while j > 0:
+        plan.append(j)
+        j = came_from[j]
+    return plan[::-1]
+
+
+def _cost(plan: list[int], running: list[float]) -> float:
+    return sum(running[i] for i in [0, *plan[:-1]])

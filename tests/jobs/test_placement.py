@@ -1,0 +1,104 @@
+"""The optimal poll placement: exact against brute force, within budget, and better with more budget."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from bot.jobs.placement import (
+    LAG_WEIGHT,
+    LATE_SECONDS,
+    Distribution,
+    FinishTimes,
+    _candidates,
+    _cell_costs,
+    _cheapest,
+    expected_requests,
+    optimal_polls,
+)
+
+
+def _lognormal(median: float, sigma: float, count: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [rng.lognormvariate(math.log(median), sigma) for _ in range(count)]
+
+
+def _late_share(finish: FinishTimes, polls: list[float]) -> float:
+    late, previous = 0.0, 0.0
+    for at in polls:
+        late += max(0.0, finish.cdf(at - LATE_SECONDS) - finish.cdf(previous))
+        previous = at
+    return late
+
+
+def test_the_dynamic_programme_finds_the_cheapest_plan_of_all() -> None:
+    # Small enough to try every plan: jobs end 20-40 s after submit, a few fail at 5-8 s.
+    finish = FinishTimes(Distribution.from_samples([20, 24, 27, 29, 30, 31, 33, 36, 40]),
+                         Distribution.from_samples([5, 6, 7, 8]), 0.1)
+    min_gap = 4.0
+    instants, done = _candidates(finish, finish.last, min_gap)
+    cells = _cell_costs(finish, instants, done, min_gap, LAG_WEIGHT)
+    running = [1.0 - d for d in done]
+    last = len(instants) - 1
+
+    def every_plan(previous: int = 0) -> list[tuple[int, ...]]:
+        """Every plan ending at the last instant whose polls keep the gap, from `previous` on."""
+        plans = []
+        for index in range(previous + 1, last + 1):
+            first, costs = cells[index]
+            if first <= previous < first + len(costs):
+                plans += [(index,)] if index == last else [(index, *rest) for rest in every_plan(index)]
+        return plans
+
+    def value(plan: tuple[int, ...], price: float) -> float:
+        total, previous = 0.0, 0
+        for index in plan:
+            first, costs = cells[index]
+            total += price * running[previous] + costs[previous - first]
+            previous = index
+        return total
+
+    plans = every_plan()
+    assert len(plans) >= 500  # a real search space
+    for price in (0.001, 0.01, 0.05):
+        best = min(value(plan, price) for plan in plans)
+        assert value(tuple(_cheapest(cells, running, price)), price) == pytest.approx(best, abs=1e-12)
+
+
+def test_plans_keep_the_budget_the_gap_and_end_where_every_job_has_ended() -> None:
+    finish = FinishTimes(Distribution.from_samples(_lognormal(240, 0.15, 1000, seed=1)))
+    for budget in (4.0, 7.0, 10.0):
+        polls = optimal_polls(finish, budget, 3.0)
+        assert expected_requests(finish, polls) <= budget
+        assert polls[0] >= 3.0 and all(b - a >= 3.0 - 1e-9 for a, b in zip(polls, polls[1:]))
+        assert polls[-1] == finish.last
+        if budget >= 10.0:
+            assert finish.cdf(polls[0]) < 0.01  # with enough to spend, nothing waits long at the fast end
+
+
+def test_more_budget_means_fewer_late_jobs_and_a_shorter_median() -> None:
+    finish = FinishTimes(Distribution.from_samples(_lognormal(240, 0.15, 1000, seed=2)))
+    lates, medians = [], []
+    for budget in (5.0, 8.0, 11.0):
+        polls = optimal_polls(finish, budget, 3.0)
+        lates.append(_late_share(finish, polls))
+        lags = sorted(next(at for at in polls if at >= end) - end for end in _lognormal(240, 0.15, 2000, seed=3)
+                      if end <= polls[-1])
+        medians.append(lags[len(lags) // 2])
+    assert lates[0] > lates[1] > lates[2]
+    assert medians[0] > medians[2]
+
+
+def test_early_failures_get_a_check_only_when_enough_jobs_end_there() -> None:
+    successes = Distribution.from_samples(_lognormal(150, 0.15, 1000, seed=4))
+    rejections = Distribution.from_samples([5.0 + n for n in range(21)])  # 5-25 s
+    for share, expect_checks in ((0.03, True), (0.0002, False)):
+        polls = optimal_polls(FinishTimes(successes, rejections, share), 10.0, 3.0)
+        assert any(at <= 25.0 for at in polls) is expect_checks
+
+
+def test_a_budget_below_one_request_still_polls_once() -> None:
+    finish = FinishTimes(Distribution.from_samples([100.0, 120.0]))
+    assert optimal_polls(finish, 0.5, 3.0) == [120.0]
