@@ -1,0 +1,97 @@
+"""The best any poll schedule can do on the benchmark's workload: a lower bound on the late share.
+
+Without progress or a callback, a status request says only "done" or "still running", so every
+schedule, however adaptive, is a fixed list of poll times per kind of job. For each kind this finds
+the list with the smallest share of jobs noticed more than LATE_SECONDS after the vendor finished,
+within the request budget, knowing the workload's true distribution (a large sample, not the 200
+past jobs the bot learns from), and prints it with what the bot's own plan gets on the same draws.
+
+Kling reports progress, so it is counted as never late (which flatters the bound). If the jobs that
+must be late exceed 1% of all jobs, no schedule within the budget gets the p99 to LATE_SECONDS.
+
+    python benchmarks/bound.py [--budget 10] [--sigma 0.15] [--failures realistic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.catalog import Family, get_model, models_for  # noqa: E402
+from bot.clock import FakeClock  # noqa: E402
+from bot.jobs.placement import LATE_SECONDS, Distribution, FinishTimes, expected_requests, optimal_polls  # noqa: E402
+from bot.jobs.schedule import HISTORY_ROWS, PollSchedule  # noqa: E402
+from benchmarks.workload import FAILURE_RATE, SIGMA, _MIX, draw_outcome  # noqa: E402
+
+SAMPLE = 20_000
+TRIALS = 100_000
+
+
+def _draws(rng: random.Random, vendor_model: str, sigma: float, failures: str, count: int) -> tuple[list[float], list[float]]:
+    successes, failed = [], []
+    for _ in range(count):
+        took, succeeded = draw_outcome(rng, vendor_model, sigma, failures)
+        (successes if succeeded else failed).append(took)
+    return successes, failed
+
+
+def _judge(polls: list[float], ends: list[float]) -> tuple[float, float, float]:
+    """(late share, mean requests, median lag) of a fixed plan on these finish times (past the
+    plan: late)."""
+    lags, requests = [], 0
+    for end in ends:
+        index = bisect.bisect_left(polls, end)
+        lags.append(math.inf if index == len(polls) else polls[index] - end)
+        requests += min(index + 1, len(polls))
+    lags.sort()
+    return sum(lag > LATE_SECONDS for lag in lags) / len(lags), requests / len(ends), lags[len(lags) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=float, default=10.0)
+    parser.add_argument("--sigma", type=float, default=SIGMA)
+    parser.add_argument("--failures", default="realistic")
+    parser.add_argument("--seed", type=int, default=20240601)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    schedule = PollSchedule(None, FakeClock(), explore_share=0)  # type: ignore[arg-type]
+    must_be_late = bot_late = 0.0
+    print(f"budget {args.budget} requests/job, late = noticed > {LATE_SECONDS:.0f} s after the vendor finished\n")
+    print("| kind | share of jobs | best possible late share | its requests/job | bot's plan: late share"
+          " | bot's requests/job | bot's median lag |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for weight, fields in _MIX:
+        if fields["family"] is Family.KLING:
+            print(f"| kling-{fields['model']} | {weight:.0%} | 0 (reports progress: counted as never late) | | | | |")
+            continue
+        model = get_model(fields["model"]) if "model" in fields else models_for(fields["family"])[0]
+        successes, failed = _draws(rng, model.vendor_model, args.sigma, args.failures, SAMPLE)
+        truth = FinishTimes(Distribution.from_samples(successes), Distribution.from_samples(failed),
+                            len(failed) / SAMPLE)
+        best = optimal_polls(truth, args.budget, schedule.min_interval, lag_weight=1e-6)
+        # The bot's plan: from its history (HISTORY_ROWS successes, the vendor's failures among 2,000).
+        history, history_failed = _draws(rng, model.vendor_model, args.sigma, args.failures, 2000)
+        plan = schedule.build_plan(model.key, history[:HISTORY_ROWS], history_failed, 2000)
+        fresh = [took for took, _ in (draw_outcome(rng, model.vendor_model, args.sigma, args.failures)
+                                      for _ in range(TRIALS))]
+        best_late, best_requests, _ = _judge(best, fresh)
+        bot_plan = [*plan.early_checks, *plan.offsets]
+        ours_late, ours_requests, ours_median = _judge(bot_plan, fresh)
+        must_be_late += weight * best_late
+        bot_late += weight * ours_late
+        print(f"| {model.key} | {weight:.0%} | {best_late:.2%} | {best_requests:.2f}"
+              f" (planned {expected_requests(truth, best):.2f}) | {ours_late:.2%} | {ours_requests:.2f} | {ours_median:.1f} s |")
+    print(f"\nall jobs noticed late, at best: {must_be_late:.2%} (the p99 can be <= {LATE_SECONDS:.0f} s only"
+          f" if this is under 1%); with the bot's plans: {bot_late:.2%}. Failure rate {FAILURE_RATE:.0%},"
+          f" sigma {args.sigma}, failures '{args.failures}'.")
+
+
+if __name__ == "__main__":
+    main()
