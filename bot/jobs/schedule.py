@@ -31,7 +31,7 @@ from bot.jobs.repository import JobRepository
 
 MIN_HISTORY = 8
 HISTORY_ROWS = 1000  # a kind's latest successes: 200 left the tails to chance (benchmarks/bound.py)
-CACHE_SECONDS = 180.0
+CACHE_SECONDS = 600.0  # 1,000 jobs deep, a plan moves little in minutes; planning takes ~10-20 ms
 # The cost budget: expected status requests per job of a kind without progress or callback (the
 # target is <= 10), early checks included. The plan is fitted to past jobs, and new jobs of the
 # kind use a little more or less than that sample expects, so it is planned with PLAN_MARGIN to spare.
