@@ -4,7 +4,9 @@ the per-job latency and request figures. Used by benchmarks/scenario.py."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
+import math
 import resource
 import time
 from typing import TYPE_CHECKING, Any
@@ -14,6 +16,7 @@ from bot.catalog import Family
 from bot.clock import FakeClock
 from bot.jobs.service import JobService, Requester
 from bot.validation import GenerationRequest
+from storage.database import Database
 
 if TYPE_CHECKING:
     from benchmarks.scenario import RecordingPublisher
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
 
 GUILD_ID = 1
 PROBE_USER = 999_999
+IDLE_SLACK = 0.5  # seconds kept clear on either side of the idle measurement
+MIN_IDLE_SECONDS = 1.0
 
 
 class GcPauses:
@@ -55,6 +60,37 @@ def peak_rss_mb() -> float:
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+async def run_to_quiet_window(db: Database, driver: SimDriver, clock: FakeClock, earliest: float,
+                              latest: float, seconds: float) -> tuple[float, float, int]:
+    """Run the simulation to the longest stretch between `earliest` and `latest` in which no job is
+    due (from the jobs' due times in the database), so that "idle" means idle.
+
+    Returns (its start, the seconds to measure there: up to `seconds`, IDLE_SLACK short of the next
+    due job, jobs due within those seconds: 0 unless the stretch is shorter than MIN_IDLE_SECONDS).
+    """
+    mark = asyncio.create_task(clock.sleep(max(0.0, earliest - clock.now())))
+    await driver.run_until(mark.done, sim_limit=600)
+    await driver.wait_idle()
+    while True:
+        now = clock.now()
+        dues = [float(row[0]) for row in await db.fetchall(
+            "SELECT next_due_at FROM jobs WHERE next_due_at IS NOT NULL ORDER BY next_due_at")]
+        # Gaps start at now or after a due job (the poller handles it, then all is quiet until the next).
+        starts = [now] + [due + IDLE_SLACK for due in dues if now < due < latest]
+        best_at, best_gap = now, -1.0
+        for at in starts:
+            index = bisect.bisect_right(dues, at)
+            following = dues[index] if index < len(dues) else math.inf
+            if following - at > best_gap:
+                best_at, best_gap = at, following - at
+        if best_at <= clock.now() + 1e-6:
+            span = max(MIN_IDLE_SECONDS, min(seconds, best_gap - IDLE_SLACK))
+            return now, span, sum(due <= now + span for due in dues)
+        mark = asyncio.create_task(clock.sleep(best_at - clock.now()))
+        await driver.run_until(mark.done, sim_limit=600)
+        await driver.wait_idle()
 
 
 async def measure_idle(driver: SimDriver, clock: FakeClock, seconds: float) -> float:

@@ -31,7 +31,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from benchmarks.measure import (  # noqa: E402
-    GUILD_ID, GcPauses, cpu_seconds, current_rss_mb, measure_idle, ms, peak_rss_mb, probe_interactions, summarise,
+    GUILD_ID, GcPauses, cpu_seconds, current_rss_mb, measure_idle, ms, peak_rss_mb, probe_interactions,
+    run_to_quiet_window, summarise,
 )
 from benchmarks.sim import ActivityTracker, SimDriver, percentile  # noqa: E402
 from benchmarks.vendor_process import SharedClock  # noqa: E402
@@ -61,7 +62,9 @@ ARRIVAL_STEP = 0.25  # simulated seconds between batches of arrivals
 # The clock follows the wall clock for 60 s from 120 s after the first order: the fast models' peak
 # of completions (fast Veo ~140 s, Kling std ~150 s), at the pace a real server would see it.
 REAL_PACE = (120.0, 60.0)
-IDLE_AT = 60.0  # simulated seconds after the first order: every job in flight, none due
+# Idle CPU: measured over up to IDLE_SECONDS of real time in the longest stretch with no job due
+# between IDLE_AFTER (every job ordered) and IDLE_LATEST simulated seconds after the first order.
+IDLE_AFTER, IDLE_SECONDS, IDLE_LATEST = 40.0, 3.0, 110.0
 VENDOR_LATENCY = 0.25  # seconds per vendor round trip during the real-pace stretch (+-30%)
 
 
@@ -237,11 +240,11 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     requests.clear()  # the benchmark's own copies: a bot does not hold N requests in memory
     specs.clear()
     submit_wall = time.perf_counter() - wall_start
-    # Phase 2: idle CPU with every job waiting on its vendor and none due (after the early checks for
-    # rejections, before the body of the plans) - the clock runs at real speed.
-    idle_mark = asyncio.create_task(clock.sleep(max(0.0, sim_start + IDLE_AT - clock.now())))
-    await driver.run_until(idle_mark.done, sim_limit=600)
-    idle = await measure_idle(driver, clock, seconds=3.0)
+    # Phase 2: idle CPU with every job waiting on its vendor and none due (usually after the early
+    # checks for rejections, before the body of the plans) - the clock runs at real speed.
+    idle_at, idle_seconds, idle_due = await run_to_quiet_window(
+        db, driver, clock, sim_start + IDLE_AFTER, sim_start + IDLE_LATEST, seconds=IDLE_SECONDS)
+    idle = await measure_idle(driver, clock, seconds=idle_seconds)
     # Phase 3: run to the end, with a member's interactions measured along the way.
     probe_times: list[float] = []  # while simulated time skips ahead: the bot works through bursts
     paced_times: list[float] = []  # while the clock follows the wall clock (see REAL_PACE)
@@ -278,7 +281,8 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         cpu_seconds_total=round(cpu_total, 2), cpu_seconds_simulation=round(cpu_sim, 2),
         simulated_seconds=round(sim_elapsed, 1),
         cpu_share_at_real_pace=round(cpu_total / sim_elapsed, 4) if sim_elapsed else None,
-        idle_cpu_share=round(idle, 4),
+        idle_cpu_share=round(idle, 4), idle_window_at=round(idle_at - sim_start, 1),
+        idle_window_seconds=round(idle_seconds, 2), idle_window_due=idle_due,
         rss_before_jobs_mb=round(rss_before_jobs, 1), peak_rss_mb=round(peak_rss_mb(), 1),
         vendor_cpu_seconds=round(vendor_usage["cpu_seconds"], 2), vendor_peak_rss_mb=round(vendor_usage["peak_rss_mb"], 1),
         wall_seconds=round(wall_total, 1), submit_wall_seconds=round(submit_wall, 1),
