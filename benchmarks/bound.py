@@ -3,7 +3,7 @@
 Without progress or a callback, a status request says only "done" or "still running", so every
 schedule, however adaptive, is a fixed list of poll times per kind of job. For each kind this finds
 the list with the smallest share of jobs noticed more than LATE_SECONDS after the vendor finished,
-within the request budget, knowing the workload's true distribution (a large sample, not the 200
+within the request budget, knowing the workload's true distribution (a large sample, not the 1,000
 past jobs the bot learns from), and prints it with what the bot's own plan gets on the same draws.
 
 Kling reports progress, so it is counted as never late (which flatters the bound). If the jobs that
@@ -27,7 +27,7 @@ from bot.catalog import Family, get_model, models_for  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.jobs.placement import LATE_SECONDS, Distribution, FinishTimes, expected_requests, optimal_polls  # noqa: E402
 from bot.jobs.schedule import HISTORY_ROWS, PollSchedule  # noqa: E402
-from benchmarks.workload import FAILURE_RATE, SIGMA, _MIX, draw_outcome  # noqa: E402
+from benchmarks.workload import FAILURE_RATE, REQUEST_MIX, SIGMA, draw_outcome  # noqa: E402
 
 SAMPLE = 20_000
 TRIALS = 100_000
@@ -67,7 +67,7 @@ def main() -> None:
     print("| kind | share of jobs | best possible late share | its requests/job | bot's plan: late share"
           " | bot's requests/job | bot's median lag |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for weight, fields in _MIX:
+    for weight, fields in REQUEST_MIX:
         if fields["family"] is Family.KLING:
             print(f"| kling-{fields['model']} | {weight:.0%} | 0 (reports progress: counted as never late) | | | | |")
             continue

@@ -59,7 +59,7 @@ ARRIVAL_WINDOW = 30.0
 HISTORY_PER_KIND = 1000  # successes per kind (the schedule reads the latest 1,000; failures, the vendor's latest 2,000 jobs)
 
 # (weight, request) - a plausible mix of what members order.
-_MIX: list[tuple[float, dict[str, Any]]] = [
+REQUEST_MIX: list[tuple[float, dict[str, Any]]] = [
     (0.30, {"family": Family.VEO, "model": "veo-fast-kie"}),
     (0.10, {"family": Family.VEO, "model": "veo-quality-kie"}),
     (0.10, {"family": Family.VEO, "model": "veo-fast-kkiai"}),
@@ -71,8 +71,8 @@ _MIX: list[tuple[float, dict[str, Any]]] = [
 
 
 def request_mix(rng: random.Random, count: int) -> list[GenerationRequest]:
-    weights = [w for w, _ in _MIX]
-    picks = rng.choices([fields for _, fields in _MIX], weights=weights, k=count)
+    weights = [w for w, _ in REQUEST_MIX]
+    picks = rng.choices([fields for _, fields in REQUEST_MIX], weights=weights, k=count)
     return [GenerationRequest(prompt=f"benchmark clip {i}", upsample=False if f["family"] is Family.VEO else None,
                               **f) for i, f in enumerate(picks)]
 
