@@ -75,7 +75,7 @@ def test_plans_keep_the_budget_the_gap_and_end_where_every_job_has_ended() -> No
         assert polls[0] >= 3.0 and all(b - a >= 3.0 - 1e-9 for a, b in zip(polls, polls[1:]))
         assert polls[-1] == finish.last
         if budget >= 10.0:
-            assert finish.cdf(polls[0]) < 0.01  # with enough to spend, nothing waits long at the fast end
+            assert finish.cdf(polls[0]) < 0.02  # with enough to spend, few jobs wait long at the fast end
 
 
 def test_more_budget_means_fewer_late_jobs_and_a_shorter_median() -> None:
