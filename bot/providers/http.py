@@ -25,6 +25,7 @@ from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.metrics import VENDOR_LATENCY, VENDOR_REQUESTS
 from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.transport import AiohttpTransport
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,6 @@ class Phase(StrEnum):
     SUBMIT = "submit"  # creates something: never resend when unsure
     POLL = "poll"  # a read: always safe to repeat
     UPLOAD = "upload"  # re-hosting an image: a duplicate upload is harmless
-
-
-MAX_IDLE_CONNECTIONS = 16  # per vendor
 
 
 def trim_reason(text: object, limit: int = MAX_REASON_CHARS) -> str:
@@ -271,13 +269,10 @@ class VendorHttp:
                 "User-Agent": "framecast/0.1",
             },
             timeout=self._poll_timeout,
-            # Polls and submits share the pool: room for every in-flight job plus a few polls, never more
-            # than the poller sends at once. Few idle connections are kept: httpcore checks every idle
-            # one (a socket call each) whenever a request starts or ends, which at hundreds of requests
-            # a second cost more CPU than the polling itself.
-            limits=httpx.Limits(max_connections=min(in_flight * 2 + 4, settings.poller_concurrency + 4),
-                                max_keepalive_connections=min(in_flight + 2, MAX_IDLE_CONNECTIONS)),
-            transport=transport,
+            # Polls and submits share the pool: room for every in-flight job plus a few polls, never
+            # more than the poller sends at once. aiohttp's pool, not httpx's: see transport.py.
+            transport=transport or AiohttpTransport(
+                max_connections=min(in_flight * 2 + 4, settings.poller_concurrency + 4)),
         )
 
     def timeout_for(self, phase: Phase) -> httpx.Timeout:
