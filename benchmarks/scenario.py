@@ -62,8 +62,8 @@ ARRIVAL_STEP = 0.25  # simulated seconds between batches of arrivals
 # The clock follows the wall clock for 60 s from 120 s after the first order: the fast models' peak
 # of completions (fast Veo ~140 s, Kling std ~150 s), at the pace a real server would see it.
 REAL_PACE = (120.0, 60.0)
-# Idle CPU: measured over up to IDLE_SECONDS of real time in the longest stretch with no job due
-# between IDLE_AFTER (every job ordered) and IDLE_LATEST simulated seconds after the first order.
+# Idle CPU: measured over IDLE_SECONDS of real time, in the stretch with the fewest jobs due between
+# IDLE_AFTER (every job ordered) and IDLE_LATEST simulated seconds after the first order.
 IDLE_AFTER, IDLE_SECONDS, IDLE_LATEST = 40.0, 3.0, 110.0
 VENDOR_LATENCY = 0.25  # seconds per vendor round trip during the real-pace stretch (+-30%)
 
@@ -242,9 +242,9 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     submit_wall = time.perf_counter() - wall_start
     # Phase 2: idle CPU with every job waiting on its vendor and none due (usually after the early
     # checks for rejections, before the body of the plans) - the clock runs at real speed.
-    idle_at, idle_seconds, idle_due = await run_to_quiet_window(
-        db, driver, clock, sim_start + IDLE_AFTER, sim_start + IDLE_LATEST, seconds=IDLE_SECONDS)
-    idle = await measure_idle(driver, clock, seconds=idle_seconds)
+    idle_at, idle_due = await run_to_quiet_window(db, driver, clock, sim_start + IDLE_AFTER,
+                                                  sim_start + IDLE_LATEST, seconds=IDLE_SECONDS)
+    idle = await measure_idle(driver, clock, seconds=IDLE_SECONDS)
     # Phase 3: run to the end, with a member's interactions measured along the way.
     probe_times: list[float] = []  # while simulated time skips ahead: the bot works through bursts
     paced_times: list[float] = []  # while the clock follows the wall clock (see REAL_PACE)
@@ -282,7 +282,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         simulated_seconds=round(sim_elapsed, 1),
         cpu_share_at_real_pace=round(cpu_total / sim_elapsed, 4) if sim_elapsed else None,
         idle_cpu_share=round(idle, 4), idle_window_at=round(idle_at - sim_start, 1),
-        idle_window_seconds=round(idle_seconds, 2), idle_window_due=idle_due,
+        idle_window_due=idle_due,
         rss_before_jobs_mb=round(rss_before_jobs, 1), peak_rss_mb=round(peak_rss_mb(), 1),
         vendor_cpu_seconds=round(vendor_usage["cpu_seconds"], 2), vendor_peak_rss_mb=round(vendor_usage["peak_rss_mb"], 1),
         wall_seconds=round(wall_total, 1), submit_wall_seconds=round(submit_wall, 1),
