@@ -152,3 +152,12 @@ async def test_the_environment_names_the_proxy_once_per_origin(monkeypatch: pyte
     monkeypatch.delenv("HTTPS_PROXY")
     assert transport._proxy_for(httpx.URL("https://api.kie.ai/y")) == "http://proxy.internal:3128"  # cached
     assert AiohttpTransport(max_connections=1, trust_env=False)._proxy_for(httpx.URL("https://api.kie.ai/")) is None
+
+
+async def test_a_failed_tls_handshake_is_a_connect_error_so_never_sent(server: Server) -> None:
+    tls_url = server.base_url.replace("http://", "https://")  # the server speaks plain HTTP: no handshake
+    async with client_for(tls_url) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.post("/create", json={})
+    assert server.seen == []
+    assert classify_transport_error(ProviderName.KIE, Phase.SUBMIT, caught.value).kind is ErrorKind.RETRYABLE
