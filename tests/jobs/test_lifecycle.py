@@ -8,6 +8,8 @@ from bot.delivery.base import DeliveryError, Outcome
 from bot.errors import Refusal
 from bot.jobs.delivery import MAX_FINAL_DELIVERY_ATTEMPTS
 from bot.jobs.models import DeliveryState, JobStatus
+from bot.jobs.repository import JobRepository
+from bot.jobs.schedule import PollSchedule
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from storage.database import Database
 from tests.jobs.support import REQUESTER, build_rig
@@ -173,7 +175,10 @@ async def test_lists_are_scoped_by_guild_and_user(db: Database, fake_clock: Fake
 
 async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: Database, fake_clock: FakeClock) -> None:
     # The schedule learns from vendor_done_at, so "when we happened to look" would bias it late.
-    rig = build_rig(db, fake_clock, duration=120, max_concurrency=1)  # polled in order: the script below
+    # Polled in order, as the script below expects: one at a time, and no job given the schedule's
+    # random exploratory poll, which would make it due before the others.
+    schedule = PollSchedule(JobRepository(db), fake_clock, explore_share=0)
+    rig = build_rig(db, fake_clock, duration=120, max_concurrency=1, schedule=schedule)
     dated, undated, absurd = [await rig.create(f"clip {n}") for n in range(3)]
     await rig.poller.run_once()  # all three submitted at this instant
     submitted = (await rig.job(dated.id)).submitted_at
