@@ -12,7 +12,8 @@ The polls before the fastest success seen are the plan's early checks; the rest 
 Stragglers past the plan are backed off in proportion to how long they have run.
 
 Two other signals override the plan:
-- vendor progress (Kling's percentage): the finish is extrapolated and polled just after it;
+- vendor progress (Kling's percentage): the finish is extrapolated and polled just after it; a
+  finishing phase with no rate to go by (kie.ai's 1080p upsampling) is polled sparsely instead;
 - a completion callback (kie.ai with PUBLIC_BASE_URL): the callback triggers the real check, so the
   plan is only a sparse safety net whose first poll comes after nearly every job of the kind is done.
   The callback reports failures as well, so it gets no early checks either.
@@ -48,8 +49,7 @@ EXPLORE_FACTOR = 0.6
 # Progress: poll this long after the extrapolated finish (a hair late beats a wasted request).
 PROGRESS_MARGIN_SECONDS = 1.0
 PROGRESS_CHECK_SECONDS = 90.0  # extrapolations further out than this get an intermediate check
-NEARLY_DONE_PROGRESS = 0.99
-NEARLY_DONE_SHARE = 0.05
+FINISHING_SHARE = 0.05  # a finishing phase (kie's 1080p) is polled every 5% of the elapsed time
 # The vendor's failures are planned for only with this many among its latest finished jobs.
 EARLY_MIN_FAILURES = 3
 EARLY_HISTORY_ROWS = 2000   # the vendor's latest finished jobs they are learned from
@@ -117,13 +117,16 @@ class PollSchedule:
         return PollPlan(body, learned, max(self.min_interval, safety_net), checks)
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
-                           progress: float | None = None, callback: bool = False) -> float:
+                           progress: float | None = None, finishing: bool = False,
+                           callback: bool = False) -> float:
         """The absolute time of the next status request for a running job.
 
         `callback`: the vendor will call back on completion, so only a sparse safety net is planned.
         """
         elapsed = max(0.0, now - submitted_at)
         earliest = now + self.min_interval if elapsed > 0 else now
+        if finishing and not callback:  # no rate to extrapolate, and minutes may be left
+            return now + min(self.max_interval, max(self.min_interval, FINISHING_SHARE * elapsed))
         if progress is not None and 0.02 <= progress < 1.0 and elapsed >= self.min_interval and not callback:
             return max(earliest, self._after_progress(now, elapsed, progress))
         plan = await self.plan_for(model_key, mode)
@@ -158,11 +161,9 @@ class PollSchedule:
     def _after_progress(self, now: float, elapsed: float, progress: float) -> float:
         """Just after the finish extrapolated from progress; a far estimate gets a check on the way.
 
-        A "nearly done" phase (kie.ai's 1080p upsampling reports 0.99) is no rate to extrapolate
-        from: it is polled every NEARLY_DONE_SHARE of the elapsed time instead of every few seconds.
+        A vendor that rounds its percentage to the nearest whole one says 99% with a second or
+        two left, so 99% is extrapolated like any other figure.
         """
-        if progress >= NEARLY_DONE_PROGRESS:
-            return now + min(self.max_interval, max(self.min_interval, NEARLY_DONE_SHARE * elapsed))
         remaining = elapsed / progress - elapsed
         if remaining > PROGRESS_CHECK_SECONDS:
             return now + min(self.max_interval, 0.8 * remaining)

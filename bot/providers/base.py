@@ -30,6 +30,9 @@ class PollResult(BaseModel):
     video_url: str | None = None  # SUCCEEDED: the video; RUNNING: a lesser one already made (kie 720p)
     error_message: str | None = None  # plain words, safe to show the member
     progress: float | None = None  # 0..1 where the vendor says
+    # RUNNING in a last phase whose length progress cannot tell (kie's 1080p upsampling, 1-3 min
+    # after the 720p file exists): polled sparsely, not extrapolated.
+    finishing: bool = False
     # Terminal results: how long the task took by the vendor's own clock, where the vendor says
     # (finish - create). Recorded instead of the moment we looked, which is up to a poll gap late.
     vendor_seconds: float | None = None

@@ -259,7 +259,7 @@ class KieClient(VendorClient):
                               video_url=record.urls[0], progress=1.0)
         # Still waiting for 1080p, but the 720p file exists: the poller delivers it if the job's deadline
         # comes before the 1080p file does.
-        return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", progress=0.99,
+        return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", finishing=True,
                           video_url=record.urls[0])
 
     def _parse_1080p(self, response: httpx.Response) -> str | None:

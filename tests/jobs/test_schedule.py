@@ -158,12 +158,21 @@ async def test_a_few_jobs_explore_before_the_fast_end(fake_clock: FakeClock) -> 
     assert all(f <= 0.7 * plan.offsets[0] for f in early)
 
 
-async def test_a_nearly_done_phase_is_not_hammered(fake_clock: FakeClock) -> None:
-    # kie.ai reports 0.99 while it upsamples to 1080p, which can take minutes.
+async def test_a_finishing_phase_is_not_hammered(fake_clock: FakeClock) -> None:
+    # kie.ai's 1080p upsampling, after the 720p file exists, can take minutes.
+    schedule = PollSchedule(None, fake_clock, min_interval=3, max_interval=60, explore_share=0)  # type: ignore[arg-type]
+    start = fake_clock.now()
+    at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start + 200, finishing=True)
+    assert 9.0 <= at - (start + 200) <= 60.0
+
+
+async def test_ninety_nine_percent_is_a_second_or_two_from_done(fake_clock: FakeClock) -> None:
+    # A gateway that rounds its percentage says 99% with ~0.5% of the run left: asked again at once,
+    # not after 5% of the elapsed time as a finishing phase would be.
     schedule = PollSchedule(None, fake_clock, min_interval=3, max_interval=60, explore_share=0)  # type: ignore[arg-type]
     start = fake_clock.now()
     at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start + 200, progress=0.99)
-    assert 9.0 <= at - (start + 200) <= 60.0
+    assert 3.0 <= at - (start + 200) <= 3.1  # 200 / 0.99 - 200 left, and the 1 s margin
 
 
 # --- early checks: vendor rejections soon after submit ---------------------------------------------
