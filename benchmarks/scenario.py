@@ -72,7 +72,8 @@ class FixedIntervalSchedule(PollSchedule):
     """The naive baseline: ask about every running job every 10 seconds."""
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
-                           progress: float | None = None, callback: bool = False) -> float:
+                           progress: float | None = None, finishing: bool = False,
+                           callback: bool = False) -> float:
         return now + BASELINE_INTERVAL
 
 
