@@ -71,9 +71,7 @@ VENDOR_LATENCY = 0.25  # seconds per vendor round trip during the real-pace stre
 class FixedIntervalSchedule(PollSchedule):
     """The naive baseline: ask about every running job every 10 seconds."""
 
-    async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
-                           progress: float | None = None, finishing: bool = False,
-                           callback: bool = False) -> float:
+    async def next_poll_at(self, *, now: float, **_: object) -> float:  # whatever else the poller says
         return now + BASELINE_INTERVAL
 
 
