@@ -109,6 +109,9 @@ async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path
         thread_id = await harness.wait_for(
             lambda: next((m.id for m in discord.messages_in(discord.CHANNEL_ID) if m.id in discord.threads), None),
             "thread", timeout=15)
+        # Killed mid-job, not mid-setup: once the member was told "accepted", the job row names its thread.
+        await harness.wait_for(lambda: any(m.via == "interaction" and m.content for m in discord.messages.values()),
+                               "the accepted reply", timeout=15)
         assert await harness.kill() == -9
 
         await harness.start_bot()  # same database: the job is picked up where it was
