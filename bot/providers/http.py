@@ -238,7 +238,8 @@ def unreadable_body(provider: ProviderName, phase: Phase, status: int, what: str
 
 
 class VendorHttp:
-    """One httpx pool for one vendor, with bearer auth, per-phase timeouts and metrics.
+    """One httpx client per vendor (on aiohttp's pool: transport.py), with bearer auth, per-phase
+    timeouts and metrics.
 
     `call` runs one request and hands the response to `parse`, which returns the value or raises
     ProviderError; transport failures are classified here. Every call records
