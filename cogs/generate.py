@@ -205,11 +205,7 @@ class GenerateCog(commands.Cog):
             raise
         job = await jobs.create_job(requester, spec)
         try:
-            summary, thread = await self._post_summary(interaction, job, spec)
-            await jobs.attach_destination(
-                job.id, channel_id=requester.channel_id, thread_id=thread.id if thread else None,
-                summary_message_id=summary.id if summary else None,
-            )
+            summary, thread = await self._post_summary(interaction, job, spec, requester.channel_id)
             position = await jobs.queue_position(job)
             text = _accepted_text(job, summary, thread, position)
         except Exception:
@@ -220,11 +216,16 @@ class GenerateCog(commands.Cog):
         await interaction.edit_original_response(content=text)
 
     async def _post_summary(
-        self, interaction: discord.Interaction, job: "JobRecord", spec: JobSpec
+        self, interaction: discord.Interaction, job: "JobRecord", spec: JobSpec, channel_id: int
     ) -> tuple[discord.Message | None, discord.Thread | None]:
         """The public summary with the bot token (the interaction token dies in 15 minutes), and a thread
-        on it. Either may be impossible (no permission, command used in a thread): results then go to
-        the channel or thread itself, so this never fails the job."""
+        on it, both recorded on the job. Either may be impossible (no permission, command used in a
+        thread): results then go to the channel or thread itself, so this never fails the job.
+
+        The thread is recorded before it is asked for: a public thread on a message has the message's
+        id, so a bot killed between Discord making the thread and the row naming it still posts the
+        result there. If the thread is refused, the record is taken back."""
+        record = self.services.jobs.attach_destination
         channel = interaction.channel
         target: Any = channel if isinstance(channel, discord.abc.Messageable) else None
         if target is None and interaction.channel_id is not None:
@@ -236,13 +237,19 @@ class GenerateCog(commands.Cog):
         except (discord.Forbidden, discord.HTTPException) as exc:
             log.warning("job %s: could not post the summary in channel %s: %s", job.id, interaction.channel_id, exc)
             return None, None
-        if isinstance(channel, discord.Thread) or not isinstance(channel, discord.TextChannel):
+        threaded = isinstance(channel, discord.TextChannel) and not isinstance(channel, discord.Thread)
+        await record(job.id, channel_id=channel_id, thread_id=summary.id if threaded else None,
+                     summary_message_id=summary.id)
+        if not threaded:
             return summary, None
         try:
             thread = await summary.create_thread(name=thread_name(job.id, spec))
         except (discord.Forbidden, discord.HTTPException) as exc:
             log.info("job %s: no thread on the summary (%s); results go to the channel", job.id, exc)
+            await record(job.id, channel_id=channel_id, thread_id=None, summary_message_id=summary.id)
             return summary, None
+        if thread.id != summary.id:  # not so on Discord today; the row follows Discord either way
+            await record(job.id, channel_id=channel_id, thread_id=thread.id, summary_message_id=summary.id)
         return summary, thread
 
     # --- the commands -------------------------------------------------------------------------------

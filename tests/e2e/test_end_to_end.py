@@ -98,24 +98,27 @@ async def test_rejected_token_exits_nonzero_with_a_clear_cause(harness: BotHarne
     assert FakeDiscord.TOKEN not in harness.log_text()
 
 
-async def test_sigkill_mid_job_then_restart_delivers_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kill_when", ["mid_job", "as_the_thread_appears"])
+async def test_sigkill_then_restart_delivers_exactly_once_in_the_thread(tmp_path: Path, kill_when: str) -> None:
     # The vendor finishes only once the new process is up, so kie's callback reaches the restarted bot.
+    # "as_the_thread_appears": killed the moment Discord has made the thread, before the bot may have
+    # heard back; the job row names the thread before it is asked for, so the result still goes there.
     async with BotHarness(tmp_path, vendor_duration=600.0) as harness:
         discord = harness.discord
         await harness.start_bot()
         payload = discord.slash_command("veo", {"prompt": "a lighthouse in a storm"})
         await discord.dispatch_interaction(payload)
-        await harness.wait_for(lambda: harness.kie.tasks, "vendor task created", timeout=15)
         thread_id = await harness.wait_for(
             lambda: next((m.id for m in discord.messages_in(discord.CHANNEL_ID) if m.id in discord.threads), None),
             "thread", timeout=15)
-        # Killed mid-job, not mid-setup: once the member was told "accepted", the job row names its thread.
-        await harness.wait_for(lambda: any(m.via == "interaction" and m.content for m in discord.messages.values()),
-                               "the accepted reply", timeout=15)
+        if kill_when == "mid_job":  # once the member was told "accepted" and the vendor has the task
+            await harness.wait_for(lambda: harness.kie.tasks, "vendor task created", timeout=15)
+            await harness.wait_for(lambda: any(m.via == "interaction" and m.content for m in discord.messages.values()),
+                                   "the accepted reply", timeout=15)
         assert await harness.kill() == -9
 
         await harness.start_bot()  # same database: the job is picked up where it was
-        [task_id] = harness.kie.tasks
+        [task_id] = await harness.wait_for(lambda: list(harness.kie.tasks) or None, "vendor task", timeout=15)
         harness.kie.finish_now(task_id)
         await harness.wait_for(lambda: discord.messages_in(thread_id), "result after restart", timeout=25)
         assert await harness.terminate() == 0
