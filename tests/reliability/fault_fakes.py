@@ -25,7 +25,7 @@ class GatedDiscord(FakeDiscord):
     """FakeDiscord with the delivery faults the base fake lacks.
 
     - `hold`: hang job-result posts (nonce `fc-job-*`; or, with `hold_kind = "summary"`, the command's
-      summary post) before or after the message is made;
+      summary post; with `hold_kind = "thread"`, the thread made on it) before or after it is made;
     - `archived_threads`: posting there answers 400 / 50083 (archived and locked);
     - `refuse_dms`: DMs answer 403 / 50007 (the member closed them);
     - `lose_answers`: the next N result posts make the message, then answer 503 (the bot never sees it);
@@ -35,7 +35,7 @@ class GatedDiscord(FakeDiscord):
     def __init__(self) -> None:
         super().__init__()
         self.hold: HoldPoint | None = None
-        self.hold_kind: Literal["result", "summary"] = "result"  # a job's result, or the /veo summary
+        self.hold_kind: Literal["result", "summary", "thread"] = "result"  # a result, the summary, its thread
         self.holding = asyncio.Event()
         self._gate = asyncio.Event()
         self.archived_threads: set[int] = set()
@@ -58,7 +58,7 @@ class GatedDiscord(FakeDiscord):
             return _discord_error(403, 50007, "Cannot send messages to this user")
         nonce = str((body or {}).get("nonce") or "")
         is_result = nonce.startswith("fc-job-")
-        point = self.hold if is_result == (self.hold_kind == "result") else None
+        point = self.hold if self.hold_kind == ("result" if is_result else "summary") else None
         if point == "before_create":
             self.holding.set()
             await self._gate.wait()
@@ -69,6 +69,19 @@ class GatedDiscord(FakeDiscord):
         if is_result and self.lose_answers > 0 and response.status == 200:
             self.lose_answers -= 1
             return _discord_error(503, 0, "upstream connect error")
+        return response
+
+
+    async def post_thread_on_message(self, request: web.Request, body: Any, files: Any, channel_id: str,
+                                     message_id: str) -> web.Response:
+        point = self.hold if self.hold_kind == "thread" else None
+        if point == "before_create":
+            self.holding.set()
+            await self._gate.wait()
+        response = await super().post_thread_on_message(request, body, files, channel_id, message_id)
+        if point == "after_create":
+            self.holding.set()
+            await self._gate.wait()
         return response
 
 

@@ -112,6 +112,26 @@ async def test_kill_after_the_job_row_is_written_before_its_thread_exists(tmp_pa
         assert await invariant_violations(harness) == []
 
 
+async def test_kill_after_discord_made_the_thread_before_the_bot_heard(tmp_path: Path) -> None:
+    """The thread exists but its answer never came back: the row named it beforehand (a public thread
+    on a message has the message's id), so the result goes to the thread, not the channel."""
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        discord.hold, discord.hold_kind = "after_create", "thread"
+        await command(harness, "veo", "crash point: thread made, answer lost")
+        await harness.wait_for(discord.holding.is_set, "thread made, answer held")
+        [thread_id] = discord.threads
+        assert await harness.kill() == -9
+        discord.open_gate()
+
+        done = await restart_and_finish(harness, harness.kie)
+        assert done["status"] == "succeeded"
+        assert await harness.terminate() == 0
+        [result] = result_messages(discord, 1)
+        assert result.channel_id == thread_id
+        assert await invariant_violations(harness) == []
+
+
 async def test_kill_while_the_kie_submit_is_on_the_wire_reconciles_by_callback(tmp_path: Path) -> None:
     async with crash_harness(tmp_path) as (harness, discord):
         await harness.start_bot()
