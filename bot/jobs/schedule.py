@@ -1,8 +1,8 @@
 """When to ask a vendor about a running job next: a poll schedule learned from finished jobs.
 
 Each (model, mode) has a distribution of submit-to-done times, read from the latest successful
-jobs (bounded rows, cached for a few minutes) or, with too little history, the catalog's `Timing`
-prior. The vendor's reported failures are read too, per vendor (one model's history holds too few of
+jobs (bounded rows, cached for a few minutes, smoothed so that the plan does not fit the accidents of
+the sample) or, with too little history, the catalog's `Timing` prior. The vendor's reported failures are read too, per vendor (one model's history holds too few of
 them): most come at the normal finish (the output filter), but input rejections come 5-25 s after
 submit (resellers retry a rejected request a few times) and infrastructure errors at any time.
 `bot/jobs/placement.py` then places the polls optimally for that mix within the request budget:
@@ -71,7 +71,8 @@ class PollSchedule:
     def __init__(self, repository: JobRepository, clock: Clock, *, min_interval: float = 3.0,
                  max_interval: float = 60.0, history_rows: int = HISTORY_ROWS,
                  cache_seconds: float = CACHE_SECONDS, request_budget: float = REQUEST_BUDGET,
-                 explore_share: float = EXPLORE_SHARE, rng: random.Random | None = None) -> None:
+                 explore_share: float = EXPLORE_SHARE, rng: random.Random | None = None,
+                 smooth_history: bool = True) -> None:
         self.repository = repository
         self.clock = clock
         self.min_interval = max(0.1, min_interval)
@@ -81,6 +82,7 @@ class PollSchedule:
         self.request_budget = max(1.0, request_budget)
         self.explore_share = min(1.0, max(0.0, explore_share))
         self.rng = rng or random.Random()
+        self.smooth_history = smooth_history  # False: plan on the raw sample (benchmarks/bound.py compares)
         self._cache: dict[tuple[str, str], tuple[float, PollPlan]] = {}
 
     async def plan_for(self, model_key: str, mode: str) -> PollPlan:
@@ -104,7 +106,7 @@ class PollSchedule:
         """The plan from successful durations, and the vendor's recent failures (`finished`: how many
         of the vendor's jobs those were read from; default successes + failures)."""
         learned = len(samples) >= MIN_HISTORY
-        successes = Distribution.from_samples(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
+        successes = self._distribution(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
         finish = FinishTimes(successes)
         if learned and len(failures) >= EARLY_MIN_FAILURES:  # without history, no evidence of them
             total = finished if finished is not None else len(samples) + len(failures)
@@ -115,6 +117,9 @@ class PollSchedule:
         body = tuple(at for at in polls if at >= fastest)
         safety_net = max(successes.quantile(SAFETY_NET_QUANTILE), successes.quantile(0.5)) * SAFETY_NET_FACTOR
         return PollPlan(body, learned, max(self.min_interval, safety_net), checks)
+
+    def _distribution(self, samples: Sequence[float]) -> Distribution:
+        return Distribution.smoothed(samples) if self.smooth_history else Distribution.from_samples(samples)
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
                            progress: float | None = None, finishing: bool = False,
