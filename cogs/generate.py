@@ -19,6 +19,7 @@ from discord.ext import commands
 
 from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
+from bot.delivery.render import thread_name
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 COOLDOWN_RATE = 1
 COOLDOWN_SECONDS = 5.0
 SUMMARY_PROMPT_CHARS = 1500  # keeps the public summary under Discord's 2000-character limit
-THREAD_NAME_CHARS = 100
 
 Attachment = Optional[discord.Attachment]
 
@@ -145,11 +145,6 @@ def summary_text(job: "JobRecord", spec: JobSpec, user_id: int) -> str:
     )
 
 
-def thread_name(job_id: int, spec: JobSpec) -> str:
-    words = " ".join(spec.prompt.split())
-    return f"#{job_id} {spec.family.value}: {words}"[:THREAD_NAME_CHARS]
-
-
 class GenerateCog(commands.Cog):
     """Owns the three generation commands and the attachment processor they share."""
 
@@ -243,7 +238,7 @@ class GenerateCog(commands.Cog):
         if not threaded:
             return summary, None
         try:
-            thread = await summary.create_thread(name=thread_name(job.id, spec))
+            thread = await summary.create_thread(name=thread_name(job.id, spec.family.value, spec.prompt))
         except (discord.Forbidden, discord.HTTPException) as exc:
             log.info("job %s: no thread on the summary (%s); results go to the channel", job.id, exc)
             await record(job.id, channel_id=channel_id, thread_id=None, summary_message_id=summary.id)

@@ -10,6 +10,9 @@ Why it looks like this:
   is a retryable `DeliveryError`, because another destination would not be less busy and falling
   through would post the result somewhere the member does not expect.
 - Success is only ever reported with a real message id.
+- A job's thread is recorded before Discord is asked for it (cogs/generate.py), so a bot stopped in
+  between leaves a row naming a thread that does not exist. Delivery then makes that thread on the
+  summary, once, so the result still lands under the member's request.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import httpx
 
 from bot.clock import Clock, SystemClock
 from bot.delivery.base import DeliveryError, ResultMessage
+from bot.delivery.render import thread_name
 
 if TYPE_CHECKING:
     from bot.jobs.models import JobRecord
@@ -38,10 +42,15 @@ MESSAGE_MAX_CHARS = 2000
 # Discord error codes that mean "this destination is gone or closed to us", not "try later".
 UNUSABLE_TARGET_CODES = {10003, 50001, 50013, 50083, 160005, 50007}
 FILE_TOO_LARGE_CODE = 40005
+THREAD_ARCHIVE_MINUTES = 1440  # Discord's default for a thread made from the client
 
 
 class _Unusable(Exception):
     """The destination cannot take the message (deleted, forbidden, archived); try the next one."""
+
+    def __init__(self, reason: str, *, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.missing = missing  # Discord does not know it (404), as opposed to closed to us
 
 
 def carries_job_marker(content: str, job_id: int) -> bool:
@@ -65,7 +74,7 @@ def _classify(exc: Exception, where: str) -> Exception:
     if isinstance(exc, discord.RateLimited):
         return DeliveryError(f"rate limited posting to {where}", retryable=True, retry_after=exc.retry_after)
     if isinstance(exc, (discord.NotFound, discord.Forbidden)):
-        return _Unusable(f"{where}: {exc.status} {exc.code}")
+        return _Unusable(f"{where}: {exc.status} {exc.code}", missing=isinstance(exc, discord.NotFound))
     if isinstance(exc, discord.HTTPException):
         if exc.status == 429 or exc.status >= 500:
             return DeliveryError(f"Discord answered {exc.status} posting to {where}", retryable=True,
@@ -114,25 +123,58 @@ class DiscordPublisher:
             targets.append(("channel", self._partial(job.channel_id, job.guild_id, None)))
         targets.append(("dm", None))
 
+        async def post(where: str, target: Any) -> int:
+            if target is None:
+                target = await self._dm_channel(job.user_id)
+            if may_exist:
+                found = await self._find_posted(target, job.id)
+                if found is not None:
+                    log.info("job %s: result already posted in %s as %s", job.id, where, found)
+                    return found
+            sent = await self._send(target, content, message.nonce, mentions, video, job.id)
+            log.info("job %s: result posted in %s as message %s", job.id, where, sent)
+            return sent
+
         reasons: list[str] = []
         for where, target in targets:
             try:
-                if target is None:
-                    target = await self._dm_channel(job.user_id)
-                if may_exist:
-                    found = await self._find_posted(target, job.id)
-                    if found is not None:
-                        log.info("job %s: result already posted in %s as %s", job.id, where, found)
-                        return found
-                sent = await self._send(target, content, message.nonce, mentions, video, job.id)
+                try:
+                    return await post(where, target)
+                except _Unusable as exc:
+                    if not (where == "thread" and exc.missing):
+                        raise
+                    made = await self._make_missing_thread(job)
+                    if made is None:
+                        raise
+                    return await post("thread", made)
             except _Unusable as exc:
                 reasons.append(str(exc))
                 log.info("job %s: %s unusable (%s); trying the next destination", job.id, where, exc)
-                continue
-            log.info("job %s: result posted in %s as message %s", job.id, where, sent)
-            return sent
         raise DeliveryError(f"job {job.id}: no destination accepted the result ({'; '.join(reasons)})",
                             retryable=False)
+
+    async def _make_missing_thread(self, job: "JobRecord") -> Any | None:
+        """The thread the row names on the summary, made now: the bot stopped after recording it (a
+        public thread on a message has the message's id) and before asking Discord. None when that
+        is not the case or Discord says no (summary deleted, thread removed by a moderator)."""
+        if not (job.channel_id and job.summary_message_id and job.thread_id == job.summary_message_id):
+            return None
+        try:
+            # The REST call itself: a partial message's create_thread wants the server in the cache.
+            made = await self.bot.http.start_thread_with_message(
+                job.channel_id, job.summary_message_id, name=thread_name(job.id, job.family.value, job.prompt),
+                auto_archive_duration=THREAD_ARCHIVE_MINUTES)
+        except discord.HTTPException as exc:
+            if exc.status == 429 or exc.status >= 500:
+                raise _classify(exc, f"thread on summary {job.summary_message_id}") from exc
+            log.info("job %s: its thread is gone and cannot be made on the summary (%s %s)", job.id,
+                     exc.status, exc.code)
+            return None
+        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+            raise _classify(exc, f"thread on summary {job.summary_message_id}") from exc
+        thread_id = int(made["id"])
+        log.info("job %s: made its missing thread %s on the summary", job.id, thread_id)
+        return self._partial(thread_id, job.guild_id, discord.ChannelType.public_thread)
 
     def _may_have_been_posted(self, job: "JobRecord") -> bool:
         """A retry, or a first attempt so late (a restart after a crash) that Discord's nonce memory

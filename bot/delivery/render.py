@@ -7,6 +7,7 @@ from bot.delivery.base import Outcome, ResultMessage, job_nonce
 from bot.jobs.models import JobRecord, JobStatus
 
 PROMPT_EXCERPT_CHARS = 180
+THREAD_NAME_CHARS = 100  # Discord's limit for a channel name
 REASON_MAX_CHARS = 400
 DEFAULT_FAILURE_REASON = "the vendor did not say why"
 
@@ -28,6 +29,12 @@ def _label(job: JobRecord) -> str:
 
 def _prompt_line(job: JobRecord) -> str:
     return "> " + defuse_mentions(_one_line(job.prompt, PROMPT_EXCERPT_CHARS)).replace("`", "'")
+
+
+def thread_name(job_id: int, family: str, prompt: str) -> str:
+    """The name of a job's thread: its number, family and the start of its prompt (names never ping)."""
+    words = " ".join(prompt.split())
+    return f"#{job_id} {family}: {words}"[:THREAD_NAME_CHARS]
 
 
 def plain_reason(reason: str | None) -> str:

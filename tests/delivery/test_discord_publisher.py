@@ -123,6 +123,63 @@ async def test_deleted_thread_falls_back_to_the_channel(
     assert [m.id for m in fake.messages_in(CHANNEL) if m.content.startswith("<@")] == [message_id]
 
 
+async def _summary_without_thread(client: discord.Client) -> int:
+    """A summary whose thread the row names (its id) but Discord never made: the bot stopped between."""
+    return (await client.get_partial_messageable(CHANNEL, guild_id=GUILD).send("summary")).id
+
+
+async def test_a_thread_recorded_but_never_made_is_made_on_the_summary(
+    publisher: DiscordPublisher, client: discord.Client, fake: FakeDiscord
+) -> None:
+    summary_id = await _summary_without_thread(client)
+    job = make_job(thread_id=summary_id, summary_message_id=summary_id, prompt="a  cat\nsurfing <@1>")
+    message_id = await publisher.deliver(job, result_for(job))
+    assert fake.threads[summary_id]["name"] == "#7 veo: a cat surfing <@1>"
+    assert [m.id for m in fake.messages_in(summary_id)] == [message_id]
+    assert [m for m in fake.messages_in(CHANNEL) if m.content.startswith("<@")] == []
+
+
+async def test_a_retry_into_a_made_thread_looks_for_the_earlier_post_first(
+    publisher: DiscordPublisher, client: discord.Client, fake: FakeDiscord
+) -> None:
+    summary_id = await _summary_without_thread(client)
+    job = make_job(thread_id=summary_id, summary_message_id=summary_id)
+    first = await publisher.deliver(job, result_for(job))
+    again = await publisher.deliver(dataclasses.replace(job, delivery_attempts=1), result_for(job))
+    assert again == first and len(fake.messages_in(summary_id)) == 1
+    assert len(fake.requests_to("POST", rf"/channels/{CHANNEL}/messages/{summary_id}/threads")) == 1
+
+
+@pytest.mark.parametrize("case", ["summary deleted", "threads forbidden", "thread deleted by a moderator"])
+async def test_a_missing_thread_that_cannot_be_made_falls_back_to_the_channel(
+    case: str, publisher: DiscordPublisher, client: discord.Client, fake: FakeDiscord
+) -> None:
+    if case == "thread deleted by a moderator":  # Discord keeps the message's thread: 160004
+        summary_id = await open_thread(client, fake)
+        fake.delete_channel(summary_id)
+    else:
+        summary_id = await _summary_without_thread(client)
+        if case == "summary deleted":
+            summary_id += 1000
+        else:
+            fake.forbid_thread_creation(CHANNEL)
+    job = make_job(thread_id=summary_id, summary_message_id=summary_id)
+    message_id = await publisher.deliver(job, result_for(job))
+    assert [m.id for m in fake.messages_in(CHANNEL) if m.content.startswith("<@")] == [message_id]
+
+
+async def test_a_busy_discord_while_making_the_thread_is_retried_not_sent_elsewhere(
+    publisher: DiscordPublisher, client: discord.Client, fake: FakeDiscord
+) -> None:
+    summary_id = await _summary_without_thread(client)
+    fake.fail("POST", rf"/channels/{CHANNEL}/messages/{summary_id}/threads", 503)
+    job = make_job(thread_id=summary_id, summary_message_id=summary_id)
+    with pytest.raises(DeliveryError) as caught:
+        await publisher.deliver(job, result_for(job))
+    assert caught.value.retryable is True
+    assert [m for m in fake.messages_in(CHANNEL) if m.content.startswith("<@")] == []
+
+
 async def test_forbidden_channel_falls_back_to_a_dm(publisher: DiscordPublisher, fake: FakeDiscord) -> None:
     fake.forbid_sending(CHANNEL)
     job = make_job()

@@ -29,7 +29,9 @@ class GatedDiscord(FakeDiscord):
     - `archived_threads`: posting there answers 400 / 50083 (archived and locked);
     - `refuse_dms`: DMs answer 403 / 50007 (the member closed them);
     - `lose_answers`: the next N result posts make the message, then answer 503 (the bot never sees it);
-    - `forget_nonces()`: Discord's nonce memory lapsed (minutes passed).
+    - `forget_nonces()`: Discord's nonce memory lapsed (minutes passed);
+    - `drop_held`: a request held before it is made never reached Discord: when the gate opens it
+      answers 503 and makes nothing (the bot that sent it is dead by then).
     """
 
     def __init__(self) -> None:
@@ -41,6 +43,7 @@ class GatedDiscord(FakeDiscord):
         self.archived_threads: set[int] = set()
         self.refuse_dms = False
         self.lose_answers = 0
+        self.drop_held = False
 
     def open_gate(self) -> None:
         self.hold = None
@@ -78,6 +81,8 @@ class GatedDiscord(FakeDiscord):
         if point == "before_create":
             self.holding.set()
             await self._gate.wait()
+            if self.drop_held:
+                return _discord_error(503, 0, "upstream connect error")
         response = await super().post_thread_on_message(request, body, files, channel_id, message_id)
         if point == "after_create":
             self.holding.set()

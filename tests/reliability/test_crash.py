@@ -132,6 +132,29 @@ async def test_kill_after_discord_made_the_thread_before_the_bot_heard(tmp_path:
         assert await invariant_violations(harness) == []
 
 
+async def test_kill_after_the_thread_is_recorded_before_discord_made_it(tmp_path: Path) -> None:
+    """The row names the thread (the summary's id) but Discord never made it: delivery makes it on the
+    summary, so the result still lands under the member's request, not in the channel."""
+    async with crash_harness(tmp_path) as (harness, discord):
+        await harness.start_bot()
+        discord.hold, discord.hold_kind, discord.drop_held = "before_create", "thread", True
+        await command(harness, "veo", "crash point: thread recorded, never made")
+        await harness.wait_for(discord.holding.is_set, "thread request held")
+        row = await wait_for_row(harness, "SELECT thread_id, summary_message_id FROM jobs WHERE thread_id IS NOT NULL",
+                                 "thread recorded")
+        assert await harness.kill() == -9
+        discord.open_gate()
+        assert discord.threads == {}
+
+        done = await restart_and_finish(harness, harness.kie)
+        assert done["status"] == "succeeded"
+        assert await harness.terminate() == 0
+        [result] = result_messages(discord, 1)
+        assert result.channel_id == row["thread_id"] == row["summary_message_id"]
+        assert list(discord.threads) == [row["thread_id"]]
+        assert await invariant_violations(harness) == []
+
+
 async def test_kill_while_the_kie_submit_is_on_the_wire_reconciles_by_callback(tmp_path: Path) -> None:
     async with crash_harness(tmp_path) as (harness, discord):
         await harness.start_bot()
