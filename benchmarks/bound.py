@@ -51,16 +51,18 @@ def _draws(rng: random.Random, vendor_model: str, sigma: float, failures: str, c
     return successes, failed
 
 
-def _judge(polls: list[float], ends: list[float]) -> tuple[float, float, float]:
-    """(late share, mean requests, median lag) of a fixed plan on these finish times (past the
-    plan: late)."""
+def _judge(polls: list[float], ends: list[float]) -> tuple[float, float, float, float]:
+    """(late share, mean requests, median lag, share noticed within PROMPT_SECONDS) of a fixed plan
+    on these finish times (past the plan: late)."""
     lags, requests = [], 0
     for end in ends:
         index = bisect.bisect_left(polls, end)
         lags.append(math.inf if index == len(polls) else polls[index] - end)
         requests += min(index + 1, len(polls))
     lags.sort()
-    return sum(lag > LATE_SECONDS for lag in lags) / len(lags), requests / len(ends), lags[len(lags) // 2]
+    late = sum(lag > LATE_SECONDS for lag in lags) / len(lags)
+    prompt = bisect.bisect_right(lags, PROMPT_SECONDS) / len(lags)
+    return late, requests / len(ends), lags[len(lags) // 2], prompt
 
 
 def _frontier(kinds: list[tuple[float, FinishTimes, list[float]]], budget: float, min_gap: float) -> None:
@@ -76,11 +78,9 @@ def _frontier(kinds: list[tuple[float, FinishTimes, list[float]]], budget: float
         late = prompt = median = 0.0
         for weight, truth, fresh in kinds:
             polls = optimal_polls(truth, budget, min_gap, lag_weight=lag_weight, prompt_weight=prompt_weight)
-            kind_late, _, kind_median = _judge(polls, fresh)
-            within = sum(1 for end in fresh if (i := bisect.bisect_left(polls, end)) < len(polls)
-                         and polls[i] - end <= PROMPT_SECONDS)
+            kind_late, _, kind_median, kind_prompt = _judge(polls, fresh)
             late += weight * kind_late
-            prompt += weight * within / len(fresh) / total
+            prompt += weight * kind_prompt / total
             median += weight * kind_median / total
         print(f"| {lag_weight:g} | {prompt_weight:g} | {late:.2%} | {prompt:.1%} | {median:.1f} s |")
 
@@ -100,15 +100,15 @@ def main() -> None:
     rng = random.Random(args.seed)
     schedule = PollSchedule(None, FakeClock(), explore_share=0,  # type: ignore[arg-type]
                             smooth_history=not args.unsmoothed)
-    must_be_late = bot_late = 0.0
+    must_be_late = bot_late = bot_prompt = 0.0
     kinds: list[tuple[float, FinishTimes, list[float]]] = []
     print(f"budget {args.budget} requests/job, late = noticed > {LATE_SECONDS:.0f} s after the vendor finished\n")
     print("| kind | share of jobs | best possible late share | its requests/job | its median lag"
-          " | bot's plan: late share | bot's requests/job | bot's median lag |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          f" | bot's plan: late share | bot's requests/job | bot's median lag | bot's within {PROMPT_SECONDS:.0f} s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for weight, fields in REQUEST_MIX:
         if fields["family"] is Family.KLING:
-            print(f"| kling-{fields['model']} | {weight:.0%} | 0 (reports progress: counted as never late) | | | | | |")
+            print(f"| kling-{fields['model']} | {weight:.0%} | 0 (reports progress: counted as never late) | | | | | | |")
             continue
         model = get_model(fields["model"]) if "model" in fields else models_for(fields["family"])[0]
         successes, failed = _draws(rng, model.vendor_model, args.sigma, args.failures, SAMPLE)
@@ -117,7 +117,7 @@ def main() -> None:
         best = optimal_polls(truth, args.budget, schedule.min_interval, lag_weight=1e-6, prompt_weight=0.0)
         fresh = [took for took, _ in (draw_outcome(rng, model.vendor_model, args.sigma, args.failures)
                                       for _ in range(TRIALS))]
-        best_late, best_requests, best_median = _judge(best, fresh)
+        best_late, best_requests, best_median, _ = _judge(best, fresh)
         kinds.append((weight, truth, fresh))
         # The bot's plans: each from one history (HISTORY_ROWS successes, the vendor's failures among
         # 2,000), averaged over HISTORIES of them, since one sample can be lucky or not.
@@ -128,14 +128,17 @@ def main() -> None:
                 history += _draws(rng, model.vendor_model, args.sigma, args.failures, args.history)[0]
             plan = schedule.build_plan(model.key, history[:args.history], history_failed, 2000)
             judged.append(_judge([*plan.early_checks, *plan.offsets], fresh))
-        ours_late, ours_requests, ours_median = (sum(column) / HISTORIES for column in zip(*judged))
+        ours_late, ours_requests, ours_median, ours_prompt = (sum(column) / HISTORIES for column in zip(*judged))
         must_be_late += weight * best_late
         bot_late += weight * ours_late
+        bot_prompt += weight * ours_prompt
         print(f"| {model.key} | {weight:.0%} | {best_late:.2%} | {best_requests:.2f}"
               f" (planned {expected_requests(truth, best):.2f}) | {best_median:.1f} s | {ours_late:.2%} | {ours_requests:.2f}"
-              f" | {ours_median:.1f} s |")
+              f" | {ours_median:.1f} s | {ours_prompt:.1%} |")
     print(f"\nall jobs noticed late, at best: {must_be_late:.2%} (the p99 can be <= {LATE_SECONDS:.0f} s only"
-          f" if this is under 1%); with the bot's plans: {bot_late:.2%}. Failure rate {FAILURE_RATE:.0%},"
+          f" if this is under 1%); with the bot's plans: {bot_late:.2%}, noticing"
+          f" {bot_prompt / sum(weight for weight, _, _ in kinds):.1%} of the Veo and Sora jobs within"
+          f" {PROMPT_SECONDS:.0f} s. Failure rate {FAILURE_RATE:.0%},"
           f" sigma {args.sigma}, failures '{args.failures}'; the bot learns from {args.history} past successes"
           f" per kind, {'unsmoothed' if args.unsmoothed else 'smoothed'}.")
     if args.frontier:
