@@ -84,6 +84,7 @@ class JobRecord:
     delivery_attempts: int
     result_message_id: int | None
     delivered_at: float | None
+    progress: float | None = None  # the vendor's last progress reading while running (0..1)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> "JobRecord":

@@ -332,12 +332,12 @@ class Poller:
             now = self.clock.now()
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
-                progress=result.progress, finishing=result.finishing,
+                progress=result.progress, previous_progress=job.progress, finishing=result.finishing,
                 callback=self.submission.callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,
-                      "next_due_at": next_at}
+                      "next_due_at": next_at, "progress": result.progress}
             if result.video_url:  # a lesser result already exists (kie's 720p while 1080p is made)
                 values["video_url"] = result.video_url
             await self._transition(job, values)

@@ -12,8 +12,11 @@ The polls before the fastest success seen are the plan's early checks; the rest 
 Stragglers past the plan are backed off in proportion to how long they have run.
 
 Two other signals override the plan:
-- vendor progress (Kling's percentage): the finish is extrapolated and polled just after it; a
-  finishing phase with no rate to go by (kie.ai's 1080p upsampling) is polled sparsely instead;
+- vendor progress (Kling's percentage): the finish is extrapolated and polled just after it, once the
+  figure has moved since the job's previous reading. Many gateways report a fixed figure per stage
+  (new-api: 10% submitted, 20% queued, 30% in progress), which says nothing about the time left; a
+  figure that stands still falls back to the plan. A finishing phase with no rate to go by (kie.ai's
+  1080p upsampling) is polled sparsely instead;
 - a completion callback (kie.ai with PUBLIC_BASE_URL): the callback triggers the real check, so the
   plan is only a sparse safety net whose first poll comes after nearly every job of the kind is done.
   The callback reports failures as well, so it gets no early checks either.
@@ -122,18 +125,21 @@ class PollSchedule:
         return Distribution.smoothed(samples) if self.smooth_history else Distribution.from_samples(samples)
 
     async def next_poll_at(self, *, model_key: str, mode: str, submitted_at: float, now: float,
-                           progress: float | None = None, finishing: bool = False,
-                           callback: bool = False) -> float:
+                           progress: float | None = None, previous_progress: float | None = None,
+                           finishing: bool = False, callback: bool = False) -> float:
         """The absolute time of the next status request for a running job.
 
+        `progress`: the vendor's figure now; `previous_progress`: at the job's reading before (None
+        if there was none). Only a figure that moved is a rate to extrapolate.
         `callback`: the vendor will call back on completion, so only a sparse safety net is planned.
         """
         elapsed = max(0.0, now - submitted_at)
         earliest = now + self.min_interval if elapsed > 0 else now
         if finishing and not callback:  # no rate to extrapolate, and minutes may be left
             return now + min(self.max_interval, max(self.min_interval, FINISHING_SHARE * elapsed))
-        if progress is not None and 0.02 <= progress < 1.0 and elapsed >= self.min_interval and not callback:
-            return max(earliest, self._after_progress(now, elapsed, progress))
+        moved = progress is not None and previous_progress is not None and progress > previous_progress + 1e-9
+        if moved and 0.02 <= progress < 1.0 and elapsed >= self.min_interval and not callback:  # type: ignore[operator]
+            return max(earliest, self._after_progress(now, elapsed, progress))  # type: ignore[arg-type]
         plan = await self.plan_for(model_key, mode)
         if callback:
             if elapsed < plan.safety_net_first:

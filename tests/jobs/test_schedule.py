@@ -43,12 +43,15 @@ def _polls_until(offsets: list[float], done_after: float) -> tuple[int, float]:
 
 
 async def _offsets(schedule: PollSchedule, now: float, horizon: float, progress_of=None) -> list[float]:  # type: ignore[no-untyped-def]
-    """The poll times the schedule would produce for one job, walking forward."""
-    at, offsets = now, []
+    """The poll times the schedule would produce for one job, walking forward (as the poller does: each
+    poll passes the progress read now and the one read at the poll before)."""
+    at, offsets, previous = now, [], None
     while at - now < horizon:
-        progress = progress_of(at - now) if progress_of else None
-        at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=at, progress=progress)
+        progress = progress_of(at - now) if progress_of and at > now else None
+        at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=at, progress=progress,
+                                         previous_progress=previous)
         offsets.append(at - now)
+        previous = progress
     return offsets
 
 
@@ -103,6 +106,22 @@ async def test_progress_estimates_the_finish(db: Database, fake_clock: FakeClock
     offsets = await _offsets(schedule, fake_clock.now(), 400, progress_of=lambda e: min(0.99, e / total))
     count, lag = _polls_until(offsets, total)
     assert count <= 10 and lag <= 3.0
+
+
+async def test_a_figure_per_stage_is_not_a_rate_the_plan_decides(db: Database, fake_clock: FakeClock) -> None:
+    # new-api, which most resellers run, says 10% submitted, 20% queued, 30% in progress, whatever the
+    # time left. Read as a rate, a 150 s job at "30%" would look 2.3x its age from done, and be asked
+    # again only every minute. The plan decides instead, with one wasted request at most per change.
+    await _finished_jobs(db, _lognormal(150, 0.15, 300, seed=1), fake_clock.now() - 10_000)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, max_interval=60, explore_share=0)
+    start = fake_clock.now()
+    plain = await _offsets(schedule, start, 400)
+    stuck = await _offsets(schedule, start, 400, progress_of=lambda e: 0.3)
+    assert stuck == plain
+    staged = await _offsets(schedule, start, 400, progress_of=lambda e: 0.1 if e < 10 else 0.2 if e < 20 else 0.3)
+    assert len([at for at in staged if at not in plain]) <= 2
+    for finish in (140.0, 150.0, 175.0):
+        assert _polls_until(staged, finish)[1] <= _polls_until(plain, finish)[1] + 1e-9
 
 
 def test_error_backoff_grows_with_jitter_and_honours_retry_after(fake_clock: FakeClock) -> None:
@@ -171,7 +190,8 @@ async def test_ninety_nine_percent_is_a_second_or_two_from_done(fake_clock: Fake
     # not after 5% of the elapsed time as a finishing phase would be.
     schedule = PollSchedule(None, fake_clock, min_interval=3, max_interval=60, explore_share=0)  # type: ignore[arg-type]
     start = fake_clock.now()
-    at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start + 200, progress=0.99)
+    at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=start + 200, progress=0.99,
+                                     previous_progress=0.97)
     assert 3.0 <= at - (start + 200) <= 3.1  # 200 / 0.99 - 200 left, and the 1 s margin
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.catalog import Family, ProviderName
+import pytest
+
+from bot.catalog import Family, ProviderName, get_model
 from bot.clock import FakeClock
 from bot.jobs.models import DeliveryState, JobStatus
 from bot.jobs.poller import Poller
 from bot.providers.registry import build_providers, close_providers
 from bot.validation import GenerationRequest
 from storage.database import Database
-from tests.fakes.vendors import Fault, FakeKieVendor, FakeUnifiedVendor, Outcome
+from tests.fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
 from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota, RecordingPublisher, make_settings, record_audit_in
 from bot.jobs.service import JobService
 
@@ -123,4 +125,31 @@ async def test_the_loop_runs_jobs_and_stops_cleanly(db: Database, fake_clock: Fa
             assert publisher.delivered and publisher.delivered[0][0] == job.id
         finally:
             await asyncio.wait_for(poller.stop(), timeout=10)
+            await close_providers(providers)
+
+
+@pytest.mark.parametrize("progress", ["linear", "stages"])
+async def test_kling_results_are_noticed_soon_whatever_the_gateways_progress_means(
+    progress: str, db: Database, fake_clock: FakeClock
+) -> None:
+    # "linear": the share done, extrapolated to the finish. "stages": new-api's 10% / 20% / 30%, which
+    # says nothing about the time left; read as a rate, a job at "30%" was asked every minute.
+    duration = get_model("kling-v3-std-silent").timing.p50
+    async with FakeKlingVendor(api_key="g", clock=fake_clock, duration=duration, progress=progress) as kling:
+        settings = make_settings(kling_api_key="g", kling_base_url=kling.base_url)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.KLING, prompt="waves on a cliff", model="std"))
+            job = await jobs.create_job(REQUESTER, spec)
+            give_up = fake_clock.now() + 3600
+            while not publisher.delivered and fake_clock.now() < give_up:
+                await poller.run_once()
+                fake_clock.advance(0.5)
+            task = next(iter(kling.tasks.values()))
+            lag = fake_clock.now() - task.finishes_at
+            assert publisher.delivered and publisher.delivered[0][0] == job.id
+            assert lag <= (5.0 if progress == "linear" else 10.0)
+            assert task.status_calls <= 10
+        finally:
             await close_providers(providers)

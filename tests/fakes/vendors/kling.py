@@ -11,6 +11,9 @@ from tests.fakes.vendors.base import FakeTask, FakeVendor, Handler, _json_body
 
 
 KlingShape = Literal["openai", "envelope", "envelope_legacy", "simple", "native"]
+ProgressStyle = Literal["linear", "stages"]
+# new-api's figure per stage, whatever the time left: submitted 10%, queued 20%, in progress 30%.
+_STAGE_PERCENT = (10, 20, 30)
 
 # (running statuses walked through, success, failure) per response shape.
 _KLING_STATUSES: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -27,7 +30,9 @@ class FakeKlingVendor(FakeVendor):
 
     Knobs: `shape` (openai | envelope | envelope_legacy (URL in fail_reason on SUCCESS) | simple |
     native) for create and poll answers; `serve_paths` (which poll paths exist: "videos" =
-    /v1/videos/{id}, "generations" = /v1/video/generations/{id}; the other answers 404).
+    /v1/videos/{id}, "generations" = /v1/video/generations/{id}; the other answers 404);
+    `progress` ("linear": the share of the run done, truncated to whole percents; "stages": new-api's
+    fixed figure per stage, 10% / 20% / 30% until done).
     """
 
     vendor = "kling"
@@ -37,11 +42,13 @@ class FakeKlingVendor(FakeVendor):
         *,
         shape: KlingShape = "openai",
         serve_paths: frozenset[str] = frozenset({"videos", "generations"}),
+        progress: ProgressStyle = "linear",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.shape: KlingShape = shape
         self.serve_paths = serve_paths
+        self.progress: ProgressStyle = progress
 
     def routes(self) -> list[tuple[str, str, Handler, str]]:
         return [
@@ -89,8 +96,9 @@ class FakeKlingVendor(FakeVendor):
         now = self.clock.now()
         running, success, failure = _KLING_STATUSES[self.shape]
         done = task.done(now)
+        stage = min(len(running) - 1, int(task.fraction(now) * len(running)))
         if not done:
-            status = running[min(len(running) - 1, int(task.fraction(now) * len(running)))]
+            status = running[stage]
         else:
             status = success if task.outcome.success else failure
         ok = done and task.outcome.success
@@ -98,6 +106,8 @@ class FakeKlingVendor(FakeVendor):
         reason = task.outcome.reason if done and not task.outcome.success else ""
         code = task.outcome.code or "generation_failed"
         percent = int(task.fraction(now) * 100)
+        if self.progress == "stages":
+            percent = 100 if done else _STAGE_PERCENT[-1] if stage == len(running) - 1 else _STAGE_PERCENT[min(stage, 1)]
         if self.shape == "openai":
             answer: dict[str, Any] = {"id": task.id, "object": "video", "status": status, "progress": percent}
             if url:
