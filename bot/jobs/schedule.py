@@ -140,8 +140,9 @@ class PollSchedule:
         if finishing and not callback:  # no rate to extrapolate, and minutes may be left
             return now + min(self.max_interval, max(self.min_interval, FINISHING_SHARE * elapsed))
         moved = progress is not None and previous_progress is not None and progress > previous_progress + 1e-9
-        if moved and 0.02 <= progress < 1.0 and elapsed >= self.min_interval and not callback:  # type: ignore[operator]
-            return max(earliest, self._after_progress(now, elapsed, progress))  # type: ignore[arg-type]
+        if moved and progress is not None and 0.02 <= progress < 1.0 and elapsed >= self.min_interval \
+                and not callback:
+            return max(earliest, self._after_progress(now, elapsed, progress))
         plan = await self.plan_for(model_key, mode)
         if callback:
             if elapsed < plan.safety_net_first:
