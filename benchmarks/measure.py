@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.sim import SimDriver, percentile, untracked
 from bot.catalog import Family
 from bot.clock import FakeClock
+from bot.jobs.placement import LATE_SECONDS, PROMPT_SECONDS
 from bot.jobs.service import JobService, Requester
 from bot.validation import GenerationRequest
 from storage.database import Database
@@ -140,20 +141,21 @@ def ms(seconds: float | None) -> float | None:
 def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[Any]],
               publisher: RecordingPublisher, created_ids: set[int], driver: SimDriver,
               pump: CallbackPump | None) -> dict[str, Any]:
-    tasks = {(name, task_id): (finishes_at, status_calls + hd_calls)
-             for name, task_id, finishes_at, status_calls, hd_calls in vendor_tasks}
+    tasks = {(name, task_id): (finishes_at, status_calls + hd_calls, model)
+             for name, task_id, finishes_at, status_calls, hd_calls, model in vendor_tasks}
     groups: dict[str, tuple[list[float], list[float], list[int]]] = {"all": ([], [], [])}
     for job_id in created_ids:
         delivery = publisher.deliveries[job_id]
         task = tasks.get((delivery.provider, delivery.task_id or ""))
         if task is None:
             continue
-        finishes_at, requests = task
+        finishes_at, requests, vendor_model = task
         latency = driver.timeline.real_latency(finishes_at, delivery.sim_at, delivery.wall_at)
         sim_latency = max(0.0, delivery.sim_at - finishes_at)
         outcome = "succeeded" if delivery.status == "succeeded" else "failed"
         paced = driver.paced_span is not None and driver.paced_span[0] <= finishes_at <= driver.paced_span[1]
-        for key in ("all", delivery.provider, outcome, *(("paced",) if paced else ())):
+        # Per vendor model too ("model:sora-2"): compares with benchmarks/bound.py's offline figures.
+        for key in ("all", delivery.provider, outcome, f"model:{vendor_model}", *(("paced",) if paced else ())):
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(latency)
             bucket[1].append(sim_latency)
@@ -166,6 +168,10 @@ def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[
             "jobs": len(latencies),
             "latency_p50": rnd(percentile(latencies, 0.5)), "latency_p95": rnd(percentile(latencies, 0.95)),
             "latency_p99": rnd(percentile(latencies, 0.99)),
+            # The share noticed more than LATE_SECONDS late: the p99 is under it when this is under 1%.
+            "late_share": round(sum(lag > LATE_SECONDS for lag in latencies) / len(latencies), 5) if latencies else None,
+            "within_prompt_share": (round(sum(lag <= PROMPT_SECONDS for lag in latencies) / len(latencies), 4)
+                                    if latencies else None),
             "sim_latency_p50": rnd(percentile(sim_latencies, 0.5)), "sim_latency_p99": rnd(percentile(sim_latencies, 0.99)),
             "status_requests_per_job": round(sum(requests) / len(requests), 2) if requests else None,
             "status_requests_p99": percentile([float(r) for r in requests], 0.99),

@@ -108,7 +108,7 @@ class Vendors:
         return web.json_response({"fired": len(due), "next_due": self._due[0][0] if self._due else None})
 
     async def tasks(self, request: web.Request) -> web.Response:
-        rows = [[name, task.id, task.finishes_at, task.status_calls, task.hd_calls]
+        rows = [[name, task.id, task.finishes_at, task.status_calls, task.hd_calls, str(task.body.get("model", ""))]
                 for name, vendor in self.all.items() for task in vendor.tasks.values()]
         return web.json_response(rows)
 
