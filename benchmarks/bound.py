@@ -13,7 +13,7 @@ must be late exceed 1% of all jobs, no schedule within the budget gets the p99 t
 when a plan buys a shorter median, i.e. whether both targets fit in one plan.
 
     python benchmarks/bound.py [--budget 10] [--sigma 0.15] [--failures realistic] [--history 1000]
-                               [--unsmoothed] [--frontier]
+                               [--unsmoothed] [--notice 0.25] [--frontier]
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.catalog import Family, get_model, models_for  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.jobs.placement import (  # noqa: E402
-    LAG_WEIGHT, LATE_SECONDS, PROMPT_SECONDS, PROMPT_WEIGHT, Distribution, FinishTimes, expected_requests, optimal_polls,
+    LAG_WEIGHT, LATE_SECONDS, PROMPT_SECONDS, PROMPT_WEIGHT, Distribution, FinishTimes, PlanMix, optimal_mix,
 )
-from bot.jobs.schedule import HISTORY_ROWS, PollSchedule  # noqa: E402
+from bot.jobs.schedule import HISTORY_ROWS, PollPlan, PollSchedule, follows_dearer  # noqa: E402
 from benchmarks.workload import FAILURE_RATE, REQUEST_MIX, SIGMA, draw_outcome  # noqa: E402
 
 SAMPLE = 20_000
 TRIALS = 100_000
 HISTORIES = 5
+NOTICE = 0.25  # seconds from sending a poll to handing its result over (benchmarks/scenario.py VENDOR_LATENCY)
 # (lag weight, prompt weight) pairs: lateness alone, then lag alone, then slowness beside a little lag.
 FRONTIER_WEIGHTS = ((1e-6, 0.0), (0.001, 0.0), (0.003, 0.0), (0.01, 0.0), (0.03, 0.0),
                     (0.003, 0.01), (0.003, 0.03), (0.003, 0.05), (0.003, 0.1))
@@ -51,13 +52,23 @@ def _draws(rng: random.Random, vendor_model: str, sigma: float, failures: str, c
     return successes, failed
 
 
-def _judge(polls: list[float], ends: list[float]) -> tuple[float, float, float, float]:
-    """(late share, mean requests, median lag, share noticed within PROMPT_SECONDS) of a fixed plan
-    on these finish times (past the plan: late)."""
+def _judge(plan: list[float] | PlanMix | PollPlan, ends: list[float], notice: float) -> tuple[float, float, float, float]:
+    """(late share, mean requests, median lag, share noticed within PROMPT_SECONDS) of a plan on these
+    finish times, each handed over `notice` after the poll that found it (past the plan: late). With
+    a plan pair, the n-th job follows the plan that job id n would."""
+    if isinstance(plan, PollPlan):
+        cheaper = [*plan.early_checks, *plan.offsets]
+        dearer = [*plan.dearer.early_checks, *plan.dearer.offsets] if plan.dearer else cheaper
+        share = plan.dearer_share
+    elif isinstance(plan, PlanMix):
+        cheaper, dearer, share = plan.cheaper, plan.dearer, plan.dearer_share
+    else:
+        cheaper, dearer, share = plan, plan, 0.0
     lags, requests = [], 0
-    for end in ends:
+    for job_id, end in enumerate(ends, start=1):
+        polls = dearer if follows_dearer(job_id, share) else cheaper
         index = bisect.bisect_left(polls, end)
-        lags.append(math.inf if index == len(polls) else polls[index] - end)
+        lags.append(math.inf if index == len(polls) else polls[index] + notice - end)
         requests += min(index + 1, len(polls))
     lags.sort()
     late = sum(lag > LATE_SECONDS for lag in lags) / len(lags)
@@ -65,7 +76,8 @@ def _judge(polls: list[float], ends: list[float]) -> tuple[float, float, float, 
     return late, requests / len(ends), lags[len(lags) // 2], prompt
 
 
-def _frontier(kinds: list[tuple[float, FinishTimes, list[float]]], budget: float, min_gap: float) -> None:
+def _frontier(kinds: list[tuple[float, FinishTimes, list[float]]], budget: float, min_gap: float,
+              notice: float) -> None:
     """How the tail trades against the median, for plans that know the true distributions: the
     placement's weights swept from "lateness only" to "mostly the median"."""
     print(f"\nthe best plans' trade, by the placement's weights (Veo and Sora kinds; Kling counted never late;"
@@ -77,8 +89,9 @@ def _frontier(kinds: list[tuple[float, FinishTimes, list[float]]], budget: float
     for lag_weight, prompt_weight in FRONTIER_WEIGHTS:
         late = prompt = median = 0.0
         for weight, truth, fresh in kinds:
-            polls = optimal_polls(truth, budget, min_gap, lag_weight=lag_weight, prompt_weight=prompt_weight)
-            kind_late, _, kind_median, kind_prompt = _judge(polls, fresh)
+            polls = optimal_mix(truth, budget, min_gap, lag_weight=lag_weight, prompt_weight=prompt_weight,
+                                notice=notice)
+            kind_late, _, kind_median, kind_prompt = _judge(polls, fresh, notice)
             late += weight * kind_late
             prompt += weight * kind_prompt / total
             median += weight * kind_median / total
@@ -94,6 +107,9 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=HISTORY_ROWS,
                         help="past successes per kind the bot's plans are learned from (default %(default)s)")
     parser.add_argument("--unsmoothed", action="store_true", help="the bot plans on its raw history, unsmoothed")
+    parser.add_argument("--notice", type=float, default=NOTICE,
+                        help="seconds from sending the poll that finds a job to handing its result to Discord"
+                             " (default %(default)s: one vendor round trip, as in the benchmark's real-pace stretch)")
     parser.add_argument("--frontier", action="store_true",
                         help="also sweep the lag weight of the true-distribution plans: the tail against the median")
     args = parser.parse_args()
@@ -102,7 +118,8 @@ def main() -> None:
                             smooth_history=not args.unsmoothed)
     must_be_late = bot_late = bot_prompt = 0.0
     kinds: list[tuple[float, FinishTimes, list[float]]] = []
-    print(f"budget {args.budget} requests/job, late = noticed > {LATE_SECONDS:.0f} s after the vendor finished\n")
+    print(f"budget {args.budget} requests/job, late = handed over > {LATE_SECONDS:.0f} s after the vendor finished,"
+          f" {args.notice:g} s after the poll that found it was sent\n")
     print("| kind | share of jobs | best possible late share | its requests/job | its median lag"
           f" | bot's plan: late share | bot's requests/job | bot's median lag | bot's within {PROMPT_SECONDS:.0f} s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -114,10 +131,11 @@ def main() -> None:
         successes, failed = _draws(rng, model.vendor_model, args.sigma, args.failures, SAMPLE)
         truth = FinishTimes(Distribution.from_samples(successes), Distribution.from_samples(failed),
                             len(failed) / SAMPLE)
-        best = optimal_polls(truth, args.budget, schedule.min_interval, lag_weight=1e-6, prompt_weight=0.0)
+        best = optimal_mix(truth, args.budget, schedule.min_interval, lag_weight=1e-6, prompt_weight=0.0,
+                           notice=args.notice)
         fresh = [took for took, _ in (draw_outcome(rng, model.vendor_model, args.sigma, args.failures)
                                       for _ in range(TRIALS))]
-        best_late, best_requests, best_median, _ = _judge(best, fresh)
+        best_late, best_requests, best_median, _ = _judge(best, fresh, args.notice)
         kinds.append((weight, truth, fresh))
         # The bot's plans: each from one history (HISTORY_ROWS successes, the vendor's failures among
         # 2,000), averaged over HISTORIES of them, since one sample can be lucky or not.
@@ -127,13 +145,13 @@ def main() -> None:
             while len(history) < args.history:
                 history += _draws(rng, model.vendor_model, args.sigma, args.failures, args.history)[0]
             plan = schedule.build_plan(model.key, history[:args.history], history_failed, 2000)
-            judged.append(_judge([*plan.early_checks, *plan.offsets], fresh))
+            judged.append(_judge(plan, fresh, args.notice))
         ours_late, ours_requests, ours_median, ours_prompt = (sum(column) / HISTORIES for column in zip(*judged))
         must_be_late += weight * best_late
         bot_late += weight * ours_late
         bot_prompt += weight * ours_prompt
         print(f"| {model.key} | {weight:.0%} | {best_late:.2%} | {best_requests:.2f}"
-              f" (planned {expected_requests(truth, best):.2f}) | {best_median:.1f} s | {ours_late:.2%} | {ours_requests:.2f}"
+              f" (planned {best.expected_requests(truth):.2f}) | {best_median:.1f} s | {ours_late:.2%} | {ours_requests:.2f}"
               f" | {ours_median:.1f} s | {ours_prompt:.1%} |")
     print(f"\nall jobs noticed late, at best: {must_be_late:.2%} (the p99 can be <= {LATE_SECONDS:.0f} s only"
           f" if this is under 1%); with the bot's plans: {bot_late:.2%}, noticing"
@@ -142,7 +160,7 @@ def main() -> None:
           f" sigma {args.sigma}, failures '{args.failures}'; the bot learns from {args.history} past successes"
           f" per kind, {'unsmoothed' if args.unsmoothed else 'smoothed'}.")
     if args.frontier:
-        _frontier(kinds, args.budget, schedule.min_interval)
+        _frontier(kinds, args.budget, schedule.min_interval, args.notice)
 
 
 if __name__ == "__main__":

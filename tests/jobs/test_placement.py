@@ -10,13 +10,16 @@ import pytest
 from bot.jobs.placement import (
     LAG_WEIGHT,
     LATE_SECONDS,
+    NOTICE_SECONDS,
     PROMPT_SECONDS,
+    PROMPT_WEIGHT,
     Distribution,
     FinishTimes,
     _candidates,
     _cell_costs,
     _cheapest,
     expected_requests,
+    optimal_mix,
     optimal_polls,
 )
 
@@ -72,9 +75,9 @@ def test_a_plans_cells_add_up_to_the_lateness_slowness_and_lag_of_its_jobs() -> 
     # The programme is exact over cells; this checks what a cell costs, against the definition.
     finish = FinishTimes(Distribution.from_samples(_lognormal(150, 0.15, 400, seed=7)),
                          Distribution.from_samples([8.0, 12.0, 20.0, 24.0]), 0.05)
-    lag_weight, prompt_weight = 0.003, 0.03
+    lag_weight, prompt_weight, notice = 0.003, 0.03, NOTICE_SECONDS
     instants, done = _candidates(finish, finish.last, 3.0)
-    cells = _cell_costs(finish, instants, done, 3.0, lag_weight, prompt_weight)
+    cells = _cell_costs(finish, instants, done, 3.0, lag_weight, prompt_weight, notice)
     plan, index = [], 0
     while index + 13 < len(instants) - 1:
         index += 4 if len(plan) % 2 else 13  # candidates 1 s apart where jobs end: gaps of 4 s and 13 s
@@ -91,10 +94,26 @@ def test_a_plans_cells_add_up_to_the_lateness_slowness_and_lag_of_its_jobs() -> 
     while at < polls[-1]:
         share = finish.cdf(at + step) - finish.cdf(at)
         if share:
-            lag = next(poll for poll in polls if poll >= at + step / 2) - (at + step / 2)
-            direct += share * ((lag > LATE_SECONDS) + prompt_weight * (lag > PROMPT_SECONDS) + lag_weight * lag)
+            found = next(poll for poll in polls if poll >= at + step / 2) - (at + step / 2)
+            lag = found + notice  # the member's lag: the poll's round trip and the handing over come after
+            # The lag term leaves out the constant `notice` (it moves every plan alike).
+            direct += share * ((lag > LATE_SECONDS) + prompt_weight * (lag > PROMPT_SECONDS) + lag_weight * found)
         at += step
     assert summed == pytest.approx(direct, rel=2e-3)
+
+
+def test_plans_leave_room_for_the_round_trip_after_the_poll() -> None:
+    # Many jobs end early (a wide spread): there, the cheapest on-time gap is all a plan can afford.
+    # Planned as if a result reached Discord the instant its poll was sent, the jobs that finished
+    # just after a poll arrive late once the poll's round trip is counted.
+    finish = FinishTimes(Distribution.from_samples(_lognormal(150, 0.25, 2000, seed=11)))
+    ends = _lognormal(150, 0.25, 20_000, seed=12)
+    naive = optimal_polls(finish, 8.0, 3.0, notice=0.0)
+    aware = optimal_polls(finish, 8.0, 3.0)
+    assert expected_requests(finish, aware) <= 8.0
+    assert any(LATE_SECONDS - NOTICE_SECONDS < b - a <= LATE_SECONDS for a, b in zip(naive, naive[1:]))
+    assert not any(LATE_SECONDS - NOTICE_SECONDS < b - a <= LATE_SECONDS for a, b in zip(aware, aware[1:]))
+    assert _late_on(aware, ends) < 0.8 * _late_on(naive, ends)
 
 
 def test_plans_keep_the_budget_the_gap_and_end_where_every_job_has_ended() -> None:
@@ -106,6 +125,35 @@ def test_plans_keep_the_budget_the_gap_and_end_where_every_job_has_ended() -> No
         assert polls[-1] == finish.last
         if budget >= 10.0:
             assert finish.cdf(polls[0]) < 0.02  # with enough to spend, few jobs wait long at the fast end
+
+
+def test_a_plan_pair_spends_the_budget_that_one_plan_leaves() -> None:
+    finish = FinishTimes(Distribution.from_samples(_lognormal(240, 0.15, 1000, seed=1)),
+                         Distribution.from_samples([6.0, 9.0, 14.0, 20.0, 24.0, 90.0]), 0.03)
+    spent = []
+    for budget in (6.0, 7.5, 9.8):
+        mix = optimal_mix(finish, budget, 3.0)
+        assert mix.cheaper == optimal_polls(finish, budget, 3.0)
+        assert 0.0 < mix.dearer_share < 1.0
+        assert expected_requests(finish, mix.cheaper) < budget < expected_requests(finish, mix.dearer)
+        assert mix.expected_requests(finish) == pytest.approx(budget, abs=1e-9)
+        spent.append(budget - expected_requests(finish, mix.cheaper))
+        # The dearer plan is the better one, request for request: it is what the rest of the budget buys.
+        assert _weighed(mix.dearer, finish) < _weighed(mix.cheaper, finish)
+    assert max(spent) > 0.05  # one plan alone would have left that much unspent
+
+
+def _weighed(polls: list[float], finish: FinishTimes, step: float = 0.01) -> float:
+    """The placement's objective without the price, integrated over the finish times directly."""
+    total, at = 0.0, 0.0
+    while at < polls[-1]:
+        share = finish.cdf(at + step) - finish.cdf(at)
+        if share:
+            found = max(0.0, next((poll for poll in polls if poll >= at + step / 2), polls[-1]) - (at + step / 2))
+            lag = found + NOTICE_SECONDS
+            total += share * ((lag > LATE_SECONDS) + PROMPT_WEIGHT * (lag > PROMPT_SECONDS) + LAG_WEIGHT * found)
+        at += step
+    return total
 
 
 def test_more_budget_means_fewer_late_jobs_and_a_shorter_median() -> None:
@@ -134,12 +182,13 @@ def test_a_budget_below_one_request_still_polls_once() -> None:
     assert optimal_polls(finish, 0.5, 3.0) == [120.0]
 
 
-def _late_on(polls: list[float], ends: list[float]) -> float:
-    """Share of these finish times a plan notices more than LATE_SECONDS later (past the plan: late)."""
+def _late_on(polls: list[float], ends: list[float], notice: float = NOTICE_SECONDS) -> float:
+    """Share of these finish times a plan hands over more than LATE_SECONDS later, `notice` after the
+    poll that found them (past the plan: late)."""
     late = 0
     for end in ends:
         after = next((at for at in polls if at >= end), math.inf)
-        late += after - end > LATE_SECONDS
+        late += after + notice - end > LATE_SECONDS
     return late / len(ends)
 
 

@@ -90,6 +90,36 @@ async def test_history_makes_polls_dense_where_jobs_finish(db: Database, fake_cl
     assert tail and all(later >= earlier for earlier, later in zip(tail, tail[1:]))
 
 
+async def test_jobs_of_a_kind_split_between_a_plan_pair_to_spend_the_budget(db: Database, fake_clock: FakeClock) -> None:
+    await _finished_jobs(db, _lognormal(150, 0.15, 400, seed=3), fake_clock.now() - 10_000)
+    schedule = PollSchedule(JobRepository(db), fake_clock, explore_share=0)
+    plan = await schedule.plan_for(MODEL, "text")
+    assert plan.dearer is not None and 0.0 < plan.dearer_share < 1.0
+    dearer = plan.dearer
+    followed = {job_id: plan.for_job(job_id) for job_id in range(1, 2001)}
+    assert {id(chosen) for chosen in followed.values()} == {id(plan), id(dearer)}
+    assert all(plan.for_job(job_id) is chosen for job_id, chosen in followed.items())  # fixed per job
+    share = sum(chosen is dearer for chosen in followed.values()) / len(followed)
+    assert share == pytest.approx(plan.dearer_share, abs=0.005)  # ids spread evenly, not by chance
+    # What the kind spends, judged on its own history: the budget less the margin, not a step below.
+    history = Distribution.smoothed(_lognormal(150, 0.15, 400, seed=3))
+    spent = [expected_requests(history, [*chosen.early_checks, *chosen.offsets]) for chosen in followed.values()]
+    assert sum(spent) / len(spent) == pytest.approx(REQUEST_BUDGET - schedule_module.PLAN_MARGIN, abs=0.02)
+    assert expected_requests(history, plan.offsets) < REQUEST_BUDGET - schedule_module.PLAN_MARGIN - 0.05
+    # The poller's question, per job: each follows its own plan of the pair.
+    now = fake_clock.now()
+    cheap_id = next(job_id for job_id, chosen in followed.items() if chosen is plan)
+    dear_id = next(job_id for job_id, chosen in followed.items() if chosen is dearer)
+    for job_id, chosen in ((cheap_id, plan), (dear_id, dearer)):
+        walked, at = [], now
+        while at - now < 400:
+            at = await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=now, now=at, job_id=job_id)
+            walked.append(round(at - now, 6))
+        planned = [round(offset, 6) for offset in (*chosen.early_checks, *chosen.offsets)]
+        assert walked[:len(planned)] == planned
+    assert plan.offsets != dearer.offsets
+
+
 async def test_history_is_cached_per_model_and_mode(db: Database, fake_clock: FakeClock) -> None:
     schedule = PollSchedule(JobRepository(db), fake_clock, cache_seconds=120)
     first = await schedule.plan_for(MODEL, "text")
