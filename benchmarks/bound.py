@@ -1,11 +1,14 @@
-"""The best any poll schedule can do on the benchmark's workload: a lower bound on the late share.
+"""The best any poll schedule can do on the benchmark's workload: close to a lower bound on the late share.
 
 Without progress or a callback, a status request says only "done" or "still running", so every
-schedule, however adaptive, is a fixed list of poll times per kind of job. For each kind this finds
-the list with the smallest share of jobs noticed more than LATE_SECONDS after the vendor finished,
-within the request budget, knowing the workload's true distribution (a large sample, not the 1,000
-past jobs the bot learns from), and prints it with what the bot's own plans get on the same draws
-(the mean over HISTORIES plans, each learned from its own history).
+schedule, however adaptive, is a fixed list of poll times per kind of job (or a random choice
+between lists). For each kind this finds the plan pair with the smallest share of jobs handed over
+more than LATE_SECONDS after the vendor finished, within the request budget, knowing the workload's
+true distribution (a large sample, not the 1,000 past jobs the bot learns from), and prints it with
+what the bot's own plans get on the same draws (the mean over HISTORIES plans, each learned from its
+own history). The search is the bot's own (price bisection over candidate instants 1 s apart), so
+the bound is close, not exact: a finer grid or a third plan could do a little better. Each result
+reaches Discord `--notice` seconds after the poll that found it (its round trip).
 
 Kling reports progress, so it is counted as never late (which flatters the bound). If the jobs that
 must be late exceed 1% of all jobs, no schedule within the budget gets the p99 to LATE_SECONDS.
