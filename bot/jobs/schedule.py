@@ -13,9 +13,9 @@ Stragglers past the plan are backed off in proportion to how long they have run.
 
 Two other signals override the plan:
 - vendor progress (Kling's percentage): the finish is extrapolated and polled just after it, once the
-  figure has moved since the job's previous reading. Many gateways report a fixed figure per stage
-  (new-api: 10% submitted, 20% queued, 30% in progress), which says nothing about the time left; a
-  figure that stands still falls back to the plan. A finishing phase with no rate to go by (kie.ai's
+  figure has moved since the job's previous reading (a job's first figure is read again soon, to
+  see). Many gateways report a fixed figure per stage (new-api: 10% submitted, 20% queued, 30% in
+  progress), which says nothing about the time left; a figure that stands still falls back to the plan. A finishing phase with no rate to go by (kie.ai's
   1080p upsampling) is polled sparsely instead;
 - a completion callback (kie.ai with PUBLIC_BASE_URL): the callback triggers the real check, so the
   plan is only a sparse safety net whose first poll comes after nearly every job of the kind is done.
@@ -61,6 +61,10 @@ EXPLORE_FACTOR = 0.6
 # Progress: poll this long after the extrapolated finish (a hair late beats a wasted request).
 PROGRESS_MARGIN_SECONDS = 1.0
 PROGRESS_CHECK_SECONDS = 90.0  # extrapolations further out than this get an intermediate check
+# A job's first figure (usually at an early check): read again this soon, to see whether it moves. If
+# it does, the finish is extrapolated from then on, instead of waiting for the plan's body: a Kling
+# job rejected just after its only early check was found only when the body began, minutes later.
+PROGRESS_FOLLOW_SECONDS = 9.0
 FINISHING_SHARE = 0.05  # a finishing phase (kie's 1080p) is polled every 5% of the elapsed time
 # The vendor's failures are planned for only with this many among its latest finished jobs.
 EARLY_MIN_FAILURES = 3
@@ -174,6 +178,13 @@ class PollSchedule:
             if elapsed < plan.safety_net_first:
                 return max(earliest, submitted_at + plan.safety_net_first)
             return now + self._straggler_delay(elapsed - plan.safety_net_first)
+        planned = self._planned(plan, submitted_at, now, elapsed, earliest)
+        first_figure = progress is not None and previous_progress is None and 0.02 <= progress < 1.0
+        if first_figure and elapsed >= self.min_interval:
+            return min(planned, max(earliest, now + PROGRESS_FOLLOW_SECONDS))
+        return planned
+
+    def _planned(self, plan: PollPlan, submitted_at: float, now: float, elapsed: float, earliest: float) -> float:
         if self._explores(plan, elapsed):
             return max(earliest, submitted_at + max(self.min_interval, EXPLORE_FACTOR * plan.offsets[0]))
         for offset in (*plan.early_checks, *plan.offsets):

@@ -120,6 +120,32 @@ async def test_jobs_of_a_kind_split_between_a_plan_pair_to_spend_the_budget(db: 
     assert plan.offsets != dearer.offsets
 
 
+async def test_a_first_figure_is_read_again_soon_so_that_progress_takes_over(db: Database,
+                                                                          fake_clock: FakeClock) -> None:
+    # A kind that reports progress, read first at an early check 20 s in; the plan's body is minutes away.
+    await _finished_jobs(db, _lognormal(150, 0.15, 400, seed=3), fake_clock.now() - 10_000)
+    schedule = PollSchedule(JobRepository(db), fake_clock, explore_share=0)
+    plan = await schedule.plan_for(MODEL, "text")
+    start = fake_clock.now()
+    early = start + 20.0
+    assert plan.offsets[0] > 60.0
+
+    async def after(now: float, progress: float | None, previous: float | None) -> float:
+        return await schedule.next_poll_at(model_key=MODEL, mode="text", submitted_at=start, now=now,
+                                           progress=progress, previous_progress=previous)
+
+    follow = await after(early, 0.12, None)
+    assert follow == pytest.approx(early + schedule_module.PROGRESS_FOLLOW_SECONDS)
+    # It moved: a rate, so the finish is extrapolated from here on (a far one gets a check on the way).
+    assert await after(follow, 0.17, 0.12) == pytest.approx(follow + min(60.0, 0.8 * (29.0 / 0.17 - 29.0)))
+    # It stood still (a figure per stage) or there is none (Veo, Sora): the plan, as before.
+    body = start + plan.offsets[0]
+    assert await after(follow, 0.12, 0.12) == pytest.approx(body)
+    assert await after(early, None, None) == pytest.approx(body)
+    # Once read, a figure is not "first" again: no follow-up chain for a figure that stands.
+    assert await after(early, 0.12, 0.12) == pytest.approx(body)
+
+
 async def test_history_is_cached_per_model_and_mode(db: Database, fake_clock: FakeClock) -> None:
     schedule = PollSchedule(JobRepository(db), fake_clock, cache_seconds=120)
     first = await schedule.plan_for(MODEL, "text")
