@@ -15,8 +15,8 @@ Two other signals override the plan:
 - vendor progress (Kling's percentage): the finish is extrapolated and polled just after it, once the
   figure has moved since the job's previous reading (a job's first figure is read again soon, to
   see). Many gateways report a fixed figure per stage (new-api: 10% submitted, 20% queued, 30% in
-  progress), which says nothing about the time left; a figure that stands still falls back to the plan. A finishing phase with no rate to go by (kie.ai's
-  1080p upsampling) is polled sparsely instead;
+  progress), which says nothing about the time left; a figure that stands still falls back to the
+  plan. A finishing phase with no rate to go by (kie.ai's 1080p upsampling) is polled sparsely instead;
 - a completion callback (kie.ai with PUBLIC_BASE_URL): the callback triggers the real check, so the
   plan is only a sparse safety net whose first poll comes after nearly every job of the kind is done.
   The callback reports failures as well, so it gets no early checks either.
@@ -43,13 +43,6 @@ CACHE_SECONDS = 600.0  # 1,000 jobs deep, a plan moves little in minutes; planni
 # exactly used 9.72-9.97 on new jobs (Sora the most); with 0.1 spare, Sora used 10.07.
 REQUEST_BUDGET = 10.0
 PLAN_MARGIN = 0.2
-_GOLDEN = (5 ** 0.5 - 1) / 2
-
-
-def follows_dearer(job_id: int, dearer_share: float) -> bool:
-    """Whether this job follows the dearer plan of a pair: its id times the golden ratio, mod 1, against
-    the share. Fixed per job (a restart keeps it), and consecutive ids spread evenly over [0, 1)."""
-    return (job_id * _GOLDEN) % 1.0 < dearer_share
 # Callback safety net: the first poll once nearly every job of the kind has finished.
 SAFETY_NET_QUANTILE = 0.99
 SAFETY_NET_FACTOR = 1.3
@@ -69,6 +62,14 @@ FINISHING_SHARE = 0.05  # a finishing phase (kie's 1080p) is polled every 5% of 
 # The vendor's failures are planned for only with this many among its latest finished jobs.
 EARLY_MIN_FAILURES = 3
 EARLY_HISTORY_ROWS = 2000   # the vendor's latest finished jobs they are learned from
+
+_GOLDEN = (5 ** 0.5 - 1) / 2
+
+
+def follows_dearer(job_id: int, dearer_share: float) -> bool:
+    """Whether this job follows the dearer plan of a pair: its id times the golden ratio, mod 1, against
+    the share. Fixed per job (a restart keeps it), and consecutive ids spread evenly over [0, 1)."""
+    return (job_id * _GOLDEN) % 1.0 < dearer_share
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class PollSchedule:
         return planned
 
     def _planned(self, plan: PollPlan, submitted_at: float, now: float, elapsed: float, earliest: float) -> float:
+        """The plan's next poll for this job (or its exploratory one); past the plan, a straggler's back-off."""
         if self._explores(plan, elapsed):
             return max(earliest, submitted_at + max(self.min_interval, EXPLORE_FACTOR * plan.offsets[0]))
         for offset in (*plan.early_checks, *plan.offsets):
