@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.attachments import AttachmentError, AttachmentProcessor, sniff_image_type
 from bot.catalog import ImageRole, ProviderName
 from bot.validation import ImageInput
+from tests.fakes.loopback import serve
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64
@@ -62,10 +63,7 @@ async def files() -> AsyncIterator[FileServer]:
     app = web.Application()
     app.router.add_get("/{name}", server.handle)
     runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = await serve(runner)
     server.base = f"http://127.0.0.1:{port}"
     try:
         yield server

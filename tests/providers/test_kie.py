@@ -20,6 +20,7 @@ from bot.providers.base import ErrorKind, ProviderError, TaskState
 import bot.providers.kie as kie_module
 from bot.providers.kie import HD_GRACE_SECONDS, KieClient, parse_kie_callback, result_urls, verify_kie_signature
 from bot.settings import Settings
+from tests.fakes.loopback import serve
 from tests.fakes.vendors import Fault, FakeKieVendor, Outcome
 from tests.providers.conftest import API_KEY, spec
 
@@ -240,10 +241,7 @@ class CallbackReceiver:
         app = web.Application()
         app.router.add_post("/callbacks/kie/{job_id}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = await serve(self._runner)
         self.url = f"http://127.0.0.1:{port}/callbacks/kie/1"
         return self
 

@@ -19,6 +19,7 @@ from bot.catalog import ProviderName
 from bot.providers.base import ErrorKind
 from bot.providers.http import Phase, classify_transport_error
 from bot.providers.transport import AiohttpTransport
+from tests.fakes.loopback import serve
 
 
 class Server:
@@ -50,10 +51,7 @@ class Server:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = await serve(self.runner)
         self.base_url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:

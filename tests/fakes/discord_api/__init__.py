@@ -19,6 +19,7 @@ from tests.fakes.discord_api.state import (
     ADMIN_PERMISSIONS, BOT_PERMISSIONS, DEFAULT_MEMBER_PERMISSIONS, DISCORD_EPOCH_MS, MANAGE_GUILD,
     PRIVILEGED_INTENTS, FaultRule, RecordedMessage, RecordedRequest,
 )
+from tests.fakes.loopback import serve
 
 __all__ = [
     "ADMIN_PERMISSIONS", "BOT_PERMISSIONS", "DEFAULT_MEMBER_PERMISSIONS", "DISCORD_EPOCH_MS", "MANAGE_GUILD",
@@ -38,10 +39,7 @@ class FakeDiscord(RestMixin, GatewayMixin):
         app.router.add_get("/attachments/{id}/{filename}", self._cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = await serve(self._runner)
         self.base_url = f"http://127.0.0.1:{port}"
         return self.base_url
 

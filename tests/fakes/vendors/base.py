@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve
 FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
 
 
@@ -168,12 +169,7 @@ class FakeVendor:
         for method, path, handler, _ in routes:
             app.router.add_route(method, path, handler)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port or 0, reuse_address=True)
-        await site.start()
-        server = site._server  # the bound port when 0 was asked for
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await serve(runner, self.host, self.port or 0, reuse_address=True)
         self._runner = runner
         await self.on_started()
         return self.base_url
