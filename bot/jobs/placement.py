@@ -204,30 +204,71 @@ def optimal_polls(finish: FinishTimes, budget: float, min_gap: float, lag_weight
 def optimal_mix(finish: FinishTimes, budget: float, min_gap: float, lag_weight: float = LAG_WEIGHT,
                 prompt_weight: float = PROMPT_WEIGHT, notice: float = NOTICE_SECONDS) -> PlanMix:
     """`optimal_polls`, and the plan just over the budget with the share of jobs that spends the rest."""
-    last = max(finish.last, min_gap)
-    instants, done = _candidates(finish, last, min_gap)
-    if len(instants) <= 2:
-        return PlanMix([last], [last], 0.0)
-    cells = _cell_costs(finish, instants, done, min_gap, lag_weight, prompt_weight, notice)
-    running = [1.0 - d for d in done]
+    return shared_mixes([(1.0, PricedKind(finish, min_gap, lag_weight, prompt_weight, notice))], budget)[0]
+
+
+class PricedKind:
+    """One kind's candidate poll instants and cell costs, computed once, then planned at any price per
+    request: several kinds that share one budget are planned at one price (`shared_mixes`)."""
+
+    def __init__(self, finish: FinishTimes, min_gap: float, lag_weight: float = LAG_WEIGHT,
+                 prompt_weight: float = PROMPT_WEIGHT, notice: float = NOTICE_SECONDS) -> None:
+        self.last = max(finish.last, min_gap)
+        self._instants, done = _candidates(finish, self.last, min_gap)
+        self._running = [1.0 - d for d in done]
+        self._cells = (_cell_costs(finish, self._instants, done, min_gap, lag_weight, prompt_weight, notice)
+                       if len(self._instants) > 2 else [])
+        self.floor_price = PRICE_RANGE[0]  # raised by `cap` for a kind that must not spend more
+
+    def plan_at(self, price: float) -> tuple[list[float], float]:
+        """(poll offsets, expected requests per job) of the best plan at this price per request."""
+        if not self._cells:
+            return [self.last], 1.0
+        plan = _cheapest(self._cells, self._running, max(price, self.floor_price))
+        return [self._instants[i] for i in plan], _cost(plan, self._running)
+
+    def cap(self, most: float) -> None:
+        """Never plan above `most` requests per job, whatever the shared price."""
+        if self.plan_at(self.floor_price)[1] <= most:
+            return
+        low, high = self.floor_price, PRICE_RANGE[1]
+        for _ in range(PRICE_STEPS):
+            price = math.sqrt(low * high)
+            low, high = (price, high) if self.plan_at(price)[1] > most else (low, price)
+        self.floor_price = high
+
+
+def shared_mixes(kinds: Sequence[tuple[float, PricedKind]], budget: float) -> list[PlanMix]:
+    """Plan pairs for kinds that share one request budget: the mean over their jobs (each kind weighted
+    by its share of them) is `budget`, spent where a request saves the most.
+
+    One price per request for every kind: at the optimum of the summed objective under one budget, a
+    request is worth the same wherever it is made. The price is found by bisection; the plans one step
+    dearer, given to the same share of every kind's jobs, spend the budget exactly (PlanMix)."""
+    total_weight = sum(weight for weight, _ in kinds) or 1.0
+
+    def at(price: float) -> tuple[list[list[float]], float]:
+        planned = [kind.plan_at(price) for _, kind in kinds]
+        return [polls for polls, _ in planned], sum(w * cost for (w, _), (_, cost) in zip(kinds, planned)) / total_weight
+
     low, high = PRICE_RANGE
-    best, over = _cheapest(cells, running, high), None
-    if _cost(best, running) > budget:
-        polls = [instants[i] for i in best]  # even the sparsest useful plan is over: take it
-        return PlanMix(polls, polls, 0.0)
+    best, best_cost = at(high)
+    over: list[list[float]] | None = None
+    over_cost = best_cost
+    if best_cost > budget:  # even the sparsest useful plans are over: take them
+        return [PlanMix(polls, polls, 0.0) for polls in best]
     for _ in range(PRICE_STEPS):
         price = math.sqrt(low * high)
-        plan = _cheapest(cells, running, price)
-        if _cost(plan, running) > budget:
-            low, over = price, plan
+        plans, cost = at(price)
+        if cost > budget:
+            low, over, over_cost = price, plans, cost
         else:
-            high, best = price, plan
-    cheaper = [instants[i] for i in best]
+            high, best, best_cost = price, plans, cost
     if over is None:  # the budget buys more than any request is worth: nothing to mix
-        return PlanMix(cheaper, cheaper, 0.0)
-    under_cost, over_cost = _cost(best, running), _cost(over, running)
-    share = (budget - under_cost) / (over_cost - under_cost) if over_cost > under_cost else 0.0
-    return PlanMix(cheaper, [instants[i] for i in over], min(1.0, max(0.0, share)))
+        return [PlanMix(polls, polls, 0.0) for polls in best]
+    share = (budget - best_cost) / (over_cost - best_cost) if over_cost > best_cost else 0.0
+    share = min(1.0, max(0.0, share))
+    return [PlanMix(cheaper, dearer, share if dearer != cheaper else 0.0) for cheaper, dearer in zip(best, over)]
 
 
 def _candidates(finish: FinishCdf, last: float, min_gap: float) -> tuple[list[float], list[float]]:

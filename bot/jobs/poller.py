@@ -35,7 +35,7 @@ from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.jobs.service import AuditRecorder, default_audit_recorder
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE  # noqa: F401  (re-exported: callers import it from here)
-from bot.jobs.submission import CLEAR_LEASE, NO_PROVIDER_MESSAGE, Submission
+from bot.jobs.submission import CLEAR_LEASE, NO_PROVIDER_MESSAGE, Submission, callback_providers
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
@@ -77,7 +77,7 @@ class Poller:
         self.repository = repository or JobRepository(db)
         self.schedule = schedule or PollSchedule(
             self.repository, clock, min_interval=settings.poll_min_interval_seconds,
-            max_interval=settings.poll_max_interval_seconds)
+            max_interval=settings.poll_max_interval_seconds, callback_providers=callback_providers(settings))
         self.limits = limits or LimitsRegistry(
             clock=clock, max_in_flight=settings.provider_max_in_flight,
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})

@@ -139,6 +139,30 @@ class JobRepository:
         )
         return [float(r["took"]) for r in rows if r["took"] is not None and r["took"] >= 0]
 
+    async def recent_kind_costs(self, model_key: str, mode: str, limit: int) -> tuple[int, float, float]:
+        """(jobs, mean status requests, share that reported progress) over the kind's latest `limit`
+        successes: what its jobs really cost when something other than the plan paced them."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS jobs, AVG(poll_count) AS requests, AVG(progress IS NOT NULL) AS progress FROM ("
+            " SELECT poll_count, progress FROM jobs WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
+            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)",
+            (model_key, mode, limit),
+        )
+        if row is None or not row["jobs"]:
+            return 0, 0.0, 0.0
+        return int(row["jobs"]), float(row["requests"]), float(row["progress"])
+
+    async def recent_mix(self, limit: int) -> dict[tuple[str, str], int]:
+        """How many of the latest `limit` submitted jobs were of each (model_key, mode): the mix the
+        request budget is shared over (newest ids first, through the primary key)."""
+        rows = await self.db.fetchall(
+            "SELECT model_key, mode, COUNT(*) AS jobs FROM ("
+            " SELECT model_key, mode FROM jobs WHERE submitted_at IS NOT NULL ORDER BY id DESC LIMIT ?)"
+            " GROUP BY model_key, mode",
+            (limit,),
+        )
+        return {(str(r["model_key"]), str(r["mode"])): int(r["jobs"]) for r in rows}
+
     async def recent_vendor_failures(self, provider: ProviderName, limit: int) -> tuple[list[float], int]:
         """(submit-to-done seconds of the failures, number of jobs) among the vendor's latest `limit`
         finished jobs.

@@ -24,25 +24,35 @@ Two other signals override the plan:
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from bot.catalog import get_model
+from bot.catalog import MODELS_BY_KEY, ProviderName, get_model
 from bot.clock import Clock
-from bot.jobs.placement import Distribution, FinishTimes, optimal_mix
+from bot.jobs.placement import Distribution, FinishTimes, PlanMix, PricedKind, optimal_mix, shared_mixes
 from bot.jobs.repository import JobRepository
 
 MIN_HISTORY = 8
 HISTORY_ROWS = 1000  # a kind's latest successes: 200 left the tails to chance (benchmarks/bound.py)
 CACHE_SECONDS = 600.0  # 1,000 jobs deep, a plan moves little in minutes; planning takes ~10-20 ms
-# The cost budget: expected status requests per job of a kind without progress or callback (the
-# target is <= 10), early checks included. The plan is fitted to past jobs, and new jobs of the
-# kind use a little more or less than that sample expects, so it is planned with PLAN_MARGIN to spare.
-# Offline (benchmarks/bound.py, 5 kinds, each the mean of 4 histories), plan pairs that spend 9.8
-# exactly used 9.72-9.97 on new jobs (Sora the most); with 0.1 spare, Sora used 10.07.
+# The cost budget: expected status requests per job (the target is <= 10), early checks included, as
+# a mean over the server's recent mix of kinds (MIX_ROWS submitted jobs), not per kind: a request
+# saves more lateness on Sora (long, spread out) than on fast Veo, and Kling's progress leaves most of
+# its share unspent. Offline (benchmarks/bound.py), sharing it took the Veo and Sora jobs noticed late
+# from ~1.2% to ~0.6% of all jobs at the same mean (Sora ~13.7 requests, fast Veo ~10, Kling ~5).
+# Plans are fitted to past jobs, and new jobs use a little more or less than that sample expects, so
+# the budget is planned with PLAN_MARGIN to spare. Offline (5 kinds, each the mean of 4 histories),
+# plan pairs that spend 9.8 exactly used 9.72-9.97 on new jobs (Sora the most); with 0.1 spare, 10.07.
 REQUEST_BUDGET = 10.0
 PLAN_MARGIN = 0.2
+MIX_ROWS = 2000  # the latest submitted jobs the budget is shared over, in their mix of kinds
+KIND_BUDGET_CAP = 1.5  # no kind is planned above 1.5 times the budget, whatever the others leave
+SHARED_BUDGET_FLOOR = 0.5  # ...nor the planned kinds below half of it, whatever the paced ones spend
+# A kind whose recent successes mostly reported progress is paced by it (extrapolated finishes), not
+# by its plan: counted at what its jobs cost, not what its plan would.
+SELF_PACED_PROGRESS = 0.5
 # Callback safety net: the first poll once nearly every job of the kind has finished.
 SAFETY_NET_QUANTILE = 0.99
 SAFETY_NET_FACTOR = 1.3
@@ -73,6 +83,23 @@ def follows_dearer(job_id: int, dearer_share: float) -> bool:
 
 
 @dataclass(frozen=True)
+class KindHistory:
+    """What planning one kind reads from the database: how often it is ordered, when its jobs end, and
+    what its successes cost."""
+
+    model_key: str
+    mode: str
+    jobs: int  # among the latest MIX_ROWS submitted jobs
+    durations: Sequence[float]  # submit-to-done of its latest successes
+    failures: Sequence[float] = ()  # submit-to-done of its vendor's latest failures...
+    finished: int | None = None  # ...among this many of the vendor's finished jobs
+    costed_jobs: int = 0  # successes the two figures below are read from
+    mean_requests: float = 0.0
+    progress_share: float = 0.0  # share of them that reported progress
+    callback: bool = False  # the vendor calls back on completion
+
+
+@dataclass(frozen=True)
 class PollPlan:
     """Seconds after submit at which a job of this kind is polled, earliest first."""
 
@@ -99,7 +126,7 @@ class PollSchedule:
                  max_interval: float = 60.0, history_rows: int = HISTORY_ROWS,
                  cache_seconds: float = CACHE_SECONDS, request_budget: float = REQUEST_BUDGET,
                  explore_share: float = EXPLORE_SHARE, rng: random.Random | None = None,
-                 smooth_history: bool = True) -> None:
+                 smooth_history: bool = True, callback_providers: Collection[ProviderName] = ()) -> None:
         self.repository = repository
         self.clock = clock
         self.min_interval = max(0.1, min_interval)
@@ -110,35 +137,101 @@ class PollSchedule:
         self.explore_share = min(1.0, max(0.0, explore_share))
         self.rng = rng or random.Random()
         self.smooth_history = smooth_history  # False: plan on the raw sample (benchmarks/bound.py compares)
+        # Vendors that call back on completion: their kinds are paced by the callback, not the plan.
+        self.callback_providers = frozenset(callback_providers)
         self._cache: dict[tuple[str, str], tuple[float, PollPlan]] = {}
+        self._planning = asyncio.Lock()
 
     async def plan_for(self, model_key: str, mode: str) -> PollPlan:
         key = (model_key, mode)
         cached = self._cache.get(key)
-        now = self.clock.now()
-        if cached is not None and now - cached[0] < self.cache_seconds:
+        if cached is not None and self.clock.now() - cached[0] < self.cache_seconds:
             return cached[1]
-        samples = await self.repository.recent_durations(model_key, mode, self.history_rows)
-        failures: list[float] = []
-        finished: int | None = None
-        if len(samples) >= MIN_HISTORY:  # a prior plan gets no early checks anyway
-            failures, finished = await self.repository.recent_vendor_failures(
-                get_model(model_key).provider, EARLY_HISTORY_ROWS)
-        plan = self.build_plan(model_key, samples, failures, finished)
-        self._cache[key] = (now, plan)
-        return plan
+        async with self._planning:  # one replan at a time; the callers queued behind it reuse it
+            cached = self._cache.get(key)
+            if cached is None or self.clock.now() - cached[0] >= self.cache_seconds:
+                await self._plan_all(key)
+            return self._cache[key][1]
+
+    async def _plan_all(self, wanted: tuple[str, str]) -> None:
+        """Replan every kind in the recent mix (and `wanted`) together: they share one request budget."""
+        now = self.clock.now()
+        mix = await self.repository.recent_mix(MIX_ROWS)
+        mix.setdefault(wanted, 1)
+        failures_by_vendor: dict[ProviderName, tuple[list[float], int]] = {}
+        kinds: list[KindHistory] = []
+        for (model_key, mode), jobs in sorted(mix.items()):
+            model = MODELS_BY_KEY.get(model_key)
+            if model is None:  # a model since removed from the catalog
+                continue
+            samples = await self.repository.recent_durations(model_key, mode, self.history_rows)
+            failures: tuple[list[float], int | None] = ([], None)
+            if len(samples) >= MIN_HISTORY:  # a prior plan gets no early checks anyway
+                if model.provider not in failures_by_vendor:
+                    failures_by_vendor[model.provider] = await self.repository.recent_vendor_failures(
+                        model.provider, EARLY_HISTORY_ROWS)
+                failures = failures_by_vendor[model.provider]
+            costs = await self.repository.recent_kind_costs(model_key, mode, self.history_rows)
+            kinds.append(KindHistory(model_key, mode, jobs, samples, *failures, *costs,
+                                     callback=model.provider in self.callback_providers))
+        # Pure arithmetic, ~10 ms per kind: off the event loop, so commands are answered meanwhile.
+        plans = await asyncio.to_thread(self.build_plans, kinds)
+        self._cache.update({key: (now, plan) for key, plan in plans.items()})
+
+    def build_plans(self, kinds: Sequence[KindHistory]) -> dict[tuple[str, str], PollPlan]:
+        """Every kind's plan, the request budget shared over the mix: it is a mean per job over all of
+        them, and a request buys more on a long, spread-out kind than on a short, tight one.
+
+        A kind paced by something other than its plan (progress, a callback) keeps its own plan within
+        the budget and is counted at what its recent jobs really cost; the rest share what is left at one
+        price per request (placement.shared_mixes), none above KIND_BUDGET_CAP times the budget."""
+        budget = max(1.0, self.request_budget - PLAN_MARGIN)
+        plans: dict[tuple[str, str], PollPlan] = {}
+        shared: list[tuple[KindHistory, FinishTimes, Distribution, bool]] = []
+        paced_spend = 0.0
+        for kind in kinds:
+            finish, successes, learned = self._finish_times(kind.model_key, kind.durations, kind.failures,
+                                                            kind.finished)
+            if kind.callback or (kind.costed_jobs >= MIN_HISTORY and kind.progress_share >= SELF_PACED_PROGRESS):
+                mix = optimal_mix(finish, budget, self.min_interval)
+                plans[(kind.model_key, kind.mode)] = self._as_plan(mix, successes, learned)
+                paced_spend += kind.jobs * (kind.mean_requests if kind.costed_jobs >= MIN_HISTORY else budget)
+            else:
+                shared.append((kind, finish, successes, learned))
+        if not shared:
+            return plans
+        all_jobs = sum(kind.jobs for kind in kinds)
+        shared_jobs = sum(kind.jobs for kind, *_ in shared)
+        shared_budget = max(budget * SHARED_BUDGET_FLOOR, (budget * all_jobs - paced_spend) / shared_jobs)
+        priced = []
+        for kind, finish, _, _ in shared:
+            one = PricedKind(finish, self.min_interval)
+            one.cap(KIND_BUDGET_CAP * budget)
+            priced.append((float(kind.jobs), one))
+        for (kind, _, successes, learned), mix in zip(shared, shared_mixes(priced, shared_budget)):
+            plans[(kind.model_key, kind.mode)] = self._as_plan(mix, successes, learned)
+        return plans
 
     def build_plan(self, model_key: str, samples: Sequence[float], failures: Sequence[float] = (),
                    finished: int | None = None) -> PollPlan:
-        """The plan from successful durations, and the vendor's recent failures (`finished`: how many
-        of the vendor's jobs those were read from; default successes + failures)."""
+        """One kind's plan on its own budget, from successful durations and the vendor's recent
+        failures (`finished`: how many of the vendor's jobs those were read from; default successes +
+        failures)."""
+        finish, successes, learned = self._finish_times(model_key, samples, failures, finished)
+        mix = optimal_mix(finish, max(1.0, self.request_budget - PLAN_MARGIN), self.min_interval)
+        return self._as_plan(mix, successes, learned)
+
+    def _finish_times(self, model_key: str, samples: Sequence[float], failures: Sequence[float],
+                      finished: int | None) -> tuple[FinishTimes, Distribution, bool]:
         learned = len(samples) >= MIN_HISTORY
         successes = self._distribution(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
         finish = FinishTimes(successes)
         if learned and len(failures) >= EARLY_MIN_FAILURES:  # without history, no evidence of them
             total = finished if finished is not None else len(samples) + len(failures)
             finish = FinishTimes(successes, Distribution.from_samples(failures), len(failures) / max(total, len(failures)))
-        mix = optimal_mix(finish, max(1.0, self.request_budget - PLAN_MARGIN), self.min_interval)
+        return finish, successes, learned
+
+    def _as_plan(self, mix: PlanMix, successes: Distribution, learned: bool) -> PollPlan:
         fastest = successes.quantile(0.0)
         safety_net = max(self.min_interval,
                          max(successes.quantile(SAFETY_NET_QUANTILE), successes.quantile(0.5)) * SAFETY_NET_FACTOR)

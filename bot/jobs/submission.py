@@ -38,6 +38,11 @@ CLEAR_LEASE: dict[str, Any] = {"lease_owner": None, "lease_until": None}
 """Column values that give a job's lease back; merged into every change that ends our turn."""
 
 
+def callback_providers(settings: Settings) -> frozenset[ProviderName]:
+    """Vendors that will call back on completion: kie.ai, once the bot has a public address."""
+    return frozenset({ProviderName.KIE}) if settings.public_base_url else frozenset()
+
+
 class Finish(Protocol):
     """The poller's terminal step: status, credit settlement and audit in one transaction, then delivery."""
 
@@ -107,7 +112,7 @@ class Submission:
 
     def callback_url(self, job: JobRecord) -> str | None:
         """Where kie should report completion; None when the bot has no public address (then we poll)."""
-        if job.provider is ProviderName.KIE and self.settings.public_base_url:
+        if job.provider in callback_providers(self.settings):
             return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
         return None
 
