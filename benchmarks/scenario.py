@@ -37,7 +37,7 @@ from benchmarks.measure import (  # noqa: E402
 from benchmarks.sim import ActivityTracker, SimDriver, percentile  # noqa: E402
 from benchmarks.vendor_process import SharedClock  # noqa: E402
 from benchmarks.workload import (  # noqa: E402
-    FAILURE_MIXES, SIGMA, CallbackPump, arrival_times, request_mix, seed_history,
+    FAILURE_MIXES, SIGMA, CallbackPump, arrival_times, request_mix, seed_history_apart,
 )
 from bot.app import freeze_startup_heap  # noqa: E402
 from bot.catalog import ProviderName  # noqa: E402
@@ -50,6 +50,7 @@ from bot.jobs.poller import Poller  # noqa: E402
 from bot.jobs.repository import JobRepository  # noqa: E402
 from bot.jobs.schedule import PollSchedule  # noqa: E402
 from bot.jobs.service import JobService, Requester  # noqa: E402
+from bot.jobs.submission import callback_providers  # noqa: E402
 from bot.providers.registry import build_providers, close_providers  # noqa: E402
 from bot.quota.service import QuotaService  # noqa: E402
 from bot.settings import Settings  # noqa: E402
@@ -194,7 +195,8 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     repository = JobRepository(db)
     schedule_class = FixedIntervalSchedule if schedule_name == "fixed" else PollSchedule
     schedule = schedule_class(repository, clock, min_interval=settings.poll_min_interval_seconds,
-                              max_interval=settings.poll_max_interval_seconds)
+                              max_interval=settings.poll_max_interval_seconds,
+                              callback_providers=callback_providers(settings))
     # Every job in flight at once: the operator-set vendor rate limits (10 submits / 10 s by default for
     # the unified API and Kling) would otherwise queue most of them.
     limits = LimitsRegistry(clock=clock, max_in_flight=jobs * 2,
@@ -206,8 +208,8 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
                          policy=AllowEverything(), repository=repository, on_job_created=poller.wake)
     requests = request_mix(rng, jobs)
     specs = [service.validate(request) for request in requests]
-    history_rows = 0 if cold else await seed_history(db, specs, random.Random(seed + 2), sigma, clock.now(),
-                                                     failures=failures)
+    history_rows = 0 if cold else seed_history_apart(str(settings.database_path), specs, seed + 2, sigma, clock.now(),
+                                                     failures, callback_providers(settings))
     tracker.track_database(db)
     freeze_startup_heap()  # as `python -m bot` does before it connects
     rss_before_jobs = current_rss_mb()

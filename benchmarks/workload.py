@@ -25,13 +25,19 @@ every job is in flight at once), not all at one instant, which no real server se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import multiprocessing
 import random
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bot.catalog import Family, get_model
+from bot.catalog import Family, ProviderName, get_model
 from bot.clock import FakeClock
+from bot.jobs.repository import JobRepository
+from bot.jobs.schedule import PollSchedule
 from bot.validation import GenerationRequest, JobSpec
 from storage.database import Database
 from tests.fakes.vendors import Outcome
@@ -112,31 +118,106 @@ def make_plan(rng: random.Random, sigma: float = SIGMA, failures: str = "realist
     return plan
 
 
-async def seed_history(db: Database, specs: list[JobSpec], rng: random.Random, sigma: float, now: float,
-                       per_kind: int = HISTORY_PER_KIND, failures: str = "realistic") -> int:
-    """Finished jobs of every kind in `specs` (`per_kind` successes and the failures among them), as
-    a bot that has run for a while has: the schedule learns from them. Recorded as the bot records
-    them: kie.ai and the unified API date their own finish, so exactly; Kling's gateway does not,
-    so when observed, a poll gap late (uniform 0-5 s)."""
-    kinds = {(spec.model_key, spec.mode.value, spec.family.value, spec.provider.value) for spec in specs}
+def seed_history_apart(path: str, specs: list[JobSpec], seed: int, sigma: float, now: float, failures: str,
+                       callback_providers: frozenset[ProviderName]) -> int:
+    """`seed_history` into the database file at `path`, in a process of its own: a new bot's process
+    never did this work, so its memory must not count in the bot's peak."""
+    kinds = Counter((spec.model_key, spec.mode.value, spec.family.value, spec.provider.value) for spec in specs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_seed_file, path, kinds, seed, sigma, now, failures, callback_providers).result()
+
+
+def _seed_file(path: str, kinds: Counter[tuple[str, str, str, str]], seed: int, sigma: float, now: float,
+               failures: str, callback_providers: frozenset[ProviderName]) -> int:
+    async def fill() -> int:
+        db = await Database.open(path)
+        try:
+            return await seed_history(db, kinds, random.Random(seed), sigma, now, failures=failures,
+                                      callback_providers=callback_providers)
+        finally:
+            await db.close()
+
+    return asyncio.run(fill())
+
+
+async def seed_history(db: Database, counts: Counter[tuple[str, str, str, str]], rng: random.Random, sigma: float,
+                       now: float, per_kind: int = HISTORY_PER_KIND, failures: str = "realistic",
+                       callback_providers: frozenset[ProviderName] = frozenset()) -> int:
+    """Finished jobs as a bot that has run for a while has them: ordered in the mix of `counts` (the
+    run's jobs per (model_key, mode, family, provider): the schedule shares its request budget over
+    the latest jobs' mix), until every kind has `per_kind` successes to learn from. Recorded as the bot records them: kie.ai and the unified API date their
+    own finish, so exactly; Kling's gateway does not, so when observed, a poll gap late (uniform 0-5
+    s). Each job's status requests (and Kling's last progress figure) are what the bot's own schedule
+    makes of it (`_record_requests`)."""
+    kinds = sorted(counts)
+    weights = [counts[kind] for kind in kinds]
+    successes = dict.fromkeys(kinds, 0)
+    draws: list[tuple[tuple[str, str, str, str], float, bool]] = []
+    while min(successes.values()) < per_kind:
+        kind = rng.choices(kinds, weights=weights)[0]
+        took, succeeded = draw_outcome(rng, get_model(kind[0]).vendor_model, sigma, failures)
+        successes[kind] += succeeded
+        draws.append((kind, took, succeeded))
+    spacing = 86_400 / len(draws)
     rows = []
-    for model_key, mode, family, provider in sorted(kinds):
-        vendor_model = get_model(model_key).vendor_model
-        successes, n = 0, 0
-        while successes < per_kind:
-            submitted = now - 86_400 + n * 60
-            n += 1
-            took, succeeded = draw_outcome(rng, vendor_model, sigma, failures)
-            took += rng.uniform(0.0, 5.0) if provider == "kling" else 0.0
-            successes += succeeded
-            rows.append((family, model_key, provider, mode, json.dumps({}), "succeeded" if succeeded else "failed",
-                         submitted, submitted, submitted + took, submitted + took))
+    for n, ((model_key, mode, family, provider), took, succeeded) in enumerate(draws):
+        submitted = now - 86_400 + n * spacing
+        done = took + (rng.uniform(0.0, 5.0) if provider == "kling" else 0.0)
+        rows.append((family, model_key, provider, mode, json.dumps({}), "succeeded" if succeeded else "failed",
+                     submitted, submitted, submitted + done, submitted + done))
     async with db.transaction() as conn:
         await conn.executemany(
             "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
             " status, delivery_state, created_at, submitted_at, vendor_done_at, finished_at)"
             " VALUES (2, 1, 1, ?, ?, ?, ?, 'history', ?, ?, 'delivered', ?, ?, ?, ?)", rows)
+    await _record_requests(db, callback_providers)
     return len(rows)
+
+
+async def _record_requests(db: Database, callback_providers: frozenset[ProviderName]) -> None:
+    """Fill in each history job's status requests (and last progress figure) by walking the bot's
+    schedule over it, as the poller would have: Kling's gateway reports the share of the run done in
+    whole percents; a kind with callbacks is checked once when the vendor calls back. Kinds paced by
+    progress or callbacks first: the others' plans share what those leave of the budget."""
+    rows = await db.fetchall("SELECT id, model_key, provider, mode, submitted_at, vendor_done_at FROM jobs"
+                             " WHERE prompt = 'history' ORDER BY id")
+
+    def paced(row: Any) -> bool:
+        return row["provider"] == "kling" or ProviderName(row["provider"]) in callback_providers
+
+    for batch in ([r for r in rows if paced(r)], [r for r in rows if not paced(r)]):
+        schedule = PollSchedule(JobRepository(db), FakeClock(start=_latest_finish(rows)), explore_share=0,
+                                callback_providers=callback_providers)
+        updates = []
+        for row in batch:
+            requests, progress = await _walk(schedule, row, ProviderName(row["provider"]) in callback_providers)
+            updates.append((requests, progress, row["id"]))
+        async with db.transaction() as conn:
+            await conn.executemany("UPDATE jobs SET poll_count = ?, progress = ? WHERE id = ?", updates)
+
+
+def _latest_finish(rows: list[Any]) -> float:
+    return max((float(r["vendor_done_at"]) for r in rows), default=0.0)
+
+
+async def _walk(schedule: PollSchedule, row: Any, callback: bool) -> tuple[int, float | None]:
+    """(status requests, last progress figure read while running) for one finished history job."""
+    submitted, took = float(row["submitted_at"]), float(row["vendor_done_at"]) - float(row["submitted_at"])
+    reports_progress = row["provider"] == "kling"
+    kind = {"model_key": row["model_key"], "mode": row["mode"], "submitted_at": submitted, "callback": callback,
+            "job_id": int(row["id"])}
+    at = await schedule.next_poll_at(now=submitted, **kind)
+    requests, previous = 0, None
+    while True:
+        if callback and at - submitted > took:
+            return requests + 1, previous  # the callback's confirming check
+        requests += 1
+        if at - submitted >= took:
+            return requests, previous
+        progress = math.floor(100 * (at - submitted) / took) / 100 if reports_progress else None
+        at = await schedule.next_poll_at(now=at, progress=progress, previous_progress=previous, **kind)
+        previous = progress
 
 
 class CallbackPump:
