@@ -36,7 +36,7 @@ from bot.jobs.repository import JobRepository
 
 MIN_HISTORY = 8
 HISTORY_ROWS = 1000  # a kind's latest successes: 200 left the tails to chance (benchmarks/bound.py)
-CACHE_SECONDS = 600.0  # 1,000 jobs deep, a plan moves little in minutes; planning takes ~10-20 ms
+CACHE_SECONDS = 600.0  # 1,000 jobs deep, a plan moves little in minutes; planning all kinds takes ~0.1 s
 # The cost budget: expected status requests per job (the target is <= 10), early checks included, as
 # a mean over the server's recent mix of kinds (MIX_ROWS submitted jobs), not per kind: a request
 # saves more lateness on Sora (long, spread out) than on fast Veo, and Kling's progress leaves most of
