@@ -146,10 +146,10 @@ async def seed_history(db: Database, counts: Counter[tuple[str, str, str, str]],
                        callback_providers: frozenset[ProviderName] = frozenset()) -> int:
     """Finished jobs as a bot that has run for a while has them: ordered in the mix of `counts` (the
     run's jobs per (model_key, mode, family, provider): the schedule shares its request budget over
-    the latest jobs' mix), until every kind has `per_kind` successes to learn from. Recorded as the bot records them: kie.ai and the unified API date their
-    own finish, so exactly; Kling's gateway does not, so when observed, a poll gap late (uniform 0-5
-    s). Each job's status requests (and Kling's last progress figure) are what the bot's own schedule
-    makes of it (`_record_requests`)."""
+    the latest jobs' mix), until every kind has `per_kind` successes to learn from. Recorded as the
+    bot records them: kie.ai and the unified API date their own finish, so exactly; Kling's gateway
+    does not, so when observed, a poll gap late (uniform 0-5 s). Each job's status requests (and
+    Kling's last progress figure) are what the bot's own schedule makes of it (`_record_requests`)."""
     kinds = sorted(counts)
     weights = [counts[kind] for kind in kinds]
     successes = dict.fromkeys(kinds, 0)

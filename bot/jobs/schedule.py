@@ -142,6 +142,11 @@ class PollSchedule:
         self._cache: dict[tuple[str, str], tuple[float, PollPlan]] = {}
         self._planning = asyncio.Lock()
 
+    @property
+    def planned_budget(self) -> float:
+        """Requests per job the plans aim at: the budget less PLAN_MARGIN, the spare that new jobs use."""
+        return max(1.0, self.request_budget - PLAN_MARGIN)
+
     async def plan_for(self, model_key: str, mode: str) -> PollPlan:
         key = (model_key, mode)
         cached = self._cache.get(key)
@@ -185,7 +190,7 @@ class PollSchedule:
         A kind paced by something other than its plan (progress, a callback) keeps its own plan within
         the budget and is counted at what its recent jobs really cost; the rest share what is left at one
         price per request (placement.shared_mixes), none above KIND_BUDGET_CAP times the budget."""
-        budget = max(1.0, self.request_budget - PLAN_MARGIN)
+        budget = self.planned_budget
         plans: dict[tuple[str, str], PollPlan] = {}
         shared: list[tuple[KindHistory, FinishTimes, Distribution, bool]] = []
         paced_spend = 0.0
@@ -218,7 +223,7 @@ class PollSchedule:
         failures (`finished`: how many of the vendor's jobs those were read from; default successes +
         failures)."""
         finish, successes, learned = self._finish_times(model_key, samples, failures, finished)
-        mix = optimal_mix(finish, max(1.0, self.request_budget - PLAN_MARGIN), self.min_interval)
+        mix = optimal_mix(finish, self.planned_budget, self.min_interval)
         return self._as_plan(mix, successes, learned)
 
     def _finish_times(self, model_key: str, samples: Sequence[float], failures: Sequence[float],
