@@ -18,6 +18,7 @@ import discord
 from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
+from bot.command_translator import CatalogTranslator
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,9 @@ class FramecastBot(commands.Bot):
 
     # --- startup ------------------------------------------------------------------------------------
     async def setup_hook(self) -> None:
-        from bot.delivery.discord_publisher import DiscordPublisher  # imports discord; lazy by design
+        from bot.delivery.discord_publisher import (
+            DiscordPublisher,  # imports discord; lazy by design
+        )
 
         factory = self._services_factory
         if factory is None:
@@ -103,6 +106,7 @@ class FramecastBot(commands.Bot):
         built = factory(self.settings, self.publisher, self.clock)
         self.services = await built if inspect.isawaitable(built) else built
         await self._load_extensions()
+        await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
         poller = getattr(self.services, "poller", None)
         if poller is not None:
