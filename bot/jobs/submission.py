@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
-from bot.catalog import ProviderName
+from bot.catalog import ProviderName, calls_back
 from bot.clock import Clock
 from bot.jobs.delivery import Transition
 from bot.jobs.limits import LimitsRegistry
@@ -111,8 +111,9 @@ class Submission:
         await self._transition(job, {"next_due_at": at})
 
     def callback_url(self, job: JobRecord) -> str | None:
-        """Where kie should report completion; None when the bot has no public address (then we poll)."""
-        if job.provider in callback_providers(self.settings):
+        """Where kie should report completion; None when the bot has no public address, or the job's
+        kind is never called back (kie's 1080p endpoint): then we poll."""
+        if job.provider in callback_providers(self.settings) and calls_back(job.mode):
             return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
         return None
 
