@@ -23,7 +23,7 @@ def _wire(db: Database, clock: FakeClock, settings, providers):  # type: ignore[
     poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota, publisher=publisher,
                     audit_recorder=record_audit_in, instance_id="poller-fakes")
     jobs = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota, policy=AllowAll(),
-                      audit_recorder=record_audit_in, on_job_created=poller.wake)
+                      audit_recorder=record_audit_in, wake_poller=poller.wake)
     return jobs, poller, publisher
 
 
@@ -186,3 +186,33 @@ async def test_kling_results_are_noticed_soon_whatever_the_gateways_progress_mea
             assert task.status_calls <= 10
         finally:
             await close_providers(providers)
+
+
+async def test_poll_interval_seconds_polls_every_running_job_at_that_gap(db: Database, fake_clock: FakeClock) -> None:
+    """POLL_INTERVAL_SECONDS=20 and a 95 s task: polled at 20, 40, 60, 80 and 100 s, never by the plan."""
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=95) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url,
+                                 poll_interval_seconds=20)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, _ = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dawn"))
+            job = await jobs.create_job(REQUESTER, spec)
+            await poller.run_once()
+            running = await jobs.repository.get(job.id)
+            assert running is not None and running.status is JobStatus.RUNNING and running.submitted_at is not None
+            assert running.next_due_at == pytest.approx(running.submitted_at + 20)
+            await _drive(poller, fake_clock, jobs, job.id, step=1.0)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED
+            assert next(iter(kie.tasks.values())).status_calls == 5
+            assert done.finished_at == pytest.approx(running.submitted_at + 100)
+        finally:
+            await close_providers(providers)
+
+
+def test_an_empty_poll_interval_means_the_learned_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "")
+    assert make_settings().poll_interval_seconds is None
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "15")
+    assert make_settings().poll_interval_seconds == 15
