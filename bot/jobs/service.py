@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiosqlite
-
 from bot import metrics
 from bot.audit import quote
 from bot.catalog import ProviderName, get_model
@@ -24,7 +22,7 @@ from bot.jobs.repository import JobRepository
 from bot.providers.base import ProviderClient
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec, validate_request
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.snapshot import MemberSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
@@ -47,10 +45,10 @@ class Requester:
 class AuditRecorder(Protocol):
     """`bot.audit.record_in`: one audit row inside the caller's transaction."""
 
-    async def __call__(self, conn: aiosqlite.Connection, **fields: Any) -> Any: ...
+    async def __call__(self, conn: Connection, **fields: Any) -> Any: ...
 
 
-async def default_audit_recorder(conn: aiosqlite.Connection, **fields: Any) -> Any:
+async def default_audit_recorder(conn: Connection, **fields: Any) -> Any:
     """Write through `bot.audit.record_in` (imported late: that module is built alongside this one)."""
     from bot.audit import record_in
 
@@ -169,10 +167,8 @@ class JobService:
     async def attach_destination(self, job_id: int, *, channel_id: int, thread_id: int | None,
                                  summary_message_id: int | None) -> None:
         """Where the result goes (the job's thread); written whatever the job's state or lease."""
-        await self.db.execute(
-            "UPDATE jobs SET channel_id = ?, thread_id = ?, summary_message_id = ? WHERE id = ?",
-            (channel_id, thread_id, summary_message_id, job_id),
-        )
+        await self.repository.attach_destination(job_id, channel_id=channel_id, thread_id=thread_id,
+                                                 summary_message_id=summary_message_id)
 
     async def queue_position(self, job: JobRecord) -> int:
         """1 = next to be submitted for its vendor; 0 = not waiting in the queue."""
