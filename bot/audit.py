@@ -10,12 +10,13 @@ people as `<@id>` only and the sender uses AllowedMentions.none(); `quote` makes
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from bot.clock import Clock
 from storage.audit import AuditEvent, AuditStore, record_in
-from storage.database import Database
+from storage.database import Connection, Database
 
-__all__ = ["AuditEvent", "AuditService", "quote", "record_in"]
+__all__ = ["AuditEvent", "AuditRecorder", "AuditService", "quote", "record_in"]
 
 _MENTION_LIKE = re.compile(r"@(everyone|here)|<(@[!&]?|#)(\d+)>", re.IGNORECASE)
 _ZWSP = "\u200b"
@@ -30,6 +31,14 @@ def quote(text: str, limit: int = 200) -> str:
     # A zero-width space after "@" / "<" keeps the text readable but stops Discord parsing a mention.
     flat = _MENTION_LIKE.sub(lambda m: m.group(0).replace("@", "@" + _ZWSP).replace("<", "<" + _ZWSP), flat)
     return flat
+
+
+class AuditRecorder(Protocol):
+    """Writes one audit row inside the caller's transaction (`record_in`); tests may pass their own."""
+
+    async def __call__(self, conn: Connection, *, guild_id: int, kind: str, text: str,
+                       actor_id: int | None = None, target_id: int | None = None, job_id: int | None = None,
+                       now: float) -> int: ...
 
 
 class AuditService:

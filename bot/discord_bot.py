@@ -94,7 +94,7 @@ class FramecastBot(commands.Bot):
 
     # --- startup ------------------------------------------------------------------------------------
     async def setup_hook(self) -> None:
-        from bot.delivery.discord_publisher import DiscordPublisher  # imports discord; lazy by design
+        from bot.publishing.discord_publisher import DiscordPublisher  # imports discord; lazy by design
 
         factory = self._services_factory
         if factory is None:
