@@ -12,14 +12,12 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiosqlite
-
 from bot.audit import AuditRecorder, record_in
 from bot.clock import Clock
 from bot.errors import Refusal
 from bot.i18n import _
 from bot.quota.service import credits_text
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.guild_settings import GuildSettingsStore
 
 
@@ -36,7 +34,7 @@ class ServerAdmin:
 
     @asynccontextmanager
     async def _audited(self, guild_id: int, actor_id: int, kind: str, text: str, *,
-                       target_id: int | None = None) -> AsyncIterator[aiosqlite.Connection]:
+                       target_id: int | None = None) -> AsyncIterator[Connection]:
         """A transaction for one change; its audit event ("<@actor> {text}") is added if the change raised
         nothing, and the whole is rolled back otherwise."""
         now = self.clock.now()
