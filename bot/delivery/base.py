@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from bot.jobs.cards import Button
     from bot.jobs.models import JobRecord
 
 NONCE_MAX_CHARS = 25  # Discord's limit for a message nonce
@@ -49,6 +50,7 @@ class ResultMessage:
     mention_user_id: int
     nonce: str
     video_url: str | None = None
+    buttons: tuple["Button", ...] = ()  # persistent buttons under the result (Again, Remix, ...)
 
 
 class DeliveryError(Exception):
