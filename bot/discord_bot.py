@@ -95,7 +95,7 @@ class FramecastBot(commands.Bot):
 
     # --- startup ------------------------------------------------------------------------------------
     async def setup_hook(self) -> None:
-        from bot.delivery.discord_publisher import DiscordPublisher  # imports discord; lazy by design
+        from bot.publishing.discord_publisher import DiscordPublisher  # imports discord; lazy by design
 
         factory = self._services_factory
         if factory is None:
@@ -118,7 +118,7 @@ class FramecastBot(commands.Bot):
 
     def _register_persistent_items(self) -> None:
         """Every button the bot ever posted works after a restart: its custom id says what to do."""
-        from bot.delivery.components import JobButton
+        from bot.publishing.components import JobButton
 
         self.add_dynamic_items(JobButton)
 

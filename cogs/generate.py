@@ -18,17 +18,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.attachments import AttachmentError, AttachmentProcessor
-from bot.catalog import (
-    Family,
-    ImageRole,
-    ProviderName,
-    families_available,
-    models_for,
-)
-from bot.delivery.components import button_view, card_embed
-from bot.delivery.render import thread_name
+from bot.catalog import Family, ImageRole, ProviderName, families_available, models_for
 from bot.i18n import _, translate
 from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
+from bot.publishing.components import button_view, card_embed
+from bot.publishing.render import thread_name
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 
 if TYPE_CHECKING:

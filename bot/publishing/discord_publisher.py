@@ -29,10 +29,10 @@ import discord
 import httpx
 
 from bot.clock import Clock, SystemClock
-from bot.delivery.base import DeliveryError, ResultMessage
-from bot.delivery.components import button_view, edit_card_message
-from bot.delivery.render import thread_name
 from bot.jobs.cards import Button, Card
+from bot.publishing.base import DeliveryError, ResultMessage
+from bot.publishing.components import button_view, edit_card_message
+from bot.publishing.render import thread_name
 
 if TYPE_CHECKING:
     from bot.jobs.models import JobRecord

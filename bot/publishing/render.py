@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.catalog import MODELS_BY_KEY
-from bot.delivery.base import Outcome, ResultMessage, job_nonce
 from bot.i18n import _, translate
 from bot.jobs.cards import AGAIN, BUTTON_LABELS, REMIX, Button
+from bot.publishing.base import ResultMessage, job_nonce
 from bot.jobs.models import JobRecord, JobStatus
 
 PROMPT_EXCERPT_CHARS = 180
@@ -46,9 +46,8 @@ def plain_reason(reason: str | None) -> str:
 
 
 def result_buttons(job: JobRecord) -> tuple[Button, ...]:
-    """The next steps under a result: Again and Remix on a video, Again after a failure.
-
-    (Extend/1080p/4K come from the catalog's follow-ups where the model offers them.)"""
+    """The next steps under a result: Again and Remix on a video (with Extend, 1080p and 4K where the
+    catalog allows them), Again after a failure. Buttons that cannot apply are not shown."""
     if job.status is JobStatus.SUCCEEDED:
         actions = [AGAIN, REMIX, *follow_up_actions(job)]
     elif job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT):
@@ -59,10 +58,10 @@ def result_buttons(job: JobRecord) -> tuple[Button, ...]:
 
 
 def follow_up_actions(job: JobRecord) -> list[str]:
-    """Extend / 1080p / 4K where the vendors' catalog offers them for this job (none until it does)."""
-    try:
-        from bot.catalog import follow_ups_for  # type: ignore[attr-defined]
-    except ImportError:
+    """Extend / 1080p / 4K where the catalog allows them for this job (model, aspect ratio, resolution)."""
+    from bot.validation import follow_ups_for
+
+    if not job.provider_task_id:
         return []
     try:
         return [str(action.value) for action in follow_ups_for(job.spec)]
@@ -75,33 +74,31 @@ def render_result(job: JobRecord) -> ResultMessage:
     mention = f"<@{job.user_id}>"
     label = _label(job)
     if job.status is JobStatus.SUCCEEDED:
-        outcome = Outcome.SUCCEEDED
         body = _("{mention} your {label} video is ready (job #{id}):", mention=mention, label=label, id=job.id)
         body_text = f"{translate(body, job.reader_locale)}\n{job.video_url}"
     else:
-        outcome, text = _ending(job, mention, label)
-        body_text = translate(text, job.reader_locale)
+        body_text = translate(_ending(job, mention, label), job.reader_locale)
     return ResultMessage(
-        job_id=job.id, outcome=outcome, content=f"{body_text}\n{_prompt_line(job)}",
+        job_id=job.id, outcome=job.status, content=f"{body_text}\n{_prompt_line(job)}",
         mention_user_id=job.user_id, nonce=job_nonce(job.id),
-        video_url=job.video_url if outcome is Outcome.SUCCEEDED else None,
+        video_url=job.video_url if job.status is JobStatus.SUCCEEDED else None,
         buttons=result_buttons(job),
     )
 
 
-def _ending(job: JobRecord, mention: str, label: str) -> tuple[Outcome, str]:
+def _ending(job: JobRecord, mention: str, label: str) -> str:
     if job.status is JobStatus.FAILED:
-        return Outcome.FAILED, _("{mention} your {label} video (job #{id}) could not be made: {reason}. "
+        return _("{mention} your {label} video (job #{id}) could not be made: {reason}. "
                                  "Nothing was charged.", mention=mention, label=label, id=job.id,
                                  reason=plain_reason(job.error_message))
     if job.status is JobStatus.TIMED_OUT:
-        return Outcome.TIMED_OUT, _("{mention} your {label} video (job #{id}) took far longer than usual, so we "
+        return _("{mention} your {label} video (job #{id}) took far longer than usual, so we "
                                     "stopped waiting for it. Nothing was charged; please try again.",
                                     mention=mention, label=label, id=job.id)
     if job.status is JobStatus.CANCELLED:
         if job.cancelled_by == job.user_id:
-            return Outcome.CANCELLED, _("{mention} your {label} video (job #{id}) was cancelled as you asked. "
+            return _("{mention} your {label} video (job #{id}) was cancelled as you asked. "
                                         "Nothing was charged.", mention=mention, label=label, id=job.id)
-        return Outcome.CANCELLED, _("{mention} your {label} video (job #{id}) was cancelled by a moderator. "
+        return _("{mention} your {label} video (job #{id}) was cancelled by a moderator. "
                                     "Nothing was charged.", mention=mention, label=label, id=job.id)
     raise ValueError(f"job {job.id} is not finished (status {job.status})")
