@@ -18,6 +18,7 @@ import discord
 from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
+from bot.command_translator import CatalogTranslator
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class FramecastBot(commands.Bot):
         self.services = await built if inspect.isawaitable(built) else built
         self._register_persistent_items()
         await self._load_extensions()
+        await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
         poller = getattr(self.services, "poller", None)
         if poller is not None:
