@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
+from bot.jobs.cards import CardKeeper
 from bot.jobs.poller import Poller
 from bot.jobs.repository import JobRepository
 from bot.jobs.service import JobService
@@ -23,6 +24,7 @@ from bot.publishing.base import Publisher
 from bot.quota.service import QuotaService
 from bot.server_admin import ServerAdmin
 from bot.settings import Settings
+from storage.cards import CardStore
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 
@@ -42,11 +44,14 @@ class Services:
     poller: Poller
     guild_settings: GuildSettingsStore
     admin: ServerAdmin
+    cards: CardKeeper | None = None
     owns_providers: bool = field(default=True)
 
     async def aclose(self) -> None:
-        """Stop the poller, release vendor connection pools (ours only) and close the database."""
+        """Stop the card keeper and the poller, release vendor pools (ours only), close the database."""
         try:
+            if self.cards is not None:
+                await self.cards.stop()
             await self.poller.stop()
         finally:
             try:
@@ -79,10 +84,12 @@ async def build_services(
         jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
                           repository=repository, wake_poller=poller.wake)
         admin = ServerAdmin(db, clock, store, wake_poller=poller.wake)
+        cards = CardKeeper(store=CardStore(db), repository=repository, clock=clock, settings=settings,
+                           publisher=publisher)
     except BaseException:
         await db.close()
         raise
     log.info("services built: providers %s, poller %s", sorted(p.value for p in clients), poller.owner)
     return Services(settings=settings, db=db, clock=clock, providers=clients, jobs=jobs, quota=quota,
-                    policy=policy, audit=audit, poller=poller, guild_settings=store, admin=admin,
+                    policy=policy, audit=audit, poller=poller, guild_settings=store, admin=admin, cards=cards,
                     owns_providers=owns_providers)
