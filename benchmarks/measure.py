@@ -19,7 +19,7 @@ from bot.validation import GenerationRequest
 from storage.database import Database
 
 if TYPE_CHECKING:
-    from benchmarks.scenario import RecordingPublisher
+    from fakes.publisher import RecordingPublisher
     from benchmarks.workload import CallbackPump
 
 GUILD_ID = 1
@@ -145,7 +145,7 @@ def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[
              for name, task_id, finishes_at, status_calls, hd_calls, model in vendor_tasks}
     groups: dict[str, tuple[list[float], list[float], list[int]]] = {"all": ([], [], [])}
     for job_id in created_ids:
-        delivery = publisher.deliveries[job_id]
+        delivery = publisher.handovers[job_id]
         task = tasks.get((delivery.provider, delivery.task_id or ""))
         if task is None:
             continue
@@ -161,7 +161,7 @@ def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[
             bucket[1].append(sim_latency)
             bucket[2].append(requests)
     out: dict[str, Any] = {"jobs": jobs, "mode": mode, "schedule": schedule_name,
-                           "delivered": len(created_ids & publisher.deliveries.keys()),
+                           "delivered": len(created_ids & publisher.handovers.keys()),
                            "callbacks_posted": pump.posted if pump else 0}
     for key, (latencies, sim_latencies, requests) in groups.items():
         out[key] = {

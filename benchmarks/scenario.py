@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +40,8 @@ from benchmarks.workload import (  # noqa: E402
 )
 from bot.app import freeze_startup_heap  # noqa: E402
 from bot.catalog import ProviderName  # noqa: E402
-from bot.clock import FakeClock  # noqa: E402
-from bot.publishing.base import ResultMessage  # noqa: E402
 from bot.http_server import HealthChecks, OperatorsServer  # noqa: E402
 from bot.jobs.limits import LimitsRegistry  # noqa: E402
-from bot.jobs.models import JobRecord  # noqa: E402
 from bot.jobs.poller import Poller  # noqa: E402
 from bot.jobs.repository import JobRepository  # noqa: E402
 from bot.jobs.schedule import PollSchedule  # noqa: E402
@@ -53,7 +49,8 @@ from bot.jobs.service import JobService, Requester  # noqa: E402
 from bot.jobs.submission import callback_providers  # noqa: E402
 from bot.providers.registry import build_providers, close_providers  # noqa: E402
 from bot.quota.service import QuotaService  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from fakes.publisher import RecordingPublisher  # noqa: E402
+from fakes.settings import make_settings  # noqa: E402
 from storage.database import Database  # noqa: E402
 
 API_KEY = "bench-key"
@@ -67,32 +64,6 @@ REAL_PACE = (120.0, 60.0)
 # IDLE_AFTER (every job ordered) and IDLE_LATEST simulated seconds after the first order.
 IDLE_AFTER, IDLE_SECONDS, IDLE_LATEST = 40.0, 3.0, 110.0
 VENDOR_LATENCY = 0.25  # seconds per vendor round trip during the real-pace stretch (+-30%)
-
-
-@dataclass
-class Delivery:
-    job_id: int
-    provider: str
-    task_id: str | None
-    status: str
-    sim_at: float
-    wall_at: float
-
-
-class RecordingPublisher:
-    """Stands in for Discord: records when each result was handed over."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.deliveries: dict[int, Delivery] = {}
-
-    async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
-        self.deliveries.setdefault(job.id, Delivery(job.id, job.provider.value, job.provider_task_id,
-                                                    job.status.value, self.clock.now(), time.perf_counter()))
-        return 10_000_000 + job.id
-
-    async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
-        return 1
 
 
 class AllowEverything:
@@ -162,8 +133,8 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
 
     driver.on_real_pace = vendor_latency
     tmp = tempfile.TemporaryDirectory(prefix="framecast-bench-")
-    settings = Settings(
-        discord_token="bench", _env_file=None, database_url=f"sqlite:///{tmp.name}/bot.db",
+    settings = make_settings(
+        discord_token="bench", database_url=f"sqlite:///{tmp.name}/bot.db",
         kie_api_key=API_KEY, kie_base_url=urls["kie"], kie_upload_base_url=urls["kie"],
         kkiai_api_key=API_KEY, kkiai_base_url=urls["kkiai"],
         kling_api_key=API_KEY, kling_base_url=urls["kling"],
@@ -250,7 +221,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     probe_task = (asyncio.create_task(probe_interactions(probe_service, probe_times, paced_times, driver))
                   if probes else None)
     cpu_sim_start = cpu_seconds()
-    await driver.run_until(lambda: created_ids <= publisher.deliveries.keys(), sim_limit=4 * 3600)
+    await driver.run_until(lambda: created_ids <= publisher.handovers.keys(), sim_limit=4 * 3600)
     sim_elapsed = clock.now() - sim_start
     cpu_sim = cpu_seconds() - cpu_sim_start
     cpu_total = cpu_seconds() - cpu_start

@@ -35,7 +35,7 @@ from aiohttp import web  # noqa: E402
 
 from benchmarks.workload import FAILURE_MIXES, make_plan  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
-from tests.fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor  # noqa: E402
+from fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor  # noqa: E402
 
 CALLBACK_CONCURRENCY = 64
 

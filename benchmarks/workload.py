@@ -40,7 +40,7 @@ from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.validation import GenerationRequest, JobSpec
 from storage.database import Database
-from tests.fakes.vendors import Outcome
+from fakes.vendors import Outcome
 
 from benchmarks.sim import ActivityTracker
 
@@ -108,7 +108,7 @@ def draw_outcome(rng: random.Random, vendor_model: str, sigma: float, failures: 
     return max(MIN_DURATION, duration * rng.uniform(0.2, 0.8)), False
 
 
-def make_plan(rng: random.Random, sigma: float = SIGMA, failures: str = "realistic"):  # -> tests.fakes.vendors.Plan
+def make_plan(rng: random.Random, sigma: float = SIGMA, failures: str = "realistic"):  # -> fakes.vendors.Plan
     """Per-request (duration, outcome) for the fakes."""
 
     def plan(body: dict[str, Any]) -> tuple[float, Outcome]:

@@ -11,7 +11,7 @@ import discord
 
 from bot.clock import FakeClock
 from storage.database import Database
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from bot.app import (
 )
 from bot.discord_bot import FramecastBot, framecast_intents
 from bot.settings import Settings
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from aiohttp import web
 from bot.attachments import AttachmentError, AttachmentProcessor, sniff_image_type
 from bot.catalog import ImageRole, ProviderName
 from bot.validation import ImageInput
-from tests.fakes.loopback import serve
+from fakes.loopback import serve
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64

@@ -24,13 +24,10 @@ from bot.http_server import (
 )
 from bot.settings import Settings
 from bot.jobs.submission import callback_url_for
+from fakes.settings import make_settings
 from storage.database import Database
 
 HMAC_KEY = "webhook-test-key"
-
-
-def make_settings(**overrides: Any) -> Settings:
-    return Settings(discord_token="test-token", _env_file=None, **overrides)
 
 
 @dataclass

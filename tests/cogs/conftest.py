@@ -19,8 +19,9 @@ import pytest
 
 from bot.discord_bot import FramecastBot
 from bot.settings import Settings
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.vendors import FakeKieVendor
+from fakes.settings import make_settings
+from fakes.discord_api import FakeDiscord
+from fakes.vendors import FakeKieVendor
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens, and the poller is stopped anyway
 COG_EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs")
@@ -37,7 +38,8 @@ async def kie() -> AsyncIterator[FakeKieVendor]:
         yield vendor
 
 
-def make_settings(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor, **overrides: Any) -> Settings:
+def harness_settings(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor, **overrides: Any) -> Settings:
+    """A bot wired to the Discord fake and the kie fake; the other vendors are configured but unreachable."""
     values: dict[str, Any] = dict(
         discord_token=fake.token, discord_guild_ids=[fake.GUILD_ID],
         database_url=f"sqlite:///{tmp_path / 'bot.db'}",
@@ -47,7 +49,7 @@ def make_settings(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor, **overr
         max_attachment_bytes=MAX_ATTACHMENT_BYTES, quota_daily_credits=100, quota_max_concurrent_jobs=10,
     )
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return make_settings(**values)
 
 
 @dataclass
@@ -105,7 +107,7 @@ async def harness_factory(
     bots: list[FramecastBot] = []
 
     async def factory(**setting_overrides: Any) -> H:
-        settings = make_settings(settings_dir(len(bots)), fake, kie, **setting_overrides)
+        settings = harness_settings(settings_dir(len(bots)), fake, kie, **setting_overrides)
         bot = FramecastBot(settings, extensions=extensions)
         bots.append(bot)
         await bot.login(fake.token)  # runs setup_hook: services, cogs, command sync

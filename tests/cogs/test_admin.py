@@ -15,8 +15,8 @@ import discord
 import pytest
 
 from tests.cogs.conftest import Harness, Reply, harness_factory
-from tests.fakes.discord_api import DEFAULT_MEMBER_PERMISSIONS, MANAGE_GUILD, FakeDiscord
-from tests.fakes.vendors import FakeKieVendor
+from fakes.discord_api import DEFAULT_MEMBER_PERMISSIONS, MANAGE_GUILD, FakeDiscord
+from fakes.vendors import FakeKieVendor
 
 GUILD = FakeDiscord.GUILD_ID
 USER = FakeDiscord.USER_ID

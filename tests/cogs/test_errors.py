@@ -14,7 +14,7 @@ from bot.errors import Refusal
 from bot.providers.base import ErrorKind, ProviderError
 from cogs.errors import describe, unwrap
 from tests.cogs.conftest import Harness
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 
 def dm_payload(fake: FakeDiscord, name: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.cogs.conftest import JPEG, MAX_ATTACHMENT_BYTES, PDF, PNG, BotFactory, Harness
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.vendors import FakeKieVendor
+from fakes.discord_api import FakeDiscord
+from fakes.vendors import FakeKieVendor
 
 GUILD = FakeDiscord.GUILD_ID
 CHANNEL = FakeDiscord.CHANNEL_ID

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.cogs.conftest import Harness
-from tests.fakes.discord_api import DEFAULT_MEMBER_PERMISSIONS, MANAGE_GUILD, FakeDiscord
+from fakes.discord_api import DEFAULT_MEMBER_PERMISSIONS, MANAGE_GUILD, FakeDiscord
 
 USER = FakeDiscord.USER_ID
 OTHER = 1400000000000000009

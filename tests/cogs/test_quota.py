@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.cogs.test_admin import GUILD, OTHER, USER, AdminHarness, admin, make_admin, no_pings  # noqa: F401
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 
 async def test_a_fresh_member_has_the_full_budget(admin: AdminHarness) -> None:

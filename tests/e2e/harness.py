@@ -27,8 +27,8 @@ from types import TracebackType
 from typing import Any
 
 from bot.settings import Settings
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor
+from fakes.discord_api import FakeDiscord
+from fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_LOG_LINE = "gateway connected as"

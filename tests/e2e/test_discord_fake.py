@@ -11,7 +11,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 
 @pytest.fixture

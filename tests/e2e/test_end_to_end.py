@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.harness import BotHarness, clean_environment
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00\x00\x00\x10\x00\x00\x00\x10\x08\x02\x00\x00\x00" + b"\x00" * 64
 

@@ -9,8 +9,8 @@ import pytest
 
 from bot.discord_bot import EXTENSIONS
 from tests.cogs.conftest import BotFactory, Harness, harness_factory, kie  # noqa: F401  (fixture re-export)
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.vendors import FakeKieVendor
+from fakes.discord_api import FakeDiscord
+from fakes.vendors import FakeKieVendor
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from babel.messages.pofile import write_po
 from bot import i18n
 from bot.command_translator import valid_command_name, valid_menu_name, valid_text
 from tests.cogs.conftest import BotFactory
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 GUILD = FakeDiscord.GUILD_ID
 

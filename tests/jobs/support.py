@@ -12,23 +12,17 @@ import aiosqlite
 
 from bot.catalog import Family, ProviderName
 from bot.clock import Clock, FakeClock
-from bot.publishing.base import DeliveryError, ResultMessage
 from bot.jobs.models import JobRecord
 from bot.jobs.poller import Poller
 from bot.jobs.service import JobService, Requester
 from bot.providers.base import PollResult, TaskState
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec
+from fakes.publisher import RecordingPublisher
+from fakes.settings import make_settings
 from storage.database import Database
 
 REQUESTER = Requester(guild_id=10, channel_id=20, user_id=30, role_ids=(40,))
-
-
-def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"discord_token": "test-token", "poll_min_interval_seconds": 3.0,
-                              "uncertain_submit_grace_seconds": 600.0, "lease_seconds": 120.0}
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 class ScriptedProvider:
@@ -82,29 +76,6 @@ class ScriptedProvider:
 
     async def aclose(self) -> None:
         return None
-
-
-class RecordingPublisher:
-    """Records every post; `failures` holds DeliveryErrors raised before posts start succeeding."""
-
-    def __init__(self) -> None:
-        self.delivered: list[tuple[int, ResultMessage]] = []
-        self.attempts: list[int] = []
-        self.audits: list[tuple[int, int, str, str]] = []
-        self.failures: list[DeliveryError] = []
-        self._ids = itertools.count(9000)
-
-    async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
-        self.attempts.append(job.id)
-        await asyncio.sleep(0)
-        if self.failures:
-            raise self.failures.pop(0)
-        self.delivered.append((job.id, message))
-        return next(self._ids)
-
-    async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
-        self.audits.append((guild_id, channel_id, text, nonce))
-        return next(self._ids)
 
 
 class LedgerQuota:

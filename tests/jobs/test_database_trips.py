@@ -18,7 +18,8 @@ from bot.quota.service import QuotaService
 from bot.validation import GenerationRequest
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
-from tests.jobs.support import REQUESTER, make_settings
+from fakes.settings import make_settings
+from tests.jobs.support import REQUESTER
 
 PRECHECK_STATEMENTS = 2  # the member's snapshot; their usage and active jobs
 CREATE_STATEMENTS = 9  # snapshot; BEGIN, job row, snapshot and usage in the transaction, hold, audit, read back, COMMIT

@@ -115,7 +115,7 @@ async def test_deadline_times_out_and_releases(db: Database, fake_clock: FakeClo
 
 async def test_delivery_failure_keeps_job_pending_until_a_message_exists(db: Database, fake_clock: FakeClock) -> None:
     rig = build_rig(db, fake_clock, duration=60)
-    rig.publisher.failures = [DeliveryError("discord 503", retryable=True, retry_after=30.0),
+    rig.publisher.faults = [DeliveryError("discord 503", retryable=True, retry_after=30.0),
                               DeliveryError("discord 503", retryable=True)]
     job = await rig.create()
 
@@ -203,7 +203,7 @@ async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: D
 async def test_a_result_discord_refuses_everywhere_is_handed_to_the_moderators(db: Database,
                                                                               fake_clock: FakeClock) -> None:
     rig = build_rig(db, fake_clock, duration=60, audit_service=AuditService(db, fake_clock))
-    rig.publisher.failures = [DeliveryError("thread, channel and DM all refused: Missing Access", retryable=False)
+    rig.publisher.faults = [DeliveryError("thread, channel and DM all refused: Missing Access", retryable=False)
                               for _ in range(MAX_FINAL_DELIVERY_ATTEMPTS)]
     job = await rig.create()
 

@@ -11,7 +11,8 @@ from bot.jobs.limits import BreakerState, CircuitBreaker, LoopLagLimiter
 from bot.jobs.models import JobStatus
 from bot.providers.base import ErrorKind, ProviderError
 from storage.database import Database
-from tests.jobs.support import REQUESTER, Requester, build_rig, make_settings
+from fakes.settings import make_settings
+from tests.jobs.support import REQUESTER, Requester, build_rig
 
 
 def test_breaker_opens_then_lets_one_probe_through(fake_clock: FakeClock) -> None:

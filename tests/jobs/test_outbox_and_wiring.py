@@ -14,7 +14,9 @@ from bot.errors import Refusal
 from bot.services import build_services
 from bot.validation import GenerationRequest
 from storage.database import Database
-from tests.jobs.support import REQUESTER, RecordingPublisher, build_rig, make_settings
+from fakes.publisher import RecordingPublisher
+from fakes.settings import make_settings
+from tests.jobs.support import REQUESTER, build_rig
 
 
 async def test_audit_events_are_posted_once_and_retried_on_failure(db: Database, fake_clock: FakeClock) -> None:

@@ -13,8 +13,10 @@ from bot.jobs.poller import Poller
 from bot.providers.registry import build_providers, close_providers
 from bot.validation import GenerationRequest, build_follow_up, follow_ups_for
 from storage.database import Database
-from tests.fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
-from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota, RecordingPublisher, make_settings, record_audit_in
+from fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
+from fakes.publisher import RecordingPublisher
+from fakes.settings import make_settings
+from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota, record_audit_in
 from bot.jobs.service import JobService
 
 

@@ -23,7 +23,7 @@ from bot.providers.kling import KlingClient
 from bot.providers.unified import UnifiedClient
 from bot.settings import Settings
 from bot.validation import JobSpec
-from tests.fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor
+from fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor
 from tests.providers.conftest import API_KEY, requests_count, spec
 
 

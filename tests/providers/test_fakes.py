@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from bot.clock import FakeClock
-from tests.fakes.vendors import FAKE_MP4, Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
+from fakes.vendors import FAKE_MP4, Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
 
 KEY = "fake-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -23,8 +23,8 @@ from bot.providers.kie import (
 )
 from bot.settings import Settings
 from bot.validation import JobSpec, build_follow_up
-from tests.fakes.loopback import serve
-from tests.fakes.vendors import Fault, FakeKieVendor, Outcome
+from fakes.loopback import serve
+from fakes.vendors import Fault, FakeKieVendor, Outcome
 from tests.providers.conftest import API_KEY, spec
 
 KIE = ProviderName.KIE

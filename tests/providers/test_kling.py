@@ -12,7 +12,7 @@ from bot.clock import FakeClock
 from bot.providers.base import ErrorKind, ProviderError, TaskState
 from bot.providers.kling import KlingClient, parse_kling_task, parse_progress
 from bot.settings import Settings
-from tests.fakes.vendors import Fault, FakeKlingVendor, KlingShape, Outcome
+from fakes.vendors import Fault, FakeKlingVendor, KlingShape, Outcome
 from tests.providers.conftest import API_KEY, spec
 
 KLING = ProviderName.KLING

@@ -19,7 +19,7 @@ from bot.catalog import ProviderName
 from bot.providers.base import ErrorKind
 from bot.providers.http import Phase, classify_transport_error
 from bot.providers.transport import AiohttpTransport
-from tests.fakes.loopback import serve
+from fakes.loopback import serve
 
 
 class Server:

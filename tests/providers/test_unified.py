@@ -12,7 +12,7 @@ from bot.clock import FakeClock
 from bot.providers.base import TaskState
 from bot.providers.unified import UnifiedClient, map_unified_status, parse_unified_query
 from bot.settings import Settings
-from tests.fakes.vendors import FakeUnifiedVendor, Outcome
+from fakes.vendors import FakeUnifiedVendor, Outcome
 from tests.providers.conftest import API_KEY, spec
 
 KKIAI = ProviderName.KKIAI

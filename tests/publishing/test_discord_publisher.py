@@ -14,7 +14,7 @@ from bot.clock import FakeClock
 from bot.publishing.base import DeliveryError, ResultMessage, job_nonce
 from bot.publishing.discord_publisher import DiscordPublisher, carries_job_marker
 from bot.jobs.models import DeliveryState, JobRecord, JobStatus
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 
 GUILD = FakeDiscord.GUILD_ID
 CHANNEL = FakeDiscord.CHANNEL_ID

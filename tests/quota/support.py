@@ -7,17 +7,10 @@ from collections.abc import Sequence
 import aiosqlite
 
 from bot.quota.service import QuotaService
-from bot.settings import Settings
 from storage.database import Database
 
 T0 = 1_700_000_000.0
 DAY = 24 * 60 * 60.0
-
-
-def make_settings(daily: int = 10, concurrent: int = 2) -> Settings:
-    return Settings(
-        discord_token="test-token", quota_daily_credits=daily, quota_max_concurrent_jobs=concurrent, _env_file=None
-    )
 
 
 async def insert_job(

@@ -19,7 +19,8 @@ from bot.quota.service import QuotaService
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 from tests.quota import support
-from tests.quota.support import T0, make_settings
+from fakes.settings import make_settings
+from tests.quota.support import T0
 
 GUILD = 42
 USER = 7

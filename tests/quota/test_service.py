@@ -13,7 +13,8 @@ from bot.quota.service import QuotaService
 from bot.validation import GenerationRequest, build_follow_up, validate_request
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
-from tests.quota.support import DAY, T0, create_job, finish_job, make_settings
+from fakes.settings import make_settings
+from tests.quota.support import DAY, T0, create_job, finish_job
 
 GUILD = 111
 OTHER_GUILD = 222
@@ -28,7 +29,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def quota(db: Database, clock: FakeClock) -> QuotaService:
-    return QuotaService(db, make_settings(daily=10, concurrent=2), clock)
+    return QuotaService(db, make_settings(quota_daily_credits=10, quota_max_concurrent_jobs=2), clock)
 
 
 @pytest.fixture

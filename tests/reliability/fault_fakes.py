@@ -1,4 +1,4 @@
-"""Fakes that can fail or stop at an exact point, built on the shared loopback fakes (tests/fakes/).
+"""Fakes that can fail or stop at an exact point, built on the shared loopback fakes (fakes/).
 
 `GatedDiscord` holds a result post before the message exists, or makes it and withholds the answer (the
 bot never learns its id), and adds the delivery faults the base fake lacks. `HoldingKie`/`HoldingUnified`
@@ -15,8 +15,8 @@ from typing import Any, Literal
 from aiohttp import web
 
 from bot.publishing.base import job_nonce
-from tests.fakes.discord_api import FakeDiscord, RecordedMessage
-from tests.fakes.vendors import FakeKieVendor, FakeUnifiedVendor, Handler
+from fakes.discord_api import FakeDiscord, RecordedMessage
+from fakes.vendors import FakeKieVendor, FakeUnifiedVendor, Handler
 
 HoldPoint = Literal["before_create", "after_create"]
 

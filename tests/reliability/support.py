@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.catalog import Family, ProviderName
 from bot.clock import FakeClock
-from bot.publishing.base import DeliveryError, ResultMessage, job_nonce
+from bot.publishing.base import job_nonce
 from bot.jobs.models import JobRecord
 from bot.jobs.poller import Poller
 from bot.jobs.service import JobService, Requester
@@ -29,9 +29,11 @@ from bot.providers.registry import build_providers, close_providers
 from bot.quota.service import QuotaService
 from bot.settings import Settings
 from bot.validation import GenerationRequest
+from fakes.publisher import RecordingPublisher
+from fakes.settings import make_settings
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
-from tests.fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor
+from fakes.vendors import FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, FakeVendor
 
 GUILD_ID = 10
 CHANNEL_ID = 20
@@ -111,48 +113,6 @@ async def vendor_violations(db: Database, vendors: Iterable[FakeVendor]) -> list
 # --- an in-process rig: real JobService + Poller + SQLite + real vendor clients on the fakes -------------
 
 
-class RecordingPublisher:
-    """A Discord stand-in with Discord's own dedupe: a repeated nonce returns the first message.
-
-    `plan` scripts faults per delivery attempt: "429", "503" (retryable, nothing posted), "gone"
-    (no destination accepted it: final), "lost" (the message is posted, then the answer is lost).
-    """
-
-    def __init__(self) -> None:
-        self.messages: dict[int, tuple[int, ResultMessage]] = {}  # message id -> (job id, message)
-        self.by_nonce: dict[str, int] = {}
-        self.attempts: Counter[int] = Counter()
-        self.faults: list[str] = []
-        self.fault_for: dict[int, list[str]] = {}
-        self._ids = itertools.count(90_000)
-
-    async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
-        self.attempts[job.id] += 1
-        await asyncio.sleep(0)
-        planned = self.fault_for.get(job.id) or self.faults
-        fault = planned.pop(0) if planned else None
-        if fault == "429":
-            raise DeliveryError("rate limited", retryable=True, retry_after=2.0)
-        if fault == "503":
-            raise DeliveryError("Discord answered 503", retryable=True)
-        if fault == "gone":
-            raise DeliveryError("no destination accepted the result", retryable=False)
-        message_id = self.by_nonce.get(message.nonce)
-        if message_id is None:
-            message_id = next(self._ids)
-            self.by_nonce[message.nonce] = message_id
-            self.messages[message_id] = (job.id, message)
-        if fault == "lost":
-            raise DeliveryError("connection reset after posting", retryable=True)
-        return message_id
-
-    async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
-        return next(self._ids)
-
-    def results_for(self, job_id: int) -> list[ResultMessage]:
-        return [m for j, m in self.messages.values() if j == job_id]
-
-
 async def publisher_violations(db: Database, publisher: RecordingPublisher) -> list[str]:
     """Exactly one result message per finished job, and it is the one the job row names."""
     rows = await db.fetchall("SELECT id, status, result_message_id FROM jobs ORDER BY id")
@@ -190,7 +150,7 @@ def rig_settings(kie: FakeVendor, unified: FakeVendor, kling: FakeVendor, **over
         "quota_daily_credits": 1_000_000, "quota_max_concurrent_jobs": 1_000_000,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return make_settings(**values)
 
 
 @dataclass

@@ -21,8 +21,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, KLING_KEY, READY_LOG_LINE, BotHarness, free_port
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.vendors import Fault, FakeVendor
+from fakes.discord_api import FakeDiscord
+from fakes.vendors import Fault, FakeVendor
 from tests.reliability.crash_support import invariant_violations, log_problems, restart, rows, wait_for_row
 from tests.reliability.fault_fakes import GatedDiscord, HoldingKie, HoldingUnified, result_messages
 

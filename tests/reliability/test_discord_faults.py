@@ -16,7 +16,7 @@ from bot.clock import FakeClock
 from bot.publishing.discord_publisher import DiscordPublisher
 from bot.jobs.models import DeliveryState, JobRecord, JobStatus
 from storage.database import Database
-from tests.fakes.discord_api import FakeDiscord
+from fakes.discord_api import FakeDiscord
 from tests.reliability.fault_fakes import GatedDiscord, result_messages
 from tests.reliability.support import Rig, RigFactory
 

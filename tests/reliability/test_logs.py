@@ -21,7 +21,7 @@ from bot.jobs.models import JobRecord
 from bot.logging_setup import SecretRedactingFilter, configure_logging
 from bot.settings import Settings
 from storage.database import Database
-from tests.fakes.vendors import Fault
+from fakes.vendors import Fault
 from tests.reliability.support import RecordingPublisher, RigFactory
 
 DISCORD_TOKEN = "MTQwMDAwMDAwMDAwMDAwMDAwMQ.GxYzAb.Qw3rTy-uIoP_aSdFgHjKlZxCvBnM1234567"

@@ -21,8 +21,8 @@ from bot.clock import FakeClock
 from bot.publishing.discord_publisher import DiscordPublisher
 from bot.jobs.models import JobStatus
 from storage.database import Database
-from tests.fakes.discord_api import FakeDiscord
-from tests.fakes.vendors import Fault, Outcome
+from fakes.discord_api import FakeDiscord
+from fakes.vendors import Fault, Outcome
 from tests.reliability.fault_fakes import GatedDiscord, result_messages
 from tests.reliability.support import RigFactory
 

@@ -20,7 +20,7 @@ from bot.jobs.service import Requester
 from bot.validation import GenerationRequest
 from storage.database import Database
 from tests.e2e.harness import free_port
-from tests.fakes.vendors import Fault, Outcome
+from fakes.vendors import Fault, Outcome
 from tests.reliability.support import CHANNEL_ID, GUILD_ID, RigFactory
 
 GRACE = 300.0

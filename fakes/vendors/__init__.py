@@ -38,12 +38,12 @@ file upload + download, signed callbacks: `callback_key`, `callbacks`, `fire_due
 Helpers: `finish_now(task_id, outcome)`, `video_url(task)`, `status_calls(task_id)`.
 """
 
-from tests.fakes.vendors.base import (
+from fakes.vendors.base import (
     FAKE_MP4, Fault, FaultKind, FakeTask, FakeVendor, Handler, NowClock, Outcome, Plan,
 )
-from tests.fakes.vendors.kie import CallbackRecord, FakeKieVendor, UploadRecord
-from tests.fakes.vendors.kling import FakeKlingVendor, KlingShape
-from tests.fakes.vendors.unified import FakeUnifiedVendor
+from fakes.vendors.kie import CallbackRecord, FakeKieVendor, UploadRecord
+from fakes.vendors.kling import FakeKlingVendor, KlingShape
+from fakes.vendors.unified import FakeUnifiedVendor
 
 __all__ = [
     "FAKE_MP4", "CallbackRecord", "Fault", "FaultKind", "FakeKieVendor", "FakeKlingVendor", "FakeTask",

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_api.state import PRIVILEGED_INTENTS, DiscordState
+from fakes.discord_api.state import PRIVILEGED_INTENTS, DiscordState
 
 
 class GatewayMixin(DiscordState):

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from tests.fakes.vendors.base import FakeTask, FakeVendor, Handler, _json_body
+from fakes.vendors.base import FakeTask, FakeVendor, Handler, _json_body
 
 
 @dataclass

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tests.fakes.discord_api.gateway import GatewayMixin
-from tests.fakes.discord_api.rest import RestMixin
-from tests.fakes.discord_api.state import (
+from fakes.discord_api.gateway import GatewayMixin
+from fakes.discord_api.rest import RestMixin
+from fakes.discord_api.state import (
     ADMIN_PERMISSIONS, BOT_PERMISSIONS, DEFAULT_MEMBER_PERMISSIONS, DISCORD_EPOCH_MS, MANAGE_GUILD,
     PRIVILEGED_INTENTS, FaultRule, RecordedMessage, RecordedRequest,
 )
-from tests.fakes.loopback import serve
+from fakes.loopback import serve
 
 __all__ = [
     "ADMIN_PERMISSIONS", "BOT_PERMISSIONS", "DEFAULT_MEMBER_PERMISSIONS", "DISCORD_EPOCH_MS", "MANAGE_GUILD",

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 from aiohttp import web
 
-from tests.fakes.loopback import serve
+from fakes.loopback import serve
 
 FAKE_MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + b"\x00" * 64
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from tests.fakes.discord_api.gateway import _GatewaySession, _SessionState
+    from fakes.discord_api.gateway import _GatewaySession, _SessionState
 
 DISCORD_EPOCH_MS = 1420070400000
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | (1 << 15)  # members, presences, message_content

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.vendors.base import FakeVendor, Handler, _json_body
+from fakes.vendors.base import FakeVendor, Handler, _json_body
 
 
 class FakeUnifiedVendor(FakeVendor):

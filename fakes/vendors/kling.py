@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fakes.vendors.base import FakeTask, FakeVendor, Handler, _json_body
+from fakes.vendors.base import FakeTask, FakeVendor, Handler, _json_body
 
 
 KlingShape = Literal["openai", "envelope", "envelope_legacy", "simple", "native"]

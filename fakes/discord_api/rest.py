@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.discord_api.state import (
+from fakes.discord_api.state import (
     DiscordState, FaultRule, RecordedMessage, RecordedRequest, _iso,
 )
 

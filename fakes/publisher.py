@@ -1,0 +1,84 @@
+"""`RecordingPublisher`: Discord's side of `bot.publishing.base.Publisher`, in memory.
+
+Records every post and, like Discord with `enforce_nonce`, answers a repeated nonce with the first
+message's id, so a test can count "exactly one message per job". Faults are scripted per attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+
+from bot.clock import Clock
+from bot.jobs.models import JobRecord
+from bot.publishing.base import DeliveryError, ResultMessage
+
+Fault = DeliveryError | str
+"""A DeliveryError to raise, or a shorthand: "429", "503" (retryable, nothing posted), "gone" (no
+destination accepted it: final), "lost" (the message is posted, then the answer is lost)."""
+
+_SHORTHAND = {
+    "429": lambda: DeliveryError("rate limited", retryable=True, retry_after=2.0),
+    "503": lambda: DeliveryError("Discord answered 503", retryable=True),
+    "gone": lambda: DeliveryError("no destination accepted the result", retryable=False),
+}
+
+
+@dataclass(frozen=True)
+class Handover:
+    """When a job's result first reached the publisher: on the bot's clock and on the wall clock."""
+
+    job_id: int
+    provider: str
+    task_id: str | None
+    status: str
+    sim_at: float
+    wall_at: float
+
+
+class RecordingPublisher:
+    """Records posts; `faults` (any job) and `fault_for[job_id]` are consumed one per delivery attempt."""
+
+    def __init__(self, clock: Clock | None = None, first_id: int = 9000) -> None:
+        self.clock = clock
+        self.messages: dict[int, tuple[int, ResultMessage]] = {}  # message id -> (job id, message)
+        self.by_nonce: dict[str, int] = {}
+        self.delivered: list[tuple[int, ResultMessage]] = []  # each message posted, in order
+        self.handovers: dict[int, Handover] = {}  # job id -> its first delivery attempt
+        self.attempts: list[int] = []  # a job id per delivery attempt
+        self.audits: list[tuple[int, int, str, str]] = []
+        self.faults: list[Fault] = []
+        self.fault_for: dict[int, list[Fault]] = {}
+        self._ids = itertools.count(first_id)
+
+    async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
+        self.attempts.append(job.id)
+        if job.id not in self.handovers:
+            sim_at = self.clock.now() if self.clock is not None else time.time()
+            self.handovers[job.id] = Handover(job.id, job.provider.value, job.provider_task_id, job.status.value,
+                                              sim_at, time.perf_counter())
+        await asyncio.sleep(0)
+        planned = self.fault_for.get(job.id) or self.faults
+        fault = planned.pop(0) if planned else None
+        if isinstance(fault, DeliveryError):
+            raise fault
+        if fault in _SHORTHAND:
+            raise _SHORTHAND[fault]()
+        message_id = self.by_nonce.get(message.nonce)
+        if message_id is None:
+            message_id = next(self._ids)
+            self.by_nonce[message.nonce] = message_id
+            self.messages[message_id] = (job.id, message)
+            self.delivered.append((job.id, message))
+        if fault == "lost":
+            raise DeliveryError("connection reset after posting", retryable=True)
+        return message_id
+
+    async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
+        self.audits.append((guild_id, channel_id, text, nonce))
+        return next(self._ids)
+
+    def results_for(self, job_id: int) -> list[ResultMessage]:
+        return [m for j, m in self.messages.values() if j == job_id]
