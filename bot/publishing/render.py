@@ -49,6 +49,8 @@ def render_result(job: JobRecord) -> ResultMessage:
     label = _label(job)
     if job.status is JobStatus.SUCCEEDED:
         body = f"{mention} your {label} video is ready (job #{job.id}):\n{job.video_url}"
+        if job.error_message:  # delivered with less than was ordered: say so (e.g. the 1080p pass failed)
+            body += f"\n{plain_reason(job.error_message)}."
     elif job.status is JobStatus.FAILED:
         body = (f"{mention} your {label} video (job #{job.id}) could not be made: "
                 f"{plain_reason(job.error_message)}. Nothing was charged.")
