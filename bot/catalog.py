@@ -7,9 +7,14 @@ with themselves we take the stricter reading and say so (see README "Model famil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from enum import StrEnum
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+
+_V = TypeVar("_V")
 
 
 class Family(StrEnum):
@@ -294,6 +299,15 @@ def default_model(
     if preferred is not None and any(m.provider == preferred for m in candidates):
         candidates = [m for m in candidates if m.provider == preferred]
     return min(candidates, key=lambda m: m.default_cost)
+
+
+def option_values(models: Iterable[ModelSpec], values: Callable[[ModelSpec], Iterable[_V]]) -> list[_V]:
+    """Every value the given models offer for one option, in catalog order, once each: the slash
+    commands' choices, so a new model's values show up without touching the commands."""
+    seen: list[_V] = []
+    for model in models:
+        seen.extend(value for value in values(model) if value not in seen)
+    return seen
 
 
 def families_available(providers: set[ProviderName]) -> list[Family]:
