@@ -15,7 +15,10 @@ from typing import Any
 from bot.catalog import ProviderName
 from bot.jobs.models import IN_FLIGHT_STATUSES, JOB_COLUMNS, JobRecord, JobStatus
 from bot.validation import JobSpec
-from storage.database import Connection, Database, change_rows, fetch_row, fetch_rows, insert_row
+from storage.database import (
+    JOBS_CHANNEL, Connection, Database, change_rows, fetch_row, fetch_rows, insert_row, is_postgres, lock_in,
+    notify_in,
+)
 
 # Columns a state change may set; anything else is a programming error, caught before SQL is built.
 _UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}
@@ -105,7 +108,13 @@ class JobRepository:
         return {row["provider"]: int(row["n"]) for row in rows}
 
     async def count_in_flight_in(self, conn: Connection, provider: ProviderName) -> int:
-        """Jobs holding a vendor slot, read inside the writer's transaction so two processes agree."""
+        """Jobs holding a vendor slot, read inside the writer's transaction so two processes agree.
+
+        Takes the vendor's lock first (PostgreSQL: an advisory lock held to commit; SQLite's single
+        writer needs none), so the count, the rate window and the move to `submitting` are one
+        decision however many processes submit.
+        """
+        await lock_in(conn, "vendor", provider.value)
         marks = ",".join("?" for _ in IN_FLIGHT_STATUSES)
         row = await fetch_row(conn, f"SELECT COUNT(*) FROM jobs WHERE provider = ? AND status IN ({marks})",
                               (provider.value, *sorted(s.value for s in IN_FLIGHT_STATUSES)))
@@ -115,7 +124,9 @@ class JobRepository:
         self, conn: Connection, provider: ProviderName, since: float
     ) -> tuple[int, float | None]:
         """Submits to `provider` after `since` and the oldest of them, read inside the writer's
-        transaction so every process shares one rate window (the vendor counts per account)."""
+        transaction so every process shares one rate window (the vendor counts per account).
+        Under the vendor's lock, like `count_in_flight_in`."""
+        await lock_in(conn, "vendor", provider.value)
         row = await fetch_row(conn, "SELECT COUNT(*), MIN(submitted_at) FROM jobs WHERE provider = ? AND submitted_at > ?",
                               (provider.value, since))
         if not row:
@@ -141,9 +152,10 @@ class JobRepository:
         """(jobs, mean status requests, share that reported progress) over the kind's latest `limit`
         successes: what its jobs really cost when something other than the plan paced them."""
         row = await self.db.fetchone(
-            "SELECT COUNT(*) AS jobs, AVG(poll_count) AS requests, AVG(progress IS NOT NULL) AS progress FROM ("
+            "SELECT COUNT(*) AS jobs, AVG(poll_count) AS requests,"
+            " AVG(CASE WHEN progress IS NOT NULL THEN 1.0 ELSE 0.0 END) AS progress FROM ("
             " SELECT poll_count, progress FROM jobs WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
-            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)",
+            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?) AS latest",
             (model_key, mode, limit),
         )
         if row is None or not row["jobs"]:
@@ -155,7 +167,7 @@ class JobRepository:
         request budget is shared over (newest ids first, through the primary key)."""
         rows = await self.db.fetchall(
             "SELECT model_key, mode, COUNT(*) AS jobs FROM ("
-            " SELECT model_key, mode FROM jobs WHERE submitted_at IS NOT NULL ORDER BY id DESC LIMIT ?)"
+            " SELECT model_key, mode FROM jobs WHERE submitted_at IS NOT NULL ORDER BY id DESC LIMIT ?) AS latest"
             " GROUP BY model_key, mode",
             (limit,),
         )
@@ -168,13 +180,14 @@ class JobRepository:
         Only jobs whose end the vendor itself reported (vendor_done_at): timeouts, lost submits and
         cancellations say nothing about when the vendor fails a job (jobs_vendor_outcomes index).
         """
+        aggregate = "json_agg" if is_postgres(self.db) else "json_group_array"
         row = await self.db.fetchone(
-            "SELECT COUNT(*) AS finished, json_group_array(vendor_done_at - submitted_at)"
+            f"SELECT COUNT(*) AS finished, {aggregate}(vendor_done_at - submitted_at)"
             " FILTER (WHERE status = 'failed') AS failures FROM ("
             "  SELECT status, vendor_done_at, submitted_at FROM jobs"
             "  WHERE provider = ? AND vendor_done_at IS NOT NULL"
             "  AND status IN ('succeeded', 'failed') AND submitted_at IS NOT NULL"
-            "  ORDER BY finished_at DESC LIMIT ?)",
+            "  ORDER BY finished_at DESC LIMIT ?) AS latest",
             (provider.value, limit),
         )
         if row is None:
@@ -185,12 +198,14 @@ class JobRepository:
     # --- leases ----------------------------------------------------------------------------------
     async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
         """Lease up to `limit` due jobs in one statement; the only way work is picked up."""
+        # PostgreSQL: rows another process is claiming right now are skipped, not waited for.
+        skip_locked = " FOR UPDATE SKIP LOCKED" if is_postgres(self.db) else ""
         async with self.db.transaction() as conn:
             rows = await fetch_rows(
                 conn,
                 "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE next_due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-                " ORDER BY next_due_at LIMIT ?) RETURNING *",
+                f" ORDER BY next_due_at LIMIT ?{skip_locked}) RETURNING *",
                 (owner, now + lease_seconds, now, now, limit),
             )
         jobs = [JobRecord.from_row(r) for r in rows]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.database import Connection, Database, Row, change_rows, fetch_row, insert_row
+from storage.database import Connection, Database, Row, change_rows, fetch_row, insert_row, lock_in
 from storage.guild_settings import query_all, query_one
 
 WINDOW_SECONDS = 24 * 60 * 60
@@ -118,6 +118,10 @@ async def usage_and_active(source: Source, *, guild_id: int, user_id: int, now: 
     """The member's rolling-day totals, the credits held by unsettled jobs, and their jobs still in
     progress (the `jobs_active` partial index), in one statement: one hop for a member's command."""
     params = {**_window_params(guild_id, user_id, now), "exclude": -1 if exclude_job_id is None else exclude_job_id}
+    if not isinstance(source, Database):
+        # Inside a transaction this read decides (a reservation): hold the member's lock until commit,
+        # so two commands of one member on two processes decide one after the other.
+        await lock_in(source, "member", guild_id, user_id)
     row = await query_one(source, _USAGE_AND_ACTIVE, params)
     assert row is not None
     return _usage(row), int(row["active"])
@@ -146,10 +150,12 @@ async def settle(conn: Connection, *, job_id: int, charge: bool, now: float) -> 
     The NOT EXISTS makes the usual second call a no-op; `ledger_one_settle` would stop a second
     settle even if that check were ever wrong.
     """
+    await lock_in(conn, "settle", job_id)
     written = await change_rows(
         conn,
         "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at) "
-        "SELECT h.guild_id, h.user_id, h.job_id, ?, h.amount, ? FROM credit_ledger AS h "
+        "SELECT h.guild_id, h.user_id, h.job_id, CAST(? AS TEXT), h.amount, CAST(? AS DOUBLE PRECISION) "
+        "FROM credit_ledger AS h "
         "WHERE h.job_id = ? AND h.kind = 'hold' "
         "AND NOT EXISTS (SELECT 1 FROM credit_ledger AS s WHERE s.job_id = h.job_id AND s.kind IN ('charge', 'release')) "
         "ON CONFLICT DO NOTHING",
@@ -192,10 +198,12 @@ async def refund_of(source: Source, job_id: int) -> LedgerEntry | None:
 
 async def insert_refund(conn: Connection, *, job_id: int, actor_id: int, note: str | None, now: float) -> int:
     """Give back a charged job's credits; 0 if it has no charge or was refunded already."""
+    await lock_in(conn, "refund", job_id)
     row = await fetch_row(
         conn,
         "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, actor_id, note, created_at) "
-        "SELECT guild_id, user_id, job_id, 'refund', amount, ?, ?, ? FROM credit_ledger "
+        "SELECT guild_id, user_id, job_id, 'refund', amount, CAST(? AS BIGINT), CAST(? AS TEXT), "
+        "CAST(? AS DOUBLE PRECISION) FROM credit_ledger "
         "WHERE job_id = ? AND kind = 'charge' "
         "AND NOT EXISTS (SELECT 1 FROM credit_ledger WHERE job_id = ? AND kind = 'refund') "
         "ON CONFLICT DO NOTHING RETURNING amount",
