@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sqlite3
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -157,6 +158,17 @@ class Database(ABC):
         signal: its pollers keep their timer (and in-process wake-ups)."""
 
 
+class DuplicateKey(Exception):
+    """A write broke a unique index (SQLite's or PostgreSQL's integrity error, named once for services)."""
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether a driver's error is a unique-index violation."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc).upper()
+    return type(exc).__name__ == "UniqueViolationError"  # asyncpg's, without importing it here
+
+
 class UnsupportedDatabaseURL(ValueError):
     """DATABASE_URL names an engine Framecast does not run on."""
 
@@ -276,7 +288,7 @@ def split_sql(script: str) -> Iterable[str]:
 _split_sql = split_sql
 
 __all__ = [
-    "JOBS_CHANNEL", "Connection", "Database", "PriorityLock", "Row", "UnsupportedDatabaseURL",
+    "JOBS_CHANNEL", "Connection", "Database", "DuplicateKey", "PriorityLock", "Row", "UnsupportedDatabaseURL",
     "background_priority", "change_rows", "fetch_row", "fetch_rows", "insert_row", "is_background",
     "is_postgres", "lock_in", "mark_background", "migrations_for", "notify_in", "open_database", "sqlite_path",
 ]
