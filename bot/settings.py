@@ -14,8 +14,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from storage.database import sqlite_path
 
-DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
-
 
 class Settings(BaseSettings):
     """Framecast's settings; names are the environment variables, case-insensitive."""

@@ -124,12 +124,16 @@ class LedgerQuota:
             conn, "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
             " VALUES (?, ?, ?, 'hold', ?, ?)", (guild_id, user_id, job_id, cost, now))
 
-    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float) -> None:
+    async def price(self, guild_id: int, keys: Any) -> int:
+        return self.cost - 1 if "1080p" not in keys else self.cost  # the 1080p surcharge is 1 credit here
+
+    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float,
+                        amount: int | None = None) -> None:
         await change_rows(
             conn, "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
-            " SELECT guild_id, user_id, job_id, CAST(? AS TEXT), amount, CAST(? AS DOUBLE PRECISION)"
-            " FROM credit_ledger WHERE job_id = ? AND kind = 'hold'",
-            ("charge" if charge else "release", now, job_id))
+            " SELECT guild_id, user_id, job_id, CAST(? AS TEXT), COALESCE(CAST(? AS INTEGER), amount),"
+            " CAST(? AS DOUBLE PRECISION) FROM credit_ledger WHERE job_id = ? AND kind = 'hold'",
+            ("charge" if charge else "release", amount, now, job_id))
 
 
 class AllowAll:
