@@ -12,7 +12,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 import discord
@@ -47,13 +47,13 @@ class GatewayDiscoveryError(Exception):
 def load_settings() -> Settings:
     """Settings from the environment and .env, or ConfigError with one readable line per problem."""
     try:
-        settings = Settings()  # type: ignore[call-arg]
+        settings = Settings()
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()]) from None
     if not settings.discord_token.get_secret_value().strip():
         raise ConfigError([MISSING_TOKEN_LINE])
     try:
-        settings.database_engine
+        _ = settings.database_engine  # parses DATABASE_URL
     except ValueError as exc:
         raise ConfigError([f"{PROG}: DATABASE_URL: {exc}"]) from None
     if settings.public_base_url and not settings.http_listen:
@@ -64,7 +64,7 @@ def load_settings() -> Settings:
     return settings
 
 
-def _describe(error: dict[str, object]) -> str:
+def _describe(error: Mapping[str, object]) -> str:
     loc = error.get("loc") or ()
     field = str(loc[0]).upper() if isinstance(loc, tuple) and loc else "settings"
     if field == "DISCORD_TOKEN" and error.get("type") == "missing":
@@ -113,6 +113,17 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def _failed_stage(bot: FramecastBot) -> str:
+    """How far the bot got before an error ended it, for the one log line an operator reads first."""
+    if bot.user is None:
+        return "login (REST API)"
+    if not bot.setup_complete:
+        return "startup (services, cogs, command sync)"
+    if not bot.is_ready():
+        return "first gateway connection"
+    return "gateway connection"
+
+
 async def run_bot(settings: Settings, *, bot: FramecastBot | None = None) -> int:
     """Run until SIGTERM/SIGINT (exit 0) or until Discord cannot be reached (exit 1)."""
     token = settings.discord_token.get_secret_value().strip()
@@ -128,12 +139,13 @@ async def run_bot(settings: Settings, *, bot: FramecastBot | None = None) -> int
     bot = bot or FramecastBot(settings)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
+    closing: set[asyncio.Task[None]] = set()  # a reference, so the close task is not collected mid-way
 
     def request_stop(signame: str) -> None:
         if not stop_requested.is_set():
             log.info("%s received; shutting down", signame)
             stop_requested.set()
-            loop.create_task(bot.close())
+            closing.add(loop.create_task(bot.close()))
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -154,16 +166,8 @@ async def run_bot(settings: Settings, *, bot: FramecastBot | None = None) -> int
         if stop_requested.is_set():
             log.warning("error during shutdown: %s: %s", type(exc).__name__, exc)
             return EXIT_OK
-        if bot.user is None:
-            where = "login (REST API)"
-        elif not bot.setup_complete:
-            where = "startup (services, cogs, command sync)"
-        elif not bot.is_ready():
-            where = "first gateway connection"
-        else:
-            where = "gateway connection"
         log.error("%s failed: %s: %s (exiting so the supervisor restarts the bot)",
-                  where, type(exc).__name__, exc, exc_info=exc)
+                  _failed_stage(bot), type(exc).__name__, exc, exc_info=exc)
         return EXIT_RUNTIME
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

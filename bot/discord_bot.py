@@ -98,9 +98,9 @@ class FramecastBot(commands.Bot):
     async def setup_hook(self) -> None:
         from bot.publishing.discord_publisher import DiscordPublisher  # imports discord; lazy by design
 
-        factory = self._services_factory
-        if factory is None:
-            from bot.services import build_services as factory
+        from bot.services import build_services
+
+        factory = self._services_factory or build_services
         self.publisher = DiscordPublisher(self)
         built = factory(self.settings, self.publisher, self.clock)
         self.services = await built if inspect.isawaitable(built) else built
@@ -155,6 +155,7 @@ class FramecastBot(commands.Bot):
         # command twice in those servers: empty the global set at Discord (one bulk overwrite). The
         # local tree keeps its global commands: they are what the guild copies were made from.
         try:
+            assert self.application_id is not None  # known once logged in, before setup_hook
             await self.http.bulk_upsert_global_commands(self.application_id, payload=[])
         except discord.HTTPException as error:
             log.warning("could not remove globally registered commands (%s); they may show twice", error)

@@ -55,7 +55,7 @@ class SecretRedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string must not let raw args through
+        except Exception:  # noqa: BLE001 - a bad format string must not let raw args through
             message = f"{record.msg!r} {record.args!r}"
         record.msg = self.redact(message)
         record.args = None

@@ -44,7 +44,7 @@ class Services:
     poller: Poller
     guild_settings: GuildSettingsStore
     admin: ServerAdmin
-    cards: CardKeeper | None = None
+    cards: CardKeeper
     owns_providers: bool = field(default=True)
 
     async def aclose(self) -> None:

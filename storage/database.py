@@ -156,6 +156,7 @@ class Database(ABC):
     async def subscribe(self, channel: str, callback: Callable[[], None]) -> None:
         """Call `callback` when another process commits a `notify` on `channel`. SQLite has no such
         signal: its pollers keep their timer (and in-process wake-ups)."""
+        return None
 
 
 class DuplicateKey(Exception):
@@ -215,7 +216,7 @@ def is_postgres(source: Database | Connection) -> bool:
 async def fetch_rows(conn: Connection, sql: str, params: Params = ()) -> list[Row]:
     """Every row of a query (also `... RETURNING`) inside a transaction."""
     if isinstance(conn, aiosqlite.Connection):
-        return list(await conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
+        return list(await conn.execute_fetchall(sql, params))
     return await conn.fetch_rows(sql, params)
 
 
@@ -229,7 +230,7 @@ async def insert_row(conn: Connection, sql: str, params: Params = ()) -> int:
     """Run one INSERT and return the new row's id."""
     if not isinstance(conn, aiosqlite.Connection):
         return await conn.insert_row(sql, params)
-    row = await conn.execute_insert(sql, params)  # type: ignore[arg-type]
+    row = await conn.execute_insert(sql, params)
     if row is None or row[0] is None:
         raise RuntimeError("INSERT returned no row id")
     return int(row[0])
@@ -249,7 +250,7 @@ async def change_rows(conn: Connection, sql: str, params: Params = ()) -> int:
     head = sql.lstrip()[:7].upper()
     if head.startswith(_COUNTABLE) and "RETURNING" not in sql.upper():
         return len(await fetch_rows(conn, f"{sql.rstrip().rstrip(';')} RETURNING 1", params))
-    cursor = await conn.execute(sql, params)  # type: ignore[arg-type]
+    cursor = await conn.execute(sql, params)
     changed = cursor.rowcount
     await cursor.close()
     return changed
@@ -258,7 +259,7 @@ async def change_rows(conn: Connection, sql: str, params: Params = ()) -> int:
 async def execute_many(conn: Connection, sql: str, rows: Iterable[Params]) -> None:
     """One statement over many parameter rows (bulk loads: tests, benchmarks, migrations of data)."""
     if isinstance(conn, aiosqlite.Connection):
-        await conn.executemany(sql, rows)  # type: ignore[arg-type]
+        await conn.executemany(sql, rows)
     else:
         await conn.execute_many(sql, rows)
 

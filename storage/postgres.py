@@ -144,7 +144,7 @@ class PostgresDatabase(Database):
             listener, self._listener = self._listener, None
             try:
                 await listener.close(timeout=2)
-            except Exception:  # a dead server: the pool's close below says so if it matters
+            except Exception:  # noqa: BLE001 - a dead server: the pool's close below says so if it matters
                 listener.terminate()
         await self._pool.close()
 
@@ -174,7 +174,7 @@ class PostgresDatabase(Database):
                 log.info("applied migration %s", name)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PgConnection]:  # type: ignore[override]
+    async def transaction(self) -> AsyncIterator[PgConnection]:
         """A read-committed transaction; decisions take their own locks (`PgConnection.lock`)."""
         async with self._acquire() as raw, raw.transaction():
             yield PgConnection(raw)

@@ -58,7 +58,7 @@ class SqliteDatabase(Database):
         self._write_lock = PriorityLock()
 
     @classmethod
-    async def open(cls, path: str | Path) -> SqliteDatabase:  # type: ignore[override]
+    async def open(cls, path: str | Path) -> SqliteDatabase:
         path = Path(path)
         if str(path) != ":memory:":
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.outbox import Outbox
 from bot.jobs.repository import JobRepository
+from bot.quota.service import QuotaService
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class Finisher:
     """Ends claimed jobs: status + settlement + audit in one transaction, then delivery."""
 
-    def __init__(self, *, db: Database, clock: Clock, repository: JobRepository, lease: JobLease, quota: Any,
+    def __init__(self, *, db: Database, clock: Clock, repository: JobRepository, lease: JobLease, quota: QuotaService,
                  record_audit: AuditRecorder, outbox: Outbox) -> None:
         self.db = db
         self.clock = clock

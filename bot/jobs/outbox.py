@@ -10,10 +10,9 @@ repeat post after a crash carries the same nonce, which Discord deduplicates.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from bot import metrics
-from bot.audit import quote
+from bot.audit import AuditService, quote
 from bot.clock import Clock
 from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord
@@ -30,7 +29,7 @@ AUDIT_BATCH = 20
 class Outbox:
     """Posts results and audit events; `publisher` and `audit_service` may be swapped after start-up."""
 
-    def __init__(self, *, publisher: Publisher, audit_service: Any, schedule: PollSchedule, clock: Clock,
+    def __init__(self, *, publisher: Publisher, audit_service: AuditService | None, schedule: PollSchedule, clock: Clock,
                  lease: JobLease) -> None:
         self.publisher = publisher
         self.audit_service = audit_service
@@ -106,6 +105,8 @@ class Outbox:
             log.exception("could not read pending audit events")
             return
         for event in events:
+            if event.channel_id is None:  # `pending` returns only servers with an audit channel
+                continue
             try:
                 message_id = await self.publisher.post_audit(event.guild_id, event.channel_id, event.text,
                                                              audit_nonce(event.id))

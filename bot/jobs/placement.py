@@ -26,6 +26,7 @@ of the same sum, weighed by how many jobs finish where, instead of rules of thum
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -249,7 +250,7 @@ def shared_mixes(kinds: Sequence[tuple[float, PricedKind]], budget: float) -> li
 
     def at(price: float) -> tuple[list[list[float]], float]:
         planned = [kind.plan_at(price) for _, kind in kinds]
-        return [polls for polls, _ in planned], sum(w * cost for (w, _), (_, cost) in zip(kinds, planned)) / total_weight
+        return [polls for polls, _ in planned], sum(w * cost for (w, _), (_, cost) in zip(kinds, planned, strict=True)) / total_weight
 
     low, high = PRICE_RANGE
     best, best_cost = at(high)
@@ -268,7 +269,7 @@ def shared_mixes(kinds: Sequence[tuple[float, PricedKind]], budget: float) -> li
         return [PlanMix(polls, polls, 0.0) for polls in best]
     share = (budget - best_cost) / (over_cost - best_cost) if over_cost > best_cost else 0.0
     share = min(1.0, max(0.0, share))
-    return [PlanMix(cheaper, dearer, share if dearer != cheaper else 0.0) for cheaper, dearer in zip(best, over)]
+    return [PlanMix(cheaper, dearer, share if dearer != cheaper else 0.0) for cheaper, dearer in zip(best, over, strict=True)]
 
 
 def _candidates(finish: FinishCdf, last: float, min_gap: float) -> tuple[list[float], list[float]]:
@@ -295,7 +296,7 @@ def _cell_costs(finish: FinishCdf, instants: list[float], done: list[float], min
     `notice` seconds past the poll that finds it (the same for every plan, so left out of the lag term)."""
     # Integral of the CDF from the submit to each instant (midpoint rule within each step).
     integral = [0.0]
-    for a, b in zip(instants, instants[1:]):
+    for a, b in itertools.pairwise(instants):
         width = (b - a) / 4
         integral.append(integral[-1] + width * sum(finish.cdf(a + (k + 0.5) * width) for k in range(4)))
     cells: list[tuple[int, list[float]]] = [(0, [])]

@@ -23,10 +23,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 from bot import metrics
-from bot.audit import AuditRecorder, record_in
+from bot.audit import AuditRecorder, AuditService, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.jobs.finish import Finisher
@@ -39,6 +38,7 @@ from bot.jobs.schedule import PollSchedule
 from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_providers
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.publishing.base import Publisher
+from bot.quota.service import QuotaService
 from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
 
@@ -60,9 +60,9 @@ class Poller:
         db: Database,
         clock: Clock,
         providers: Mapping[ProviderName, ProviderClient],
-        quota: Any,
+        quota: QuotaService,
         publisher: Publisher,
-        audit_service: Any = None,
+        audit_service: AuditService | None = None,
         repository: JobRepository | None = None,
         schedule: PollSchedule | None = None,
         limits: LimitsRegistry | None = None,
@@ -111,12 +111,12 @@ class Poller:
         self.outbox.publisher = publisher
 
     @property
-    def audit_service(self) -> Any:
+    def audit_service(self) -> AuditService | None:
         """Read and set through to the outbox, so a service wired in after construction is used."""
         return self.outbox.audit_service
 
     @audit_service.setter
-    def audit_service(self, service: Any) -> None:
+    def audit_service(self, service: AuditService | None) -> None:
         self.outbox.audit_service = service
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -153,17 +153,17 @@ class Poller:
     async def run_once(self) -> int:
         """Process all currently due work and wait for it; returns the number of jobs handled."""
         handled = 0
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+
+        async def bounded(job: JobRecord) -> None:
+            async with semaphore:
+                await self.process(job)
+
         for _ in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
                                                    self.batch_size)
             if not jobs:
                 break
-            semaphore = asyncio.Semaphore(self.max_concurrency)
-
-            async def bounded(job: JobRecord) -> None:
-                async with semaphore:
-                    await self.process(job)
-
             await asyncio.gather(*(bounded(job) for job in jobs))
             handled += len(jobs)
         await self._housekeeping(force=True)

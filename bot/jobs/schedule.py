@@ -180,8 +180,10 @@ class PollSchedule:
                         model.provider, EARLY_HISTORY_ROWS)
                 failures = failures_by_vendor[model.provider]
             costs = await self.repository.recent_kind_costs(model_key, mode, self.history_rows)
-            kinds.append(KindHistory(model_key, mode, jobs, samples, *failures, *costs,
-                                     callback=model.provider in self.callback_providers))
+            failed, finished = failures
+            costed_jobs, mean_requests, progress_share = costs
+            kinds.append(KindHistory(model_key, mode, jobs, samples, failed, finished, costed_jobs, mean_requests,
+                                     progress_share, callback=model.provider in self.callback_providers))
         # Pure arithmetic, ~10 ms per kind: off the event loop, so commands are answered meanwhile.
         plans = await asyncio.to_thread(self.build_plans, kinds)
         self._cache.update({key: (now, plan) for key, plan in plans.items()})
@@ -216,7 +218,7 @@ class PollSchedule:
             one = PricedKind(finish, self.min_interval)
             one.cap(KIND_BUDGET_CAP * budget)
             priced.append((float(kind.jobs), one))
-        for (kind, _, successes, learned), mix in zip(shared, shared_mixes(priced, shared_budget)):
+        for (kind, _, successes, learned), mix in zip(shared, shared_mixes(priced, shared_budget), strict=True):
             plans[(kind.model_key, kind.mode)] = self._as_plan(mix, successes, learned)
         return plans
 

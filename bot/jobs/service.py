@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from bot import metrics
 from bot.audit import AuditRecorder, quote, record_in
@@ -20,7 +19,9 @@ from bot.errors import Refusal
 from bot.i18n import _
 from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus, deadline_for
 from bot.jobs.repository import JobRepository
+from bot.moderation.policy import PolicyService
 from bot.providers.base import ProviderClient
+from bot.quota.service import QuotaService
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec, validate_request
 from storage.cards import CardStore
@@ -63,8 +64,8 @@ class JobService:
         db: Database,
         clock: Clock,
         providers: Mapping[ProviderName, ProviderClient],
-        quota: Any,
-        policy: Any,
+        quota: QuotaService,
+        policy: PolicyService,
         repository: JobRepository | None = None,
         audit_recorder: AuditRecorder | None = None,
         wake_poller: Callable[[], None] | None = None,

@@ -31,11 +31,20 @@ MAX_CHANNELS_NAMED = 10  # a refusal lists at most this many allowed channels
 class RequesterLike(Protocol):
     """What policy needs of bot.jobs.service.Requester (plain ids, no Discord objects)."""
 
-    guild_id: int
-    channel_id: int
-    user_id: int
-    role_ids: Sequence[int]
-    parent_channel_id: int | None
+    @property
+    def guild_id(self) -> int: ...
+
+    @property
+    def channel_id(self) -> int: ...
+
+    @property
+    def user_id(self) -> int: ...
+
+    @property
+    def role_ids(self) -> Sequence[int]: ...
+
+    @property
+    def parent_channel_id(self) -> int | None: ...
 
 
 def _family_name(family: object) -> str:
@@ -52,7 +61,7 @@ def _what_to_check(family_or_spec: object, prompt: str | None) -> tuple[str, lis
         raise TypeError("check() needs a prompt, or a JobSpec as its second argument")
     params = getattr(family_or_spec, "params", {}) or {}
     shots = [shot for shot in params.get("multi_prompt") or [] if isinstance(shot, str)]
-    return _family_name(getattr(family_or_spec, "family")), [spec_prompt, *shots]
+    return _family_name(getattr(family_or_spec, "family")), [spec_prompt, *shots]  # noqa: B009 (typed object)
 
 
 class PolicyService:

@@ -27,8 +27,8 @@ try:  # Python 3.11+
         ASSERT, ASSERT_NOT, BRANCH, MAX_REPEAT, MAXREPEAT, MIN_REPEAT, POSSESSIVE_REPEAT, SUBPATTERN,
     )
 except ImportError:  # pragma: no cover - older layouts
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
-    from sre_constants import (  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
+    from sre_constants import (
         ASSERT, ASSERT_NOT, BRANCH, MAX_REPEAT, MAXREPEAT, MIN_REPEAT, SUBPATTERN,
     )
     POSSESSIVE_REPEAT = MAX_REPEAT
@@ -53,9 +53,16 @@ class InvalidRule(ValueError):
 
 
 class RuleLike(Protocol):
-    id: int
-    kind: str
-    pattern: str
+    """A stored rule as matching reads it (storage's frozen `PromptRule`, or a test's own)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def pattern(self) -> str: ...
 
 
 def _runs(letters: str) -> list[tuple[str, int]]:

@@ -131,6 +131,11 @@ def _json_text(text: Any) -> Any:
         return None
 
 
+def as_mapping(value: object) -> dict[str, Any]:
+    """A JSON object from a vendor's reply, or {} for anything else (null, a list, a string)."""
+    return value if isinstance(value, dict) else {}
+
+
 def first_text(*candidates: object) -> str:
     """The first candidate that is a non-empty string (or an object with a `message`)."""
     for candidate in candidates:

@@ -30,6 +30,7 @@ from bot.clock import Clock
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.i18n import _
 from bot.providers.http import (
+    as_mapping,
     VENDOR_LABELS,
     KnownAnswer,
     Phase,
@@ -254,7 +255,7 @@ def failure_sentence(reason: str, code: int | None) -> str:
     """A failed task's sentence: the vendor's words, else what its code documents (never a bare code)."""
     if reason.strip() or code not in KIE_CODE_MEANINGS:
         return failure_message(reason)
-    return KIE_CODE_MEANINGS[code]  # type: ignore[index]
+    return KIE_CODE_MEANINGS[code]
 
 
 class _Record(BaseModel):
@@ -375,7 +376,7 @@ class KieClient(VendorClient):
         data = self._envelope(response, Phase.POLL)
         if not data:
             raise unreadable_body(self.name, Phase.POLL, response.status_code, "no data")
-        reply = data.get("response") if isinstance(data.get("response"), dict) else {}
+        reply = as_mapping(data.get("response"))
         return _Record(
             success_flag=as_int(data.get("successFlag")),
             urls=result_urls(reply.get("resultUrls")) or result_urls(data.get("resultUrls")),
@@ -468,7 +469,7 @@ def parse_kie_callback(payload: Any) -> tuple[str | None, PollResult]:
     the 720p one, so callers wanting 1080p should poll rather than deliver it."""
     if not isinstance(payload, dict):
         return None, PollResult(state=TaskState.RUNNING, raw_status="callback_unreadable")
-    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    data = as_mapping(payload.get("data"))
     task_id = first_text(data.get("taskId"), data.get("task_id")) or None
     code = as_int(payload.get("code"))
     if code == 200:

@@ -10,7 +10,6 @@ the line `classify_transport_error` draws: only a request that never left may be
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import urllib.request
 from typing import Any
@@ -89,7 +88,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 )
         except aiohttp.ClientError as exc:
             raise _as_httpx_error(exc, request) from exc
-        except asyncio.TimeoutError as exc:  # a bare timeout: somewhere after the request was handed over
+        except TimeoutError as exc:  # a bare timeout: somewhere after the request was handed over
             raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
 
     async def aclose(self) -> None:

@@ -46,7 +46,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_
         return cls(match["action"], int(match["job_id"]), label=getattr(item, "label", None),
                    disabled=bool(getattr(item, "disabled", False)))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         get_cog = getattr(interaction.client, "get_cog", None)
         handler = get_cog("ActionsCog") if get_cog is not None else None
         if handler is None:

@@ -22,7 +22,7 @@ import io
 import logging
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import discord
@@ -45,7 +45,7 @@ MESSAGE_MAX_CHARS = 2000
 # Discord error codes that mean "this destination is gone or closed to us", not "try later".
 UNUSABLE_TARGET_CODES = {10003, 50001, 50013, 50083, 160005, 50007}
 FILE_TOO_LARGE_CODE = 40005
-THREAD_ARCHIVE_MINUTES = 1440  # Discord's default for a thread made from the client
+THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440  # Discord's default for a thread made from the client
 
 
 class _Unusable(Exception):
@@ -173,7 +173,7 @@ class DiscordPublisher:
             log.info("job %s: its thread is gone and cannot be made on the summary (%s %s)", job.id,
                      exc.status, exc.code)
             return None
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:  # classified, then re-raised
             raise _classify(exc, f"thread on summary {job.summary_message_id}") from exc
         thread_id = int(made["id"])
         log.info("job %s: made its missing thread %s on the summary", job.id, thread_id)
@@ -199,11 +199,11 @@ class DiscordPublisher:
                 file = discord.File(io.BytesIO(video), filename=f"framecast-{job_id}.mp4") if video else None
                 sent = await target.send(content, file=file, **extra) if file else await target.send(content, **extra)
             except discord.HTTPException as exc:
-                if video is None or exc.code != FILE_TOO_LARGE_CODE and exc.status != 413:
+                if video is None or (exc.code != FILE_TOO_LARGE_CODE and exc.status != 413):
                     raise
                 # Our idea of the upload limit was wrong; the link alone still works.
                 sent = await target.send(content, **extra)
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:  # classified, then re-raised
             raise _classify(exc, where) from exc
         if not sent or not getattr(sent, "id", None):
             raise DeliveryError(f"Discord returned no message id for {where}", retryable=True)
@@ -234,7 +234,7 @@ class DiscordPublisher:
         try:
             user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
             return user.dm_channel or await user.create_dm()
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:  # classified, then re-raised
             raise _classify(exc, f"DM with {user_id}") from exc
 
     def _upload_limit(self, guild_id: int) -> int:
@@ -282,7 +282,7 @@ class DiscordPublisher:
         try:
             sent = await target.send(text[:MESSAGE_MAX_CHARS], nonce=nonce,
                                      allowed_mentions=discord.AllowedMentions.none())
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:  # classified, then re-raised
             classified = _classify(exc, f"audit channel {channel_id}")
             if isinstance(classified, _Unusable):
                 raise DeliveryError(f"audit channel {channel_id} is unusable ({classified})", retryable=False) from exc

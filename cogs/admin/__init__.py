@@ -18,6 +18,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_bot import FramecastBot
 from cogs.admin.common import NotModerator
 from cogs.admin.members import MemberCommands
 from cogs.admin.moderation import ModerationCommands
@@ -37,11 +38,11 @@ class AdminCog(
 ):
     """Every `/framecast ...` command; `interaction_check` guards them all."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Runs before every /framecast command (discord.py calls the cog's check for each)."""
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
@@ -53,5 +54,5 @@ class AdminCog(
         return True
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(AdminCog(bot))

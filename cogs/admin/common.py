@@ -14,6 +14,8 @@ import discord
 from discord import app_commands
 
 from bot import audit
+from bot.discord_bot import FramecastBot
+from bot.services import Services
 from bot.catalog import COST_KEYS, Family
 from bot.validation import InputError
 from cogs.interaction import guild_id_of
@@ -102,7 +104,7 @@ def _budget_value(option: str, credits: int | None, unlimited: bool) -> int | No
 class AdminBase:
     """State and plumbing shared by the command mixins; `AdminCog` supplies `bot` and the check."""
 
-    bot: Any
+    bot: FramecastBot
 
     settings = app_commands.Group(name="settings", description="The server's Framecast settings")
     cost = app_commands.Group(name="cost", description="What each model costs in this server")
@@ -114,8 +116,8 @@ class AdminBase:
     audit_log = app_commands.Group(name="audit", description="Where moderator actions are posted")
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @property
     def store(self) -> Any:
