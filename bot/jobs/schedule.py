@@ -127,7 +127,8 @@ class PollSchedule:
                  cache_seconds: float = CACHE_SECONDS, request_budget: float = REQUEST_BUDGET,
                  explore_share: float = EXPLORE_SHARE, rng: random.Random | None = None,
                  smooth_history: bool = True, callback_providers: Collection[ProviderName] = (),
-                 fixed_interval: float | None = None) -> None:
+                 fixed_interval: float | None = None, plan_pairs: bool = True, vendor_failures: bool = True,
+                 shared_budget: bool = True) -> None:
         self.repository = repository
         self.clock = clock
         self.min_interval = max(0.1, min_interval)
@@ -142,6 +143,7 @@ class PollSchedule:
         self.callback_providers = frozenset(callback_providers)
         # POLL_INTERVAL_SECONDS: the operator chose one gap for every running job over the learned plans.
         self.fixed_interval = fixed_interval if fixed_interval and fixed_interval > 0 else None
+        self.plan_pairs, self.vendor_failures, self.shared_budget = plan_pairs, vendor_failures, shared_budget
         self._cache: dict[tuple[str, str], tuple[float, PollPlan]] = {}
         self._planning = asyncio.Lock()
 
@@ -194,6 +196,9 @@ class PollSchedule:
         the budget and is counted at what its recent jobs really cost; the rest share what is left at one
         price per request (placement.shared_mixes), none above KIND_BUDGET_CAP times the budget."""
         budget = self.planned_budget
+        if not self.shared_budget:
+            return {(kind.model_key, kind.mode): self.build_plan(kind.model_key, kind.durations, kind.failures,
+                                                                 kind.finished) for kind in kinds}
         plans: dict[tuple[str, str], PollPlan] = {}
         shared: list[tuple[KindHistory, FinishTimes, Distribution, bool]] = []
         paced_spend = 0.0
@@ -234,7 +239,7 @@ class PollSchedule:
         learned = len(samples) >= MIN_HISTORY
         successes = self._distribution(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
         finish = FinishTimes(successes)
-        if learned and len(failures) >= EARLY_MIN_FAILURES:  # without history, no evidence of them
+        if learned and self.vendor_failures and len(failures) >= EARLY_MIN_FAILURES:  # without history, no evidence of them
             total = finished if finished is not None else len(samples) + len(failures)
             finish = FinishTimes(successes, Distribution.from_samples(failures), len(failures) / max(total, len(failures)))
         return finish, successes, learned
@@ -249,7 +254,7 @@ class PollSchedule:
             body = tuple(at for at in polls if at >= fastest)
             return PollPlan(body, learned, safety_net, checks, dearer, share)
 
-        if mix.dearer_share <= 0.0 or mix.dearer == mix.cheaper:
+        if mix.dearer_share <= 0.0 or mix.dearer == mix.cheaper or not self.plan_pairs:
             return plan(mix.cheaper)
         return plan(mix.cheaper, plan(mix.dearer), mix.dearer_share)
 
