@@ -18,6 +18,7 @@ import discord
 from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
+from bot.command_translator import CatalogTranslator
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class FramecastBot(commands.Bot):
         built = factory(self.settings, self.publisher, self.clock)
         self.services = await built if inspect.isawaitable(built) else built
         await self._load_extensions()
+        await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
         poller = getattr(self.services, "poller", None)
         if poller is not None:

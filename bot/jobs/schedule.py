@@ -29,7 +29,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from bot.catalog import MODELS_BY_KEY, ProviderName, get_model
+from bot.catalog import MODELS_BY_KEY, ProviderName, timing_for
 from bot.clock import Clock
 from bot.jobs.placement import Distribution, FinishTimes, PlanMix, PricedKind, optimal_mix, shared_mixes
 from bot.jobs.repository import JobRepository
@@ -204,7 +204,7 @@ class PollSchedule:
         paced_spend = 0.0
         for kind in kinds:
             finish, successes, learned = self._finish_times(kind.model_key, kind.durations, kind.failures,
-                                                            kind.finished)
+                                                            kind.finished, kind.mode)
             if kind.callback or (kind.costed_jobs >= MIN_HISTORY and kind.progress_share >= SELF_PACED_PROGRESS):
                 mix = optimal_mix(finish, budget, self.min_interval)
                 plans[(kind.model_key, kind.mode)] = self._as_plan(mix, successes, learned)
@@ -235,9 +235,9 @@ class PollSchedule:
         return self._as_plan(mix, successes, learned)
 
     def _finish_times(self, model_key: str, samples: Sequence[float], failures: Sequence[float],
-                      finished: int | None) -> tuple[FinishTimes, Distribution, bool]:
+                      finished: int | None, mode: str = "") -> tuple[FinishTimes, Distribution, bool]:
         learned = len(samples) >= MIN_HISTORY
-        successes = self._distribution(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
+        successes = self._distribution(samples) if learned else Distribution.from_prior(timing_for(model_key, mode))
         finish = FinishTimes(successes)
         if learned and self.vendor_failures and len(failures) >= EARLY_MIN_FAILURES:  # without history, no evidence of them
             total = finished if finished is not None else len(samples) + len(failures)
