@@ -25,13 +25,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.catalog import Family, ProviderName, get_model  # noqa: E402
-from bot.clock import FakeClock  # noqa: E402
-from bot.jobs.placement import LATE_SECONDS  # noqa: E402
-from bot.jobs.schedule import PollSchedule  # noqa: E402
-from bot.validation import GenerationRequest, validate_request  # noqa: E402
-from benchmarks.sim import percentile  # noqa: E402
-from benchmarks.workload import HISTORY_PER_KIND, REQUEST_MIX, SIGMA, draw_outcome  # noqa: E402
+from benchmarks.sim import percentile
+from benchmarks.workload import HISTORY_PER_KIND, REQUEST_MIX, SIGMA, draw_outcome
+from bot.catalog import Family, ProviderName, get_model
+from bot.clock import FakeClock
+from bot.jobs.placement import LATE_SECONDS
+from bot.jobs.schedule import PollSchedule
+from bot.validation import GenerationRequest, validate_request
 
 NOTICE = 0.25  # seconds from sending the poll that finds a job to handing its result over
 
@@ -52,12 +52,13 @@ class Row:
 class MemoryHistory:
     """The repository's four history reads over an in-memory list (newest last)."""
 
-    def __init__(self, rows: list[Row]) -> None:
+    def __init__(self, rows: list[Row], submitted: list[Row]) -> None:
         self.rows = rows
+        self.submitted = submitted  # the jobs being judged count in the mix once submitted, as in the bot
 
     async def recent_mix(self, limit: int) -> dict[tuple[str, str], int]:
         mix: dict[tuple[str, str], int] = {}
-        for row in self.rows[-limit:]:
+        for row in (self.rows + self.submitted)[-limit:]:
             mix[(row.model_key, row.mode)] = mix.get((row.model_key, row.mode), 0) + 1
         return mix
 
@@ -118,10 +119,10 @@ def _history(rng: random.Random, sigma: float, failures: str, per_kind: int) -> 
             return rows
 
 
-async def walk(schedule: PollSchedule, row: Row, job_id: int) -> tuple[int, float, float | None]:
+async def walk(schedule: PollSchedule, row: Row) -> tuple[int, float, float | None]:
     """(status requests, lag, last progress figure) of one job through the schedule, as the poller asks."""
     reports_progress = row.provider is ProviderName.KLING
-    kind: dict[str, Any] = {"model_key": row.model_key, "mode": row.mode, "submitted_at": 0.0, "job_id": job_id}
+    kind: dict[str, Any] = {"model_key": row.model_key, "mode": row.mode, "submitted_at": 0.0}
     at = await schedule.next_poll_at(now=0.0, **kind)
     requests, previous = 0, None
     while True:
@@ -136,9 +137,7 @@ async def walk(schedule: PollSchedule, row: Row, job_id: int) -> tuple[int, floa
 # Each variant: PollSchedule options, and whether the history is empty (a new server).
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {
     "full": ({}, False),
-    "no plan pairs": ({"plan_pairs": False}, False),
     "no kernel smoothing": ({"smooth_history": False}, False),
-    "no exploratory polls": ({"explore_share": 0.0}, False),
     "no vendor failure mixing": ({"vendor_failures": False}, False),
     "no shared budget": ({"shared_budget": False}, False),
     "cold (no history)": ({}, True),
@@ -154,18 +153,19 @@ async def run_variant(options: dict[str, Any], cold: bool, *, seed: int, jobs: i
     for h in range(histories):
         rng = random.Random(seed + h)
         rows = [] if cold else _history(rng, sigma, failures, per_kind)
-        source = MemoryHistory(rows)
+        fresh = _draw_jobs(random.Random(seed + 1000 + h), jobs // histories, sigma, failures)
+        source = MemoryHistory(rows, [])
         clock = FakeClock()
-        schedule = make(source, clock, rng=random.Random(seed + 100 + h), **options)  # type: ignore[arg-type]
+        schedule = make(source, clock, **options)  # type: ignore[arg-type]
         # The progress-paced kinds' history costs what the bot's schedule makes of it (first pass), then
         # the budget is shared with those costs known.
         for row in rows:
             if row.provider is ProviderName.KLING and row.succeeded:
-                row.poll_count, _, row.progress = await walk(schedule, row, id(row) % 100_000)
+                row.poll_count, _, row.progress = await walk(schedule, row)
         clock.advance(schedule.cache_seconds + 1)
-        fresh = _draw_jobs(random.Random(seed + 1000 + h), jobs // histories, sigma, failures)
-        for job_id, row in enumerate(fresh, start=1):
-            count, lag, _ = await walk(schedule, row, job_id)
+        source.submitted = fresh
+        for row in fresh:
+            count, lag, _ = await walk(schedule, row)
             requests += count
             lags.append(lag)
             if not row.succeeded:
