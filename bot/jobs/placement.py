@@ -162,7 +162,7 @@ def optimal_polls(finish: FinishTimes, budget: float, min_gap: float, lag_weight
     """The poll offsets (seconds after submit) that minimise the weighted lateness, slowness and lag while
     the expected number of requests stays within `budget`; the last one is where every job seen
     has ended. Polls are at least `min_gap` apart, the first at `min_gap` or later. Both weights 0
-    (or tiny) minimise the late share alone (benchmarks/bound.py: the best any plan can do)."""
+    (or tiny) minimise the late share alone."""
     return shared_polls([(1.0, PricedKind(finish, min_gap, lag_weight, prompt_weight, notice))], budget)[0]
 
 
