@@ -25,13 +25,13 @@ from bot import metrics
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
 from bot.jobs.repository import JobRepository
+from bot.jobs.submission import CALLBACK_PATH
 from bot.providers.kie import callback_task_id, parse_kie_callback, verify_kie_signature
 from bot.settings import Settings
 from storage.database import Database
 
 log = logging.getLogger(__name__)
 
-CALLBACK_PATH = "/callbacks/kie/{job_id}"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 MAX_CALLBACK_AGE_SECONDS = 600.0  # a signed callback older (or further in the future) than this is a replay
@@ -109,24 +109,13 @@ class _JobGauge:
         async with self._lock:
             if time.monotonic() - self._refreshed_at < JOB_GAUGE_MIN_REFRESH_SECONDS:
                 return
-            # A whole-table aggregate, but over a narrow row scan on the reader connection (never
-            # blocks the writer) and at most every few seconds; fine for millions of rows.
-            rows = await self._database.fetchall(
-                "SELECT status, family, COUNT(*) AS n FROM jobs GROUP BY status, family"
-            )
+            rows = await JobRepository(self._database).count_by_state()
             # Clear, then set, with no await in between: a series that dropped to nothing disappears
             # and a concurrent scrape never sees a half-filled gauge.
             metrics.JOBS_BY_STATE.clear()
-            for row in rows:
-                metrics.JOBS_BY_STATE.labels(state=row["status"], family=row["family"]).set(row["n"])
+            for status, family, jobs in rows:
+                metrics.JOBS_BY_STATE.labels(state=status, family=family).set(jobs)
             self._refreshed_at = time.monotonic()
-
-
-def callback_url_for(settings: Settings, job_id: int) -> str | None:
-    """The `callBackUrl` to hand kie.ai for this job, or None when no public address is configured."""
-    if not settings.public_base_url:
-        return None
-    return settings.public_base_url.rstrip("/") + CALLBACK_PATH.format(job_id=job_id)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -287,7 +276,6 @@ __all__ = [
     "CallbackReceiver",
     "HealthChecks",
     "OperatorsServer",
-    "callback_url_for",
     "heartbeat_from_metrics",
     "parse_listen",
     "start_http_server",

@@ -9,18 +9,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
 from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
-from bot.publishing.base import Publisher
+from bot.jobs.cards import CardKeeper
 from bot.jobs.poller import Poller
 from bot.jobs.repository import JobRepository
 from bot.jobs.service import JobService
 from bot.moderation.policy import PolicyService
 from bot.providers.base import ProviderClient
 from bot.providers.registry import build_providers, close_providers
+from bot.publishing.base import Publisher
 from bot.quota.service import QuotaService
+from bot.server_admin import ServerAdmin
 from bot.settings import Settings
+from storage.cards import CardStore
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 
@@ -39,11 +43,15 @@ class Services:
     audit: AuditService
     poller: Poller
     guild_settings: GuildSettingsStore
+    admin: ServerAdmin
+    cards: CardKeeper | None = None
     owns_providers: bool = field(default=True)
 
     async def aclose(self) -> None:
-        """Stop the poller, release vendor connection pools (ours only) and close the database."""
+        """Stop the card keeper and the poller, release vendor pools (ours only), close the database."""
         try:
+            if self.cards is not None:
+                await self.cards.stop()
             await self.poller.stop()
         finally:
             try:
@@ -75,9 +83,13 @@ async def build_services(
                         publisher=publisher, audit_service=audit, repository=repository, instance_id=instance_id)
         jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
                           repository=repository, wake_poller=poller.wake)
+        admin = ServerAdmin(db, clock, store, wake_poller=poller.wake)
+        cards = CardKeeper(store=CardStore(db), repository=repository, clock=clock, settings=settings,
+                           publisher=publisher)
     except BaseException:
         await db.close()
         raise
     log.info("services built: providers %s, poller %s", sorted(p.value for p in clients), poller.owner)
     return Services(settings=settings, db=db, clock=clock, providers=clients, jobs=jobs, quota=quota,
-                    policy=policy, audit=audit, poller=poller, guild_settings=store, owns_providers=owns_providers)
+                    policy=policy, audit=audit, poller=poller, guild_settings=store, admin=admin, cards=cards,
+                    owns_providers=owns_providers)
