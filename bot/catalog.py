@@ -161,7 +161,7 @@ DEFAULT_UHD_COST = 4
 
 FOLLOW_UPS: dict[FollowUp, FollowUpKind] = {
     FollowUp.EXTEND: FollowUpKind(
-        mode=Mode.EXTEND, cost_key=EXTEND_COST_KEY, default_cost=DEFAULT_EXTEND_COST, timing=_VEO_TIMING_FAST),
+        mode=Mode.EXTEND, cost_key=EXTEND_COST_KEY, default_cost=DEFAULT_EXTEND_COST, timing=_KIE_TIMING_FAST),
     # kie.ai: "1080P generation ... typically 1-3 minutes"; "4K ... typically ~5-10 minutes".
     FollowUp.UPSCALE_1080P: FollowUpKind(
         mode=Mode.UPSCALE_1080P, cost_key=UPSAMPLE_COST_KEY, default_cost=DEFAULT_UPSAMPLE_COST,
