@@ -21,7 +21,7 @@ from bot.jobs.schedule import (
     PollSchedule,
     plan_kinds,
 )
-from storage.database import Database
+from storage.database import Database, change_rows
 
 MODEL = "veo-fast-kie"
 
@@ -33,8 +33,8 @@ async def _finished_jobs(db: Database, durations: list[float], start: float, mod
     async with db.transaction() as conn:
         for n, took in enumerate(durations):
             submitted = start + n
-            await conn.execute(
-                "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
+            await change_rows(
+                conn, "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
                 " request_json, status, created_at, submitted_at, vendor_done_at, finished_at)"
                 " VALUES (1, 1, 1, 'veo', ?, 'kie', 'text', 'p', ?, ?, ?, ?, ?, ?)",
                 (model, json.dumps({}), status, submitted, submitted,
@@ -371,6 +371,7 @@ async def test_only_the_vendors_latest_reported_failures_count(db: Database, fak
     assert (await schedule.plan_for(MODEL, "text")).early_checks
 
 
+@pytest.mark.sqlite_only  # SQLite's EXPLAIN QUERY PLAN
 async def test_failure_history_reads_its_own_index(db: Database) -> None:
     rows = await db.fetchall(
         "EXPLAIN QUERY PLAN SELECT status, vendor_done_at, submitted_at FROM jobs"

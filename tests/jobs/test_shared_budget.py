@@ -28,7 +28,7 @@ from bot.jobs.schedule import (
     PollPlan,
     PollSchedule,
 )
-from storage.database import Database
+from storage.database import Database, execute_many
 
 PLANNED = REQUEST_BUDGET - PLAN_MARGIN
 FAST, SLOW, KLING = "veo-fast-kie", "sora-2", "kling-v3-std-silent"
@@ -44,8 +44,8 @@ async def _history(db: Database, model_key: str, durations: list[float], start: 
     """Successes of one kind, a second apart from `start`, each having cost `requests` status requests."""
     model = get_model(model_key)
     async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
+        await execute_many(
+            conn, "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
             " status, created_at, submitted_at, vendor_done_at, finished_at, poll_count, progress)"
             " VALUES (1, 1, 1, ?, ?, ?, 'text', 'p', ?, 'succeeded', ?, ?, ?, ?, ?, ?)",
             [(model.family.value, model_key, model.provider.value, json.dumps({}), start + n, start + n,
