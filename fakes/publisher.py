@@ -49,6 +49,7 @@ class RecordingPublisher:
         self.handovers: dict[int, Handover] = {}  # job id -> its first delivery attempt
         self.attempts: list[int] = []  # a job id per delivery attempt
         self.audits: list[tuple[int, int, str, str]] = []
+        self.notices: list[tuple[int, str, str]] = []  # (job id, text, nonce), a repeated nonce dropped
         self.faults: list[Fault] = []
         self.fault_for: dict[int, list[Fault]] = {}
         self._ids = itertools.count(first_id)
@@ -78,6 +79,11 @@ class RecordingPublisher:
 
     async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
         self.audits.append((guild_id, channel_id, text, nonce))
+        return next(self._ids)
+
+    async def post_notice(self, job: JobRecord, text: str, nonce: str) -> int:
+        if nonce not in {n for _, _, n in self.notices}:  # Discord drops a repeated nonce
+            self.notices.append((job.id, str(text), nonce))
         return next(self._ids)
 
     def results_for(self, job_id: int) -> list[ResultMessage]:
