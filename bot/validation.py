@@ -27,7 +27,7 @@ from bot.catalog import (
     default_model,
     get_model,
 )
-from bot.i18n import _
+from bot.i18n import Text, _, join
 
 
 class InputError(ValueError):
@@ -137,6 +137,17 @@ def _choices(values: tuple[Any, ...] | list[Any]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
 
+def mode_name(mode: Mode) -> Text:
+    """A mode as members read it, in their language."""
+    return _MODE_NAMES.get(mode) or Text(mode.value)
+
+
+_MODE_NAMES: dict[Mode, Text] = {
+    Mode.TEXT: _("text"), Mode.FRAMES: _("frames"), Mode.REFERENCE: _("reference"), Mode.EXTEND: _("extend"),
+    Mode.UPSCALE_1080P: _("1080p upscale"), Mode.UPSCALE_4K: _("4K upscale"),
+}
+
+
 def resolve_model(
     request: GenerationRequest, providers: set[ProviderName], preferred: ProviderName | None
 ) -> ModelSpec:
@@ -147,17 +158,17 @@ def resolve_model(
         audio = bool(request.audio) if request.audio is not None else False
         key = f"kling-v3-{tier}-{'audio' if audio else 'silent'}"
         if key not in MODELS_BY_KEY:
-            raise InputError("model", f"choose one of {_choices(['std', 'pro'])}.")
+            raise InputError("model", _("choose one of {choices}.", choices=_choices(["std", "pro"])))
         return MODELS_BY_KEY[key]
     if request.model:
         spec = MODELS_BY_KEY.get(request.model)
         allowed = [m.key for m in MODELS_BY_KEY.values() if m.family == family and m.provider in providers]
         if spec is None or spec.family != family or spec.provider not in providers:
-            raise InputError("model", f"choose one of {_choices(allowed)}.")
+            raise InputError("model", _("choose one of {choices}.", choices=_choices(allowed)))
         return spec
     spec = default_model(family, providers, preferred)
     if spec is None:
-        raise InputError("model", f"no provider for /{family.value} is configured on this bot.")
+        raise InputError("model", _("no provider for /{family} is configured on this bot.", family=family.value))
     return spec
 
 
@@ -168,29 +179,31 @@ def infer_mode(images: dict[ImageRole, ImageInput]) -> Mode:
     if has_refs and has_frames:
         raise InputError(
             "reference_1",
-            "use either frames (`first_frame`/`last_frame`) or references (`reference_1`-`reference_3`), not both.",
+            _("use either frames (`first_frame`/`last_frame`) or references (`reference_1`-`reference_3`), "
+              "not both."),
         )
     if has_refs:
         return Mode.REFERENCE
     if ImageRole.LAST_FRAME in images and ImageRole.FIRST_FRAME not in images:
-        raise InputError("last_frame", "a last frame needs a `first_frame` too.")
+        raise InputError("last_frame", _("a last frame needs a `first_frame` too."))
     return Mode.FRAMES if has_frames else Mode.TEXT
 
 
 def _check_prompt(prompt: str, spec: ModelSpec) -> str:
     text = prompt.strip()
     if not text:
-        raise InputError("prompt", "write a prompt describing the video.")
+        raise InputError("prompt", _("write a prompt describing the video."))
     if len(text) > spec.max_prompt_chars:
         raise InputError(
-            "prompt", f"is {len(text)} characters; {spec.label} accepts at most {spec.max_prompt_chars}."
+            "prompt", _("is {length} characters; {model} accepts at most {limit}.", length=len(text),
+                        model=spec.label, limit=spec.max_prompt_chars)
         )
     return text
 
 
 def _require_supported(name: str, value: Any, supported: bool, spec: ModelSpec) -> None:
     if value is not None and not supported:
-        raise InputError(name, f"is not supported by {spec.label}; leave it empty.")
+        raise InputError(name, _("is not supported by {model}; leave it empty.", model=spec.label))
 
 
 def validate_request(
@@ -204,21 +217,23 @@ def validate_request(
     mode = infer_mode(request.images)
     rule = spec.modes.get(mode)
     if rule is None:
-        allowed_modes = [m.value for m in spec.modes]
+        allowed_modes = [mode_name(m) for m in spec.modes]
         option = "reference_1" if mode is Mode.REFERENCE else "first_frame"
-        hint = ""
+        hint: str = ""
         if mode is Mode.REFERENCE:
             ref_models = [m.key for m in MODELS_BY_KEY.values()
                           if m.family == spec.family and Mode.REFERENCE in m.modes and m.provider in providers]
-            hint = f" Reference images work with: {_choices(ref_models)}." if ref_models else ""
-        raise InputError(option, f"{spec.label} does not take {mode.value} mode (it takes {', '.join(allowed_modes)}).{hint}")
+            hint = _(" Reference images work with: {models}.", models=_choices(ref_models)) if ref_models else ""
+        raise InputError(option, _("{model} does not take {mode} mode (it takes {modes}).{hint}", model=spec.label,
+                                   mode=mode_name(mode), modes=join(allowed_modes), hint=hint))
     if ImageRole.LAST_FRAME in request.images and rule.max_images < 2:
-        raise InputError("last_frame", f"{spec.label} takes a first frame only.")
+        raise InputError("last_frame", _("{model} takes a first frame only.", model=spec.label))
     count = len(request.images)
     if not rule.min_images <= count <= rule.max_images:
         raise InputError(
             "first_frame" if mode is Mode.FRAMES else "reference_1",
-            f"{spec.label} takes {rule.min_images}-{rule.max_images} images in {mode.value} mode; you gave {count}.",
+            _("{model} takes {low}-{high} images in {mode} mode; you gave {count}.", model=spec.label,
+              low=rule.min_images, high=rule.max_images, mode=mode_name(mode), count=count),
         )
 
     params: dict[str, Any] = {}
@@ -228,13 +243,17 @@ def validate_request(
     if spec.aspect_ratios:
         if spec.aspect_ratio_text_only and mode is not Mode.TEXT:
             if request.aspect_ratio is not None:
-                raise InputError("aspect_ratio", "applies to text-only videos; with a frame the video takes the image's shape. Leave it empty.")
+                raise InputError("aspect_ratio", _("applies to text-only videos; with a frame the video takes the "
+                                                    "image's shape. Leave it empty."))
         else:
             allowed = rule.aspect_ratios or spec.aspect_ratios
             ratio = request.aspect_ratio or (spec.default_aspect_ratio if spec.default_aspect_ratio in allowed else allowed[0])
             if ratio not in allowed:
-                where = f" in {mode.value} mode" if rule.aspect_ratios else ""
-                raise InputError("aspect_ratio", f"{spec.label} accepts {_choices(allowed)}{where}.")
+                if rule.aspect_ratios:
+                    raise InputError("aspect_ratio", _("{model} accepts {choices} in {mode} mode.", model=spec.label,
+                                                       choices=_choices(allowed), mode=mode_name(mode)))
+                raise InputError("aspect_ratio", _("{model} accepts {choices}.", model=spec.label,
+                                                   choices=_choices(allowed)))
             params["aspect_ratio"] = ratio
 
     # Veo extras.
@@ -245,13 +264,14 @@ def validate_request(
     if request.upsample:
         ratio = params.get("aspect_ratio")
         if ratio not in spec.upsample_aspect_ratios:
-            raise InputError("upsample", f"1080p on {spec.label} needs aspect_ratio {_choices(spec.upsample_aspect_ratios)}.")
+            raise InputError("upsample", _("1080p on {model} needs aspect_ratio {choices}.", model=spec.label,
+                                               choices=_choices(spec.upsample_aspect_ratios)))
         params["upsample"] = True
     _require_supported("seed", request.seed, spec.seed_range is not None, spec)
     if request.seed is not None and spec.seed_range is not None:
         low, high = spec.seed_range
         if not low <= request.seed <= high:
-            raise InputError("seed", f"must be between {low} and {high}.")
+            raise InputError("seed", _("must be between {low} and {high}.", low=low, high=high))
         params["seed"] = request.seed
 
     # Sora.
@@ -259,13 +279,13 @@ def validate_request(
     if spec.orientations:
         value = request.orientation or spec.orientations[0]
         if value not in spec.orientations:
-            raise InputError("orientation", f"choose {_choices(spec.orientations)}.")
+            raise InputError("orientation", _("choose {choices}.", choices=_choices(spec.orientations)))
         params["orientation"] = value
     _require_supported("size", request.size, bool(spec.sizes), spec)
     if spec.sizes:
         value = request.size or spec.sizes[0]
         if value not in spec.sizes:
-            raise InputError("size", f"choose {_choices(spec.sizes)}.")
+            raise InputError("size", _("choose {choices}.", choices=_choices(spec.sizes)))
         params["size"] = value
     _require_supported("watermark", request.watermark, spec.supports_watermark, spec)
     if spec.supports_watermark:
@@ -277,7 +297,7 @@ def validate_request(
         value = request.duration if request.duration is not None else spec.default_duration
         if value not in spec.durations:
             shown = f"{spec.durations[0]}-{spec.durations[-1]}" if len(spec.durations) > 4 else _choices(spec.durations)
-            raise InputError("duration", f"{spec.label} makes videos of {shown} seconds.")
+            raise InputError("duration", _("{model} makes videos of {lengths} seconds.", model=spec.label, lengths=shown))
         params["duration"] = value
 
     # Kling extras.
@@ -285,27 +305,29 @@ def validate_request(
     if request.negative_prompt is not None and spec.supports_negative_prompt:
         negative = request.negative_prompt.strip()
         if len(negative) > spec.max_prompt_chars:
-            raise InputError("negative_prompt", f"accepts at most {spec.max_prompt_chars} characters.")
+            raise InputError("negative_prompt", _("accepts at most {limit} characters.", limit=spec.max_prompt_chars))
         if negative:
             params["negative_prompt"] = negative
     _require_supported("cfg_scale", request.cfg_scale, spec.cfg_scale_range is not None, spec)
     if request.cfg_scale is not None and spec.cfg_scale_range is not None:
         low, high = spec.cfg_scale_range
         if not low <= request.cfg_scale <= high:
-            raise InputError("cfg_scale", f"must be between {low} and {high}.")
+            raise InputError("cfg_scale", _("must be between {low} and {high}.", low=low, high=high))
         params["cfg_scale"] = request.cfg_scale
     _require_supported("shot_type", request.shot_type, bool(spec.shot_types), spec)
     if request.shot_type is not None and spec.shot_types:
         if request.shot_type not in spec.shot_types:
-            raise InputError("shot_type", f"choose {_choices(spec.shot_types)}.")
+            raise InputError("shot_type", _("choose {choices}.", choices=_choices(spec.shot_types)))
         params["shot_type"] = request.shot_type
     _require_supported("multi_prompt", request.multi_prompt, spec.max_shots > 0, spec)
     if request.multi_prompt is not None and spec.max_shots:
         shots = [s.strip() for s in request.multi_prompt.split("|") if s.strip()]
         if not 2 <= len(shots) <= spec.max_shots:
-            raise InputError("multi_prompt", f"give 2-{spec.max_shots} shot prompts separated by `|`; you gave {len(shots)}.")
+            raise InputError("multi_prompt", _("give 2-{high} shot prompts separated by `|`; you gave {count}.",
+                                                  high=spec.max_shots, count=len(shots)))
         if any(len(s) > spec.max_prompt_chars for s in shots):
-            raise InputError("multi_prompt", f"each shot prompt accepts at most {spec.max_prompt_chars} characters.")
+            raise InputError("multi_prompt", _("each shot prompt accepts at most {limit} characters.",
+                                                  limit=spec.max_prompt_chars))
         params["multi_prompt"] = shots
         params.setdefault("shot_type", "customize")
 

@@ -20,7 +20,8 @@ from discord.ext import commands
 from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
 from bot.publishing.render import thread_name
-from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
+from bot.i18n import Joined, _, _n, join, option_name, translate
+from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec, mode_name
 
 if TYPE_CHECKING:
     from bot.jobs.models import JobRecord
@@ -116,33 +117,35 @@ def quote(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in safe.splitlines() or [""])
 
 
-def describe_options(spec: JobSpec) -> str:
-    """`16:9 · 8s · enhance_prompt on` style summary of the chosen parameters."""
-    parts: list[str] = [f"mode: {spec.mode.value}"]
+def describe_options(spec: JobSpec) -> Joined:
+    """`mode: text · 16:9 · 8s · enhance_prompt: on` style summary of the chosen parameters (each piece
+    rendered in the reader's language by `translate`)."""
+    parts: list[str] = [_("mode: {mode}", mode=mode_name(spec.mode))]
     for name, value in spec.params.items():
         if name == "multi_prompt":
-            parts.append(f"{len(value)} shots")
+            parts.append(_n("{n} shot", "{n} shots", n=len(value)))
         elif name == "negative_prompt":
-            parts.append("negative prompt")
+            parts.append(_("negative prompt"))
         elif isinstance(value, bool):
-            parts.append(f"{name}: {'on' if value else 'off'}")
+            parts.append(_("{option}: {state}", option=option_name(name), state=_("on") if value else _("off")))
         elif name == "duration":
-            parts.append(f"{value}s")
+            parts.append(_("{seconds}s", seconds=value))
         else:
-            parts.append(f"{name}: {discord.utils.escape_mentions(str(value))}")
+            parts.append(_("{option}: {value}", option=option_name(name),
+                           value=discord.utils.escape_mentions(str(value))))
     if spec.images:
-        parts.append(f"{len(spec.images)} image{'s' if len(spec.images) != 1 else ''}")
-    return " · ".join(parts)
+        parts.append(_n("{n} image", "{n} images", n=len(spec.images)))
+    return join(parts, " · ")
 
 
-def summary_text(job: "JobRecord", spec: JobSpec, user_id: int) -> str:
+def summary_text(job: "JobRecord", spec: JobSpec, user_id: int) -> Joined:
     model: ModelSpec = get_model(spec.model_key)
-    return (
-        f"**/{spec.family.value}** job **#{job.id}** · {model.label}\n"
-        f"{describe_options(spec)}\n"
-        f"{quote(spec.prompt)}\n"
-        f"Requested by <@{user_id}>"
-    )
+    return join([
+        _("**/{family}** job **#{id}** · {model}", family=spec.family.value, id=job.id, model=model.label),
+        describe_options(spec),
+        quote(spec.prompt),
+        _("Requested by <@{user}>", user=user_id),
+    ], "\n")
 
 
 class GenerateCog(commands.Cog):
@@ -208,7 +211,7 @@ class GenerateCog(commands.Cog):
             # "nothing was charged". Its row already names this channel, so results still arrive.
             log.exception("job %s: accepted, but setting up its summary/thread failed", job.id)
             text = _accepted_text(job, None, None, 0)
-        await interaction.edit_original_response(content=text)
+        await interaction.edit_original_response(content=translate(text, interaction.locale))
 
     async def _post_summary(
         self, interaction: discord.Interaction, job: "JobRecord", spec: JobSpec, channel_id: int
@@ -227,7 +230,8 @@ class GenerateCog(commands.Cog):
             target = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
         try:
             summary = await target.send(
-                summary_text(job, spec, interaction.user.id), allowed_mentions=discord.AllowedMentions.none()
+                translate(summary_text(job, spec, interaction.user.id), interaction.locale),
+                allowed_mentions=discord.AllowedMentions.none()
             )
         except (discord.Forbidden, discord.HTTPException) as exc:
             log.warning("job %s: could not post the summary in channel %s: %s", job.id, interaction.channel_id, exc)
@@ -378,17 +382,17 @@ class GenerateCog(commands.Cog):
 
 def _accepted_text(
     job: "JobRecord", summary: discord.Message | None, thread: discord.Thread | None, position: int
-) -> str:
+) -> Joined:
     if thread is not None:
-        where = f"follow it in <#{thread.id}>"
+        text = _("Job #{id} accepted, follow it in <#{thread}>.", id=job.id, thread=thread.id)
     elif summary is not None:
-        where = f"the result will be posted here: {summary.jump_url}"
+        text = _("Job #{id} accepted, the result will be posted here: {link}.", id=job.id, link=summary.jump_url)
     else:
-        where = "the result will be posted in this channel (or sent to you directly if I cannot post here)"
-    text = f"Job #{job.id} accepted, {where}."
+        text = _("Job #{id} accepted, the result will be posted in this channel (or sent to you directly if I "
+                 "cannot post here).", id=job.id)
     if position > 0:
-        text += f" Position in the queue: {position}."
-    return text
+        return join([text, _("Position in the queue: {position}.", position=position)], " ")
+    return join([text])
 
 
 def _image_hosts(services: Any) -> dict[ProviderName, Any]:

@@ -29,6 +29,7 @@ from bot import metrics
 from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
+from bot.i18n import _
 from bot.publishing.base import Publisher
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import JobLease
@@ -44,7 +45,8 @@ from storage.database import Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
 
-NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
+NO_URL_MESSAGE = _("The vendor said the video was done but sent no link to it.")
+TIMED_OUT_MESSAGE = _("Took longer than the model's time limit.")
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
 STOP_GRACE_SECONDS = 5.0
@@ -153,7 +155,7 @@ class Poller:
     async def run_once(self) -> int:
         """Process all currently due work and wait for it; returns the number of jobs handled."""
         handled = 0
-        for _ in range(MAX_ROUNDS_PER_RUN):
+        for _round in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
                                                    self.batch_size)
             if not jobs:
@@ -359,5 +361,5 @@ class Poller:
             await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
-        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
+        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message=TIMED_OUT_MESSAGE,
                            from_vendor=False)

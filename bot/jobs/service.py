@@ -17,6 +17,7 @@ from bot.audit import AuditRecorder, quote, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.errors import Refusal
+from bot.i18n import _
 from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus, deadline_for
 from bot.jobs.repository import JobRepository
 from bot.providers.base import ProviderClient
@@ -26,6 +27,8 @@ from storage.database import Database
 from storage.snapshot import MemberSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
+# Stored as the job's reason; a sentence without parameters, so it is translated by its message id.
+CANCELLED_MESSAGE = _("Cancelled by a moderator.")
 
 MAX_LIST_LIMIT = 50
 
@@ -172,17 +175,17 @@ class JobService:
         async with self.db.transaction() as conn:
             job = await self.repository.get_in(conn, job_id)
             if job is None or job.guild_id != guild_id:
-                raise Refusal("not_found", f"There is no job #{job_id} in this server.")
+                raise Refusal("not_found", _("There is no job #{id} in this server.", id=job_id))
             if job.status not in ACTIVE_STATUSES:
-                raise Refusal("finished", f"Job #{job_id} has already finished ({job.status.value}).")
+                raise Refusal("finished", _("Job #{id} has already finished ({status}).", id=job_id, status=job.status.word))
             # The lease is cleared on purpose: a worker still busy with the job fails its own
             # status-conditioned write, and any worker may now deliver the cancellation.
             changed = await self.repository.update_unleased_in(conn, job_id, ACTIVE_STATUSES, {
                 "status": JobStatus.CANCELLED.value, "finished_at": now, "next_due_at": now,
-                "error_message": "Cancelled by a moderator.", "lease_owner": None, "lease_until": None,
+                "error_message": CANCELLED_MESSAGE, "lease_owner": None, "lease_until": None,
             })
             if not changed:
-                raise Refusal("finished", f"Job #{job_id} has already finished.")
+                raise Refusal("finished", _("Job #{id} has already finished.", id=job_id))
             await self.quota.settle_in(conn, job_id=job_id, charge=False, now=now)
             await self.record_audit(
                 conn, guild_id=guild_id, kind="job_cancelled", actor_id=actor_id, target_id=job.user_id,

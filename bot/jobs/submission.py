@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from bot.catalog import ProviderName, calls_back
 from bot.clock import Clock
+from bot.i18n import _
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import CLEAR_LEASE, JobLease
 from bot.jobs.limits import LimitsRegistry
@@ -29,9 +30,9 @@ from storage.database import Database
 
 log = logging.getLogger(__name__)
 
-LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not resend, to avoid paying twice. "
-                       "Nothing was charged; please try again.")
-NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
+LOST_SUBMIT_MESSAGE = _("We lost the vendor's answer while submitting and did not resend, to avoid paying "
+                        "twice. Nothing was charged; please try again.")
+NO_PROVIDER_MESSAGE = _("This video service is no longer configured on the bot.")
 
 def callback_providers(settings: Settings) -> frozenset[ProviderName]:
     """Vendors that will call back on completion: kie.ai, once the bot has a public address."""

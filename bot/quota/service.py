@@ -20,6 +20,7 @@ from bot import audit
 from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
 from bot.errors import Refusal
+from bot.i18n import Text, _, _n
 from bot.quota import ledger
 from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
 from bot.settings import Settings
@@ -55,6 +56,11 @@ def _t(when: float) -> str:
 
 def _credits(n: int) -> str:
     return f"{n} credit" if n == 1 else f"{n} credits"
+
+
+def credits_text(n: int) -> Text:
+    """"1 credit" / "5 credits", in the reader's language."""
+    return _n("{n} credit", "{n} credits", n=n)
 
 
 def comeback(rows: Sequence[WindowRow], remaining: int, cost: int) -> tuple[float, int] | None:
@@ -170,30 +176,32 @@ class QuotaService:
     ) -> Balance:
         state = await self._balance(source, guild_id, user_id, role_ids, now, exclude_job_id, snapshot)
         if state.active_jobs >= state.max_concurrent:
-            videos = "video" if state.active_jobs == 1 else "videos"
-            raise Refusal(
-                "concurrency", f"You already have {state.active_jobs} {videos} in progress; wait for one to finish."
-            )
+            raise Refusal("concurrency", _n(
+                "You already have {n} video in progress; wait for it to finish.",
+                "You already have {n} videos in progress; wait for one to finish.", n=state.active_jobs))
         if state.remaining is not None and cost > state.remaining:
             raise Refusal("budget", await self._budget_message(source, guild_id, user_id, state, cost, now))
         return state
 
     async def _budget_message(
         self, conn: Source, guild_id: int, user_id: int, state: Balance, cost: int, now: float
-    ) -> str:
+    ) -> Text:
         assert state.budget is not None and state.remaining is not None
+        price = credits_text(cost)
         if cost > state.budget:
-            return f"This video costs {_credits(cost)}, more than your daily budget of {_credits(state.budget)}."
+            return _("This video costs {cost}, more than your daily budget of {budget}.", cost=price,
+                     budget=credits_text(state.budget))
         left = max(0, state.remaining)
-        head = f"This video costs {_credits(cost)}; you have {left} left"
         rows = await ledger.window_rows(conn, guild_id=guild_id, user_id=user_id, now=now)
         back = comeback(rows, state.remaining, cost)
         if back is not None:
             when, amount = back
-            return f"{head}; {amount} come back {_t(when)}."
+            return _("This video costs {cost}; you have {left} left; {amount} come back {when}.", cost=price,
+                     left=left, amount=amount, when=_t(when))
         if state.held:
-            return f"{head}; {state.held} are held by videos in progress and come back if they fail."
-        return f"{head}."
+            return _("This video costs {cost}; you have {left} left; {held} are held by videos in progress and "
+                     "come back if they fail.", cost=price, left=left, held=state.held)
+        return _("This video costs {cost}; you have {left} left.", cost=price, left=left)
 
     async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float) -> None:
         """Charge (video delivered-ready) or release (failed, timed out, refused, cancelled) the job's hold.
@@ -249,10 +257,10 @@ class QuotaService:
         async with self.db.transaction() as conn:
             charge = await ledger.charge_of(conn, job_id)
             if charge is None or (guild_id is not None and charge.guild_id != guild_id):
-                raise Refusal("not_found", f"Job #{job_id} was not charged, so there is nothing to refund.")
+                raise Refusal("not_found", _("Job #{id} was not charged, so there is nothing to refund.", id=job_id))
             amount = await ledger.insert_refund(conn, job_id=job_id, actor_id=actor_id, note=note, now=now)
             if amount == 0:
-                raise Refusal("not_found", f"Job #{job_id} was already refunded.")
+                raise Refusal("not_found", _("Job #{id} was already refunded.", id=job_id))
             await audit.record_in(
                 conn, guild_id=charge.guild_id, kind="quota_refund", actor_id=actor_id, target_id=charge.user_id,
                 job_id=job_id, now=now,

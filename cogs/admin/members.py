@@ -10,10 +10,11 @@ from discord import app_commands
 
 from bot import audit
 from bot.errors import Refusal
+from bot.i18n import _
 from bot.validation import InputError
 from cogs.admin.common import (
-    JOBS_SHOWN, LEDGER_SHOWN, MAX_CREDITS, AdminBase, Credits, _budget_value, _clip, _credits, _guild,
-    _ledger_line, _reply,
+    JOBS_SHOWN, LEDGER_SHOWN, MAX_CREDITS, AdminBase, Credits, _budget_value, _credits, _guild, _ledger_line,
+    _reply,
 )
 from cogs.jobs import list_line
 from cogs.quota import balance_lines, member_role_ids
@@ -35,26 +36,27 @@ class MemberCommands(AdminBase):
         value = _budget_value("credits", credits, unlimited)
         guild_id = _guild(interaction)
         if role.is_default():  # never in a member's role list, so its budget would never apply
-            raise InputError("role", "for everyone, use `/framecast settings set daily_credits`.")
+            raise InputError("role", _("for everyone, use `/framecast settings set daily_credits`."))
 
         async def write(conn: aiosqlite.Connection, now: float) -> None:
             await self.store.set_role_budget(guild_id, role.id, value, conn=conn)
 
         said = f"set the budget of <@&{role.id}> to {_credits(value)}"
         await self._change(interaction, kind="budget", text=f"{said}.", write=write)
-        await _reply(interaction, f"Done: members with <@&{role.id}> get {_credits(value)} per day.")
+        await _reply(interaction, _("Done: members with <@&{role}> get {credits} per day.", role=role.id,
+                                     credits=_credits(value)))
 
     @budget.command(name="role-remove", description="Remove a role's budget")
     async def budget_role_remove(self, interaction: discord.Interaction, role: discord.Role) -> None:
         guild_id = _guild(interaction)
         if role.id not in await self.store.role_budgets(guild_id):
-            raise Refusal("not_found", f"<@&{role.id}> has no budget here.")
+            raise Refusal("not_found", _("<@&{role}> has no budget here.", role=role.id))
 
         async def write(conn: aiosqlite.Connection, now: float) -> None:
             await self.store.remove_role_budget(guild_id, role.id, conn=conn)
 
         await self._change(interaction, kind="budget", text=f"removed the budget of <@&{role.id}>.", write=write)
-        await _reply(interaction, f"<@&{role.id}> no longer has its own budget.")
+        await _reply(interaction, _("<@&{role}> no longer has its own budget.", role=role.id))
 
     @budget.command(name="member", description="Daily credits for one member (beats their roles)")
     @app_commands.describe(credits="Credits per rolling 24 hours", unlimited="No limit for this member")
@@ -70,32 +72,34 @@ class MemberCommands(AdminBase):
 
         await self._change(interaction, kind="budget", target_id=member.id, write=write,
                            text=f"set the budget of <@{member.id}> to {_credits(value)}.")
-        await _reply(interaction, f"Done: <@{member.id}> gets {_credits(value)} per day.")
+        await _reply(interaction, _("Done: <@{user}> gets {credits} per day.", user=member.id, credits=_credits(value)))
 
     @budget.command(name="member-remove", description="Remove a member's own budget (their roles apply again)")
     async def budget_member_remove(self, interaction: discord.Interaction, member: discord.User) -> None:
         guild_id = _guild(interaction)
         if await self.store.member_override(guild_id, member.id) is None:
-            raise Refusal("not_found", f"<@{member.id}> has no budget of their own here.")
+            raise Refusal("not_found", _("<@{user}> has no budget of their own here.", user=member.id))
 
         async def write(conn: aiosqlite.Connection, now: float) -> None:
             await self.store.remove_member_override(guild_id, member.id, conn=conn)
 
         await self._change(interaction, kind="budget", target_id=member.id, write=write,
                            text=f"removed the own budget of <@{member.id}>.")
-        await _reply(interaction, f"<@{member.id}> is back to their roles' budget.")
+        await _reply(interaction, _("<@{user}> is back to their roles' budget.", user=member.id))
 
     @budget.command(name="list", description="Every role and member budget")
     async def budget_list(self, interaction: discord.Interaction) -> None:
         guild_id = _guild(interaction)
         roles = await self.store.role_budgets(guild_id)
         members = await self.store.member_overrides(guild_id)
-        lines = ["**Budgets** (per rolling 24 hours)"]
-        lines += [f"<@&{role_id}>: {_credits(limit.credits)}" for role_id, limit in roles.items()]
-        lines += [f"<@{user_id}>: {_credits(limit.credits)}" for user_id, limit in members.items()]
+        lines: list[str] = [_("**Budgets** (per rolling 24 hours)")]
+        lines += [_("<@&{role}>: {credits}", role=role_id, credits=_credits(limit.credits))
+                  for role_id, limit in roles.items()]
+        lines += [_("<@{user}>: {credits}", user=user_id, credits=_credits(limit.credits))
+                  for user_id, limit in members.items()]
         if len(lines) == 1:
-            lines.append("None: everyone gets the server's daily credits (`/framecast settings show`).")
-        await _reply(interaction, _clip(lines))
+            lines.append(_("None: everyone gets the server's daily credits (`/framecast settings show`)."))
+        await _reply(interaction, lines)
 
     # --- credits, usage, jobs -----------------------------------------------------------------
 
@@ -107,7 +111,8 @@ class MemberCommands(AdminBase):
         await self.services.quota.grant(_guild(interaction), member.id, amount, actor_id=interaction.user.id,
                                         note=note)
         self._wake_audit_poster()
-        await _reply(interaction, f"Gave <@{member.id}> {_credits(amount)} for the next 24 hours.")
+        await _reply(interaction, _("Gave <@{user}> {credits} for the next 24 hours.", user=member.id,
+                                     credits=_credits(amount)))
 
     @credits.command(name="reset", description="Forgive a member's usage so far (their budget is full again)")
     async def credits_reset(
@@ -116,33 +121,36 @@ class MemberCommands(AdminBase):
     ) -> None:
         await self.services.quota.reset(_guild(interaction), member.id, actor_id=interaction.user.id, note=note)
         self._wake_audit_poster()
-        await _reply(interaction, f"Reset the usage of <@{member.id}>; videos in progress keep their holds.")
+        await _reply(interaction, _("Reset the usage of <@{user}>; videos in progress keep their holds.",
+                                     user=member.id))
 
     @app_commands.command(name="usage", description="A member's credits, as /quota shows them to the member")
     async def usage(self, interaction: discord.Interaction, member: discord.User) -> None:
         guild_id = _guild(interaction)
         balance = await self.services.quota.balance(guild_id, member.id, member_role_ids(member))
         banned = await self.store.get_ban(guild_id, member.id)
-        lines = [f"**Credits of <@{member.id}>**", *balance_lines(balance)]
-        if banned is not None:
-            lines.append("Banned from making videos" + (f": {audit.quote(banned.reason)}" if banned.reason else ""))
+        lines: list[str] = [_("**Credits of <@{user}>**", user=member.id), *balance_lines(balance)]
+        if banned is not None and banned.reason:
+            lines.append(_("Banned from making videos: {reason}", reason=audit.quote(banned.reason)))
+        elif banned is not None:
+            lines.append(_("Banned from making videos"))
         entries = await self.services.quota.usage(guild_id, member.id, limit=LEDGER_SHOWN)
         if entries:
-            lines.append("**Latest credit changes**")
+            lines.append(_("**Latest credit changes**"))
             lines += [_ledger_line(entry) for entry in entries]
-        await _reply(interaction, _clip(lines))
+        await _reply(interaction, lines)
 
     @app_commands.command(name="jobs", description="A member's recent jobs in this server")
     async def jobs(self, interaction: discord.Interaction, member: discord.User) -> None:
         records = await self.services.jobs.list_jobs(_guild(interaction), member.id, limit=JOBS_SHOWN)
-        lines = [f"**Recent jobs of <@{member.id}>**"] + [list_line(job) for job in records]
+        lines: list[str] = [_("**Recent jobs of <@{user}>**", user=member.id), *(list_line(job) for job in records)]
         if not records:
-            lines.append("None in this server.")
-        await _reply(interaction, _clip(lines))
+            lines.append(_("None in this server."))
+        await _reply(interaction, lines)
 
     @app_commands.command(name="cancel", description="Stop a job: it is no longer tracked and its credits are released")
     @app_commands.describe(job="The job number, as in “Job #12”")
     async def cancel(self, interaction: discord.Interaction, job: app_commands.Range[int, 1, None]) -> None:
         cancelled = await self.services.jobs.cancel_job(_guild(interaction), job, interaction.user.id)
-        await _reply(interaction, f"Cancelled job #{cancelled.id} of <@{cancelled.user_id}>; "
-                                  f"its {_credits(cancelled.cost)} on hold were released.")
+        await _reply(interaction, _("Cancelled job #{id} of <@{user}>; its {credits} on hold were released.",
+                                    id=cancelled.id, user=cancelled.user_id, credits=_credits(cancelled.cost)))
