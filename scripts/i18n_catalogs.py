@@ -109,7 +109,7 @@ def _write(catalog: Catalog, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as out:
         write_po(out, catalog, width=100, sort_output=False, ignore_obsolete=True, include_previous=False,
-                 omit_header=False)
+                 omit_header=False, include_lineno=False)
 
 
 def read(path: Path, code: str) -> Catalog:
