@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot import audit
 from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
@@ -25,11 +23,11 @@ from bot.quota import ledger
 from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
 from bot.settings import Settings
 from bot.validation import JobSpec
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.guild_settings import GuildSettingsStore
 from storage.snapshot import MemberSnapshot, read_snapshot
 
-Source = Database | aiosqlite.Connection
+Source = Database | Connection
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ class QuotaService:
 
     async def reserve_in(
         self,
-        conn: aiosqlite.Connection,
+        conn: Connection,
         *,
         guild_id: int,
         user_id: int,
@@ -203,7 +201,7 @@ class QuotaService:
                      "come back if they fail.", cost=price, left=left, held=state.held)
         return _("This video costs {cost}; you have {left} left.", cost=price, left=left)
 
-    async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float) -> None:
+    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float) -> None:
         """Charge (video delivered-ready) or release (failed, timed out, refused, cancelled) the job's hold.
 
         Idempotent: a job with no hold or already settled is left alone.

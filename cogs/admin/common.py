@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import aiosqlite
 import discord
 from discord import app_commands
 
@@ -18,6 +17,7 @@ from bot import audit
 from bot.catalog import COST_KEYS, Family
 from bot.i18n import Text, _, _n, join, translate
 from bot.validation import InputError
+from storage.database import Connection
 
 MAX_CREDITS = 1_000_000
 MAX_CONCURRENT = 50
@@ -25,7 +25,7 @@ MESSAGE_LIMIT = 1900  # under Discord's 2000, leaving room for a "... and N more
 JOBS_SHOWN = 10
 LEDGER_SHOWN = 8
 
-Write = Callable[[aiosqlite.Connection, float], Awaitable[Any]]
+Write = Callable[[Connection, float], Awaitable[Any]]
 Credits = app_commands.Range[int, 0, MAX_CREDITS]
 
 COST_CHOICES = [app_commands.Choice(name=key, value=key) for key in COST_KEYS]
@@ -166,7 +166,7 @@ class AdminBase:
         """`said` (English in the audit log, the moderator's language in the reply) names the change."""
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.update(guild_id, fields, now=now, conn=conn)
 
         await self._change(interaction, kind="settings", text=f"{said}.", write=write)
