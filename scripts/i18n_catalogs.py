@@ -66,8 +66,8 @@ def source_messages(root: Path = ROOT) -> list[Message]:
 async def command_messages() -> list[Message]:
     """Every command string of the bot's real command tree (all families configured, no login)."""
     from bot.command_translator import command_strings
-    from bot.publishing.discord_publisher import DiscordPublisher
     from bot.discord_bot import FramecastBot
+    from bot.publishing.discord_publisher import DiscordPublisher
     from bot.services import build_services
     from bot.settings import Settings
 

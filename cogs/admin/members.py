@@ -28,7 +28,8 @@ class MemberCommands(AdminBase):
     # --- budgets ------------------------------------------------------------------------------
 
     @budget.command(name="role", description="Daily credits for members with a role (the highest role wins)")
-    @app_commands.describe(credits="Credits per rolling 24 hours", unlimited="No limit for this role")
+    @app_commands.describe(role="The role whose members get this budget", credits="Credits per rolling 24 hours",
+                           unlimited="No limit for this role")
     async def budget_role(
         self, interaction: discord.Interaction, role: discord.Role,
         credits: Optional[Credits] = None, unlimited: bool = False,
@@ -47,6 +48,7 @@ class MemberCommands(AdminBase):
                                      credits=_credits(value)))
 
     @budget.command(name="role-remove", description="Remove a role's budget")
+    @app_commands.describe(role="The role")
     async def budget_role_remove(self, interaction: discord.Interaction, role: discord.Role) -> None:
         guild_id = _guild(interaction)
         if role.id not in await self.store.role_budgets(guild_id):
@@ -59,7 +61,8 @@ class MemberCommands(AdminBase):
         await _reply(interaction, _("<@&{role}> no longer has its own budget.", role=role.id))
 
     @budget.command(name="member", description="Daily credits for one member (beats their roles)")
-    @app_commands.describe(credits="Credits per rolling 24 hours", unlimited="No limit for this member")
+    @app_commands.describe(member="The member", credits="Credits per rolling 24 hours",
+                           unlimited="No limit for this member")
     async def budget_member(
         self, interaction: discord.Interaction, member: discord.User,
         credits: Optional[Credits] = None, unlimited: bool = False,
@@ -75,6 +78,7 @@ class MemberCommands(AdminBase):
         await _reply(interaction, _("Done: <@{user}> gets {credits} per day.", user=member.id, credits=_credits(value)))
 
     @budget.command(name="member-remove", description="Remove a member's own budget (their roles apply again)")
+    @app_commands.describe(member="The member")
     async def budget_member_remove(self, interaction: discord.Interaction, member: discord.User) -> None:
         guild_id = _guild(interaction)
         if await self.store.member_override(guild_id, member.id) is None:
@@ -104,6 +108,8 @@ class MemberCommands(AdminBase):
     # --- credits, usage, jobs -----------------------------------------------------------------
 
     @credits.command(name="grant", description="Give a member extra credits for the next 24 hours")
+    @app_commands.describe(member="The member", amount="How many credits to give",
+                           note="Why (shown in the audit log)")
     async def credits_grant(
         self, interaction: discord.Interaction, member: discord.User,
         amount: app_commands.Range[int, 1, MAX_CREDITS], note: Optional[app_commands.Range[str, 1, 200]] = None,
@@ -115,6 +121,7 @@ class MemberCommands(AdminBase):
                                      credits=_credits(amount)))
 
     @credits.command(name="reset", description="Forgive a member's usage so far (their budget is full again)")
+    @app_commands.describe(member="The member", note="Why (shown in the audit log)")
     async def credits_reset(
         self, interaction: discord.Interaction, member: discord.User,
         note: Optional[app_commands.Range[str, 1, 200]] = None,
@@ -125,6 +132,7 @@ class MemberCommands(AdminBase):
                                      user=member.id))
 
     @app_commands.command(name="usage", description="A member's credits, as /quota shows them to the member")
+    @app_commands.describe(member="The member")
     async def usage(self, interaction: discord.Interaction, member: discord.User) -> None:
         guild_id = _guild(interaction)
         balance = await self.services.quota.balance(guild_id, member.id, member_role_ids(member))
@@ -141,6 +149,7 @@ class MemberCommands(AdminBase):
         await _reply(interaction, lines)
 
     @app_commands.command(name="jobs", description="A member's recent jobs in this server")
+    @app_commands.describe(member="The member")
     async def jobs(self, interaction: discord.Interaction, member: discord.User) -> None:
         records = await self.services.jobs.list_jobs(_guild(interaction), member.id, limit=JOBS_SHOWN)
         lines: list[str] = [_("**Recent jobs of <@{user}>**", user=member.id), *(list_line(job) for job in records)]

@@ -9,7 +9,7 @@ from discord import app_commands
 
 from bot import audit
 from bot.errors import Refusal
-from bot.i18n import _
+from bot.i18n import Text, _
 from bot.moderation.rules import InvalidRule
 from bot.validation import InputError
 from cogs.admin.common import AdminBase, TextChannel, _code, _guild, _reply
@@ -38,7 +38,7 @@ class ModerationCommands(AdminBase):
             raise InputError("pattern", exc.message) from None
         self._wake_audit_poster()
         await _reply(interaction, _("Rule #{id} added: prompts matching {kind} {pattern} are refused.", id=rule.id,
-                                     kind=kind, pattern=_code(rule.pattern)))
+                                     kind=Text(kind), pattern=_code(rule.pattern)))
 
     @rules.command(name="remove", description="Remove a prompt rule")
     @app_commands.describe(rule="The rule's number (see /framecast rules list)")
@@ -48,7 +48,7 @@ class ModerationCommands(AdminBase):
         if found is None or not await self.services.policy.remove_rule(guild_id, rule, actor_id=interaction.user.id):
             raise Refusal("not_found", _("There is no rule #{id} in this server.", id=rule))
         self._wake_audit_poster()
-        await _reply(interaction, _("Rule #{id} ({kind} {pattern}) removed.", id=rule, kind=found.kind,
+        await _reply(interaction, _("Rule #{id} ({kind} {pattern}) removed.", id=rule, kind=Text(found.kind),
                                      pattern=_code(found.pattern)))
 
     @rules_remove.autocomplete("rule")
@@ -74,6 +74,7 @@ class ModerationCommands(AdminBase):
     # --- channels -----------------------------------------------------------------------------
 
     @channels.command(name="allow", description="Allow video commands in a channel (and its threads)")
+    @app_commands.describe(channel="The channel")
     async def channels_allow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
         guild_id = _guild(interaction)
 
@@ -87,6 +88,7 @@ class ModerationCommands(AdminBase):
                                     channels=" ".join(f"<#{c}>" for c in allowed)))
 
     @channels.command(name="disallow", description="Remove a channel from the allowed list")
+    @app_commands.describe(channel="The channel")
     async def channels_disallow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
         guild_id = _guild(interaction)
         if channel.id not in await self.store.allowed_channels(guild_id):
@@ -115,6 +117,7 @@ class ModerationCommands(AdminBase):
     # --- bans ---------------------------------------------------------------------------------
 
     @app_commands.command(name="ban", description="Stop a member from making videos")
+    @app_commands.describe(member="The member", reason="Why (the member is told)")
     async def ban(
         self, interaction: discord.Interaction, member: discord.User,
         reason: Optional[app_commands.Range[str, 1, 300]] = None,
@@ -131,6 +134,7 @@ class ModerationCommands(AdminBase):
             await _reply(interaction, _("<@{user}> can no longer make videos here.", user=member.id))
 
     @app_commands.command(name="unban", description="Let a banned member make videos again")
+    @app_commands.describe(member="The member")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         if not await self.services.policy.unban(_guild(interaction), member.id, actor_id=interaction.user.id):
             raise Refusal("not_found", _("<@{user}> is not banned here.", user=member.id))

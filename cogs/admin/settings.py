@@ -41,10 +41,9 @@ class SettingsCommands(AdminBase):
                                                                      defaults.quota_daily_credits)),
             _("Videos in progress per member: {value}", value=_or_default(current.max_concurrent,
                                                                           defaults.quota_max_concurrent_jobs)),
-            _("Moderator role: {role}", role=f"<@&{current.moderator_role_id}>" if current.moderator_role_id
-              else _("none (Manage Server only)")),
-            _("Audit channel: {channel}", channel=f"<#{current.audit_channel_id}>" if current.audit_channel_id
-              else _("none")),
+            _("Moderator role: {role}", role=_mention("<@&{}>", current.moderator_role_id)
+              or _("none (Manage Server only)")),
+            _("Audit channel: {channel}", channel=_mention("<#{}>", current.audit_channel_id) or _("none")),
             _("Turned off: {families}", families=", ".join(f"/{name}" for name in off) if off else _("nothing")),
             _("Channels: {channels}", channels=" ".join(f"<#{c}>" for c in channels) if channels
               else _("everywhere")),
@@ -99,7 +98,7 @@ class SettingsCommands(AdminBase):
         setting: Literal["daily_credits", "max_concurrent", "moderator_role"],
     ) -> None:
         column = "moderator_role_id" if setting == "moderator_role" else setting
-        await self._update_settings(interaction, {column: None}, _("reset {setting} to the default", setting=setting))
+        await self._update_settings(interaction, {column: None}, _("reset {setting} to the default", setting=Text(setting)))
 
     @app_commands.command(name="pause", description="Stop members from starting new videos (running ones finish)")
     async def pause(self, interaction: discord.Interaction) -> None:
@@ -112,6 +111,7 @@ class SettingsCommands(AdminBase):
     # --- costs --------------------------------------------------------------------------------
 
     @cost.command(name="set", description="Set what one model (or the 1080p surcharge) costs")
+    @app_commands.describe(model="The model, or the 1080p surcharge", credits="What it costs from now on, in credits")
     @app_commands.choices(model=COST_CHOICES)
     async def cost_set(self, interaction: discord.Interaction, model: str, credits: Credits) -> None:
         key = _cost_key(model)
@@ -125,6 +125,7 @@ class SettingsCommands(AdminBase):
         await _reply(interaction, _("{model} now costs {credits}.", model=key, credits=_credits(credits)))
 
     @cost.command(name="reset", description="Put one model's cost back to the default")
+    @app_commands.describe(model="The model, or the 1080p surcharge")
     @app_commands.choices(model=COST_CHOICES)
     async def cost_reset(self, interaction: discord.Interaction, model: str) -> None:
         key = _cost_key(model)
@@ -143,21 +144,23 @@ class SettingsCommands(AdminBase):
         guild_id = _guild(interaction)
         table = await self.services.quota.cost_table(guild_id)
         overridden = await self.store.costs(guild_id)
-        lines: list[str] = [_("**Costs**")] + [
+        lines: list[str] = [_("**Costs**"), *(
             _("{model}: {credits} (set here)", model=key, credits=_credits(cost)) if key in overridden
             else _("{model}: {credits}", model=key, credits=_credits(cost))
             for key, cost in table.items()
-        ]
+        )]
         await _reply(interaction, lines)
 
     # --- families -----------------------------------------------------------------------------
 
     @family.command(name="enable", description="Turn a video command back on")
+    @app_commands.describe(family="The video command to turn on")
     @app_commands.choices(family=FAMILY_CHOICES)
     async def family_enable(self, interaction: discord.Interaction, family: str) -> None:
         await self._set_family(interaction, family, True)
 
     @family.command(name="disable", description="Turn a video command off in this server")
+    @app_commands.describe(family="The video command to turn off")
     @app_commands.choices(family=FAMILY_CHOICES)
     async def family_disable(self, interaction: discord.Interaction, family: str) -> None:
         await self._set_family(interaction, family, False)
@@ -180,6 +183,7 @@ class SettingsCommands(AdminBase):
     # --- audit channel ------------------------------------------------------------------------
 
     @audit_log.command(name="channel", description="Post every moderator action and job event in this channel")
+    @app_commands.describe(channel="The channel for the audit log")
     async def audit_channel(self, interaction: discord.Interaction, channel: TextChannel) -> None:
         await self._update_settings(interaction, {"audit_channel_id": channel.id},
                                     _("set the audit channel to <#{channel}>", channel=channel.id))
@@ -192,3 +196,8 @@ class SettingsCommands(AdminBase):
 def _or_default(value: int | None, default: int) -> str:
     """A server's own value, or the bot's default marked as such."""
     return str(value) if value is not None else _("{value} (bot default)", value=default)
+
+
+def _mention(template: str, snowflake: int | None) -> str:
+    """`<@&id>` / `<#id>` markup for an id that is set, else an empty string."""
+    return template.format(snowflake) if snowflake else ""
