@@ -23,7 +23,8 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin", "cogs.errors")
+EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.actions", "cogs.quota", "cogs.admin",
+                               "cogs.errors")
 
 
 def framecast_intents() -> discord.Intents:
@@ -103,15 +104,25 @@ class FramecastBot(commands.Bot):
         self.publisher = DiscordPublisher(self)
         built = factory(self.settings, self.publisher, self.clock)
         self.services = await built if inspect.isawaitable(built) else built
+        self._register_persistent_items()
         await self._load_extensions()
         await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
         poller = getattr(self.services, "poller", None)
         if poller is not None:
             poller.start()
+        cards = getattr(self.services, "cards", None)
+        if cards is not None:
+            cards.start()
         if self.settings.http_listen:
             await self._start_http_server()
         self.setup_complete = True
+
+    def _register_persistent_items(self) -> None:
+        """Every button the bot ever posted works after a restart: its custom id says what to do."""
+        from bot.publishing.components import JobButton
+
+        self.add_dynamic_items(JobButton)
 
     async def _load_extensions(self) -> None:
         for name in self.extensions_to_load:
@@ -169,6 +180,7 @@ class FramecastBot(commands.Bot):
         self._stopped_services = True
         steps: list[tuple[str, Any]] = [
             ("http server", getattr(self.http_server, "stop", None)),
+            ("card keeper", getattr(getattr(self.services, "cards", None), "stop", None)),
             ("poller", getattr(getattr(self.services, "poller", None), "stop", None)),
             ("services", getattr(self.services, "aclose", None) or getattr(self.services, "close", None)),
             ("publisher", getattr(self.publisher, "aclose", None)),

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.catalog import MODELS_BY_KEY
-from bot.i18n import _, pick_locale, translate
+from bot.i18n import _, translate
+from bot.jobs.cards import AGAIN, BUTTON_LABELS, REMIX, Button
 from bot.publishing.base import ResultMessage, job_nonce
 from bot.jobs.models import JobRecord, JobStatus
 
@@ -40,11 +41,6 @@ def thread_name(job_id: int, family: str, prompt: str) -> str:
     return f"#{job_id} {family}: {words}"[:THREAD_NAME_CHARS]
 
 
-def job_locale(job: Any) -> str:
-    """The language a job's public messages are written in: its requester's, else the server's, else English."""
-    return pick_locale(getattr(job, "locale", None), getattr(job, "guild_locale", None))
-
-
 def plain_reason(reason: str | None, locale: Any = None) -> str:
     """A vendor's reason as one calm sentence fragment, without markup or mentions. A reason the bot
     wrote itself (a catalogued sentence stored with the job) is shown in `locale`."""
@@ -52,27 +48,60 @@ def plain_reason(reason: str | None, locale: Any = None) -> str:
     return defuse_mentions(text).replace("`", "'") if text else translate(DEFAULT_FAILURE_REASON, locale)
 
 
+def result_buttons(job: JobRecord) -> tuple[Button, ...]:
+    """The next steps under a result: Again and Remix on a video (with Extend, 1080p and 4K where the
+    catalog allows them), Again after a failure. Buttons that cannot apply are not shown."""
+    if job.status is JobStatus.SUCCEEDED:
+        actions = [AGAIN, REMIX, *follow_up_actions(job)]
+    elif job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT):
+        actions = [AGAIN]
+    else:
+        return ()
+    return tuple(Button(action, job.id, BUTTON_LABELS[action]) for action in actions)
+
+
+def follow_up_actions(job: JobRecord) -> list[str]:
+    """Extend / 1080p / 4K where the catalog allows them for this job (model, aspect ratio, resolution)."""
+    from bot.validation import follow_ups_for
+
+    if not job.provider_task_id:
+        return []
+    try:
+        return [str(action.value) for action in follow_ups_for(job.spec)]
+    except Exception:  # noqa: BLE001 - an unreadable stored request: no follow-ups rather than no result
+        return []
+
+
 def render_result(job: JobRecord) -> ResultMessage:
     """The message for a terminal job, in the requester's language."""
-    locale = job_locale(job)
     mention = f"<@{job.user_id}>"
     label = _label(job)
     if job.status is JobStatus.SUCCEEDED:
-        text = _("{mention} your {model} video is ready (job #{id}):\n{url}", mention=mention, model=label,
-                 id=job.id, url=job.video_url)
-    elif job.status is JobStatus.FAILED:
-        text = _("{mention} your {model} video (job #{id}) could not be made: {reason}. Nothing was charged.",
-                 mention=mention, model=label, id=job.id, reason=plain_reason(job.error_message, locale))
-    elif job.status is JobStatus.TIMED_OUT:
-        text = _("{mention} your {model} video (job #{id}) took far longer than usual, so we stopped waiting for "
-                 "it. Nothing was charged; please try again.", mention=mention, model=label, id=job.id)
-    elif job.status is JobStatus.CANCELLED:
-        text = _("{mention} your {model} video (job #{id}) was cancelled by a moderator. Nothing was charged.",
-                 mention=mention, model=label, id=job.id)
+        body = _("{mention} your {label} video is ready (job #{id}):", mention=mention, label=label, id=job.id)
+        body_text = f"{translate(body, job.reader_locale)}\n{job.video_url}"
     else:
-        raise ValueError(f"job {job.id} is not finished (status {job.status})")
+        body_text = translate(_ending(job, mention, label), job.reader_locale)
     return ResultMessage(
-        job_id=job.id, outcome=job.status, content=f"{translate(text, locale)}\n{_prompt_line(job)}",
+        job_id=job.id, outcome=job.status, content=f"{body_text}\n{_prompt_line(job)}",
         mention_user_id=job.user_id, nonce=job_nonce(job.id),
         video_url=job.video_url if job.status is JobStatus.SUCCEEDED else None,
+        buttons=result_buttons(job),
     )
+
+
+def _ending(job: JobRecord, mention: str, label: str) -> str:
+    if job.status is JobStatus.FAILED:
+        return _("{mention} your {label} video (job #{id}) could not be made: {reason}. "
+                                 "Nothing was charged.", mention=mention, label=label, id=job.id,
+                                 reason=plain_reason(job.error_message, job.reader_locale))
+    if job.status is JobStatus.TIMED_OUT:
+        return _("{mention} your {label} video (job #{id}) took far longer than usual, so we "
+                                    "stopped waiting for it. Nothing was charged; please try again.",
+                                    mention=mention, label=label, id=job.id)
+    if job.status is JobStatus.CANCELLED:
+        if job.cancelled_by == job.user_id:
+            return _("{mention} your {label} video (job #{id}) was cancelled as you asked. "
+                                        "Nothing was charged.", mention=mention, label=label, id=job.id)
+        return _("{mention} your {label} video (job #{id}) was cancelled by a moderator. "
+                                    "Nothing was charged.", mention=mention, label=label, id=job.id)
+    raise ValueError(f"job {job.id} is not finished (status {job.status})")
