@@ -55,8 +55,12 @@ async def test_an_input_error_names_the_option_as_the_members_client_shows_it(ha
 async def test_accepted_reply_and_public_summary_follow_the_requester(harness: Harness) -> None:
     content = await run(harness, "veo", {"prompt": "un gato surfeando", "model": "veo-fast-kkiai"}, locale="es-ES")
     assert content.startswith("Trabajo n.º 1 aceptado")
-    [summary] = harness.public_messages(CHANNEL)
-    assert "Pedido por <@" in summary.content and "modo: texto" in summary.content
+    [card] = harness.public_messages(CHANNEL)
+    [embed] = card.embeds
+    assert embed["title"].startswith("Trabajo n.º 1 · /veo")
+    fields = {field["name"]: field["value"] for field in embed["fields"]}
+    assert fields["Opciones"].startswith("modo: texto") and fields["Estado"].startswith("En cola")
+    assert "Pedido por" in fields
 
 
 async def test_moderator_replies_follow_the_moderators_language(harness: Harness) -> None:
