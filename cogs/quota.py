@@ -7,29 +7,18 @@ moderator's change - a new budget, a grant, a reset - shows on the very next `/q
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.i18n import Text, _, join, translate
-from bot.quota.service import credits_text
-
-if TYPE_CHECKING:
-    from bot.quota.service import Balance
+from bot.quota.service import Balance, credits_text
+from cogs.interaction import guild_id_of, member_role_ids
 
 
-def member_role_ids(user: discord.abc.User | Any) -> tuple[int, ...]:
-    """The member's role ids straight from the interaction payload.
-
-    `Member.roles` needs the guild's roles in the cache, which a bot without the members intent may
-    not have; the payload's id list (`_roles`) is always there. A plain `User` (no guild) has none.
-    """
-    return tuple(int(role_id) for role_id in (getattr(user, "_roles", None) or ()))
-
-
-def balance_lines(balance: "Balance") -> list[Text]:
+def balance_lines(balance: Balance) -> list[Text]:
     """Remaining credits, what is on hold, when credits come back, and jobs running / allowed."""
     if balance.budget is None:
         lines = [_("Credits: **unlimited**")]
@@ -67,10 +56,8 @@ class QuotaCog(commands.Cog):
     @app_commands.command(name="quota", description="Your credits in this server: left, on hold, and when they come back")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction) -> None:
-        if interaction.guild_id is None:
-            raise app_commands.NoPrivateMessage()
         balance = await self.services.quota.balance(
-            interaction.guild_id, interaction.user.id, member_role_ids(interaction.user)
+            guild_id_of(interaction), interaction.user.id, member_role_ids(interaction.user)
         )
         text = translate(join([_("**Your credits in this server**"), *balance_lines(balance)], "\n"),
                          interaction.locale)

@@ -52,13 +52,11 @@ def _t(when: float) -> str:
     return f"<t:{int(when)}:R>"
 
 
-def _credits(n: int) -> str:
-    return f"{n} credit" if n == 1 else f"{n} credits"
-
-
-def credits_text(n: int) -> Text:
-    """"1 credit" / "5 credits", in the reader's language."""
-    return _n("{n} credit", "{n} credits", n=n)
+def credits_text(amount: int | None) -> Text:
+    """"1 credit", "5 credits", or "unlimited" for a budget without a limit (None), in the reader's language."""
+    if amount is None:
+        return _("unlimited")
+    return _n("{n} credit", "{n} credits", n=amount)
 
 
 def comeback(rows: Sequence[WindowRow], remaining: int, cost: int) -> tuple[float, int] | None:
@@ -99,6 +97,11 @@ class QuotaService:
         `snapshot`: this server's prices already read for the command (no extra database hop)."""
         overrides = snapshot.costs if snapshot is not None else await self.store.costs(guild_id)
         return sum(overrides.get(key, default_cost(key)) for key in spec.cost_keys)
+
+    async def price(self, guild_id: int, keys: Sequence[str]) -> int:
+        """These cost keys at this server's prices (what a video delivered with less than ordered earns)."""
+        overrides = await self.store.costs(guild_id)
+        return sum(overrides.get(key, default_cost(key)) for key in keys)
 
     # --- budgets and balances ---------------------------------------------------------------
 
@@ -201,12 +204,14 @@ class QuotaService:
                      "come back if they fail.", cost=price, left=left, held=state.held)
         return _("This video costs {cost}; you have {left} left.", cost=price, left=left)
 
-    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float) -> None:
+    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float,
+                        amount: int | None = None) -> None:
         """Charge (video delivered-ready) or release (failed, timed out, refused, cancelled) the job's hold.
+        `amount`: charge less than the hold (a video delivered without what it was ordered with).
 
         Idempotent: a job with no hold or already settled is left alone.
         """
-        await ledger.settle(conn, job_id=job_id, charge=charge, now=now)
+        await ledger.settle(conn, job_id=job_id, charge=charge, now=now, amount=amount)
 
     # --- moderator actions ------------------------------------------------------------------
 
@@ -225,7 +230,7 @@ class QuotaService:
             why = f" ({audit.quote(note)})" if note else ""
             await audit.record_in(
                 conn, guild_id=guild_id, kind="quota_grant", actor_id=actor_id, target_id=user_id, now=now,
-                text=f"<@{actor_id}> granted {_credits(amount)} to <@{user_id}> for the next 24 hours{why}.",
+                text=f"<@{actor_id}> granted {credits_text(amount)} to <@{user_id}> for the next 24 hours{why}.",
             )
         return row_id
 
@@ -243,28 +248,6 @@ class QuotaService:
                 text=f"<@{actor_id}> reset the credit usage of <@{user_id}>{why}.",
             )
         return row_id
-
-    async def refund(
-        self, job_id: int, actor_id: int, *, guild_id: int | None = None, note: str | None = None
-    ) -> int:
-        """Give back a charged job's credits; returns the amount. Refusal if there is nothing to refund.
-
-        Pass `guild_id` from a command so one server's moderators cannot touch another's jobs.
-        """
-        now = self.clock.now()
-        async with self.db.transaction() as conn:
-            charge = await ledger.charge_of(conn, job_id)
-            if charge is None or (guild_id is not None and charge.guild_id != guild_id):
-                raise Refusal("not_found", _("Job #{id} was not charged, so there is nothing to refund.", id=job_id))
-            amount = await ledger.insert_refund(conn, job_id=job_id, actor_id=actor_id, note=note, now=now)
-            if amount == 0:
-                raise Refusal("not_found", _("Job #{id} was already refunded.", id=job_id))
-            await audit.record_in(
-                conn, guild_id=charge.guild_id, kind="quota_refund", actor_id=actor_id, target_id=charge.user_id,
-                job_id=job_id, now=now,
-                text=f"<@{actor_id}> refunded {_credits(amount)} to <@{charge.user_id}> for job #{job_id}.",
-            )
-        return amount
 
     async def usage(self, guild_id: int, user_id: int, limit: int = 20) -> list[LedgerEntry]:
         """The member's latest ledger rows, newest first (for moderators)."""
