@@ -347,7 +347,7 @@ class Poller:
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
                 progress=result.progress, previous_progress=job.progress, finishing=result.finishing,
-                callback=self.submission.callback_url(job) is not None, job_id=job.id)
+                callback=self.submission.callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,

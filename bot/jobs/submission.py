@@ -176,7 +176,7 @@ class Submission:
         now = self.clock.now()
         first_poll = await self.schedule.next_poll_at(model_key=job.model_key, mode=job.mode.value,
                                                       submitted_at=now, now=now,
-                                                      callback=self.callback_url(job) is not None, job_id=job.id)
+                                                      callback=self.callback_url(job) is not None)
         values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
                   "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
                   "error_streak": 0}
