@@ -33,6 +33,12 @@ DELIVERED = "SELECT id, status FROM jobs WHERE delivery_state = 'delivered'"
 ON_THE_WIRE = "SELECT id FROM jobs WHERE status IN ('submitting', 'uncertain') AND thread_id IS NOT NULL"
 
 
+# While kie answers 503 the queued job's resubmits back off exponentially (3 s, 6 s, 12 s, 24 s ... at the
+# default 3 s minimum): on a loaded machine the kill comes several 503s in, and after the restart the job
+# waited out a backoff longer than the test's patience. A short minimum keeps that wait in seconds.
+FAST_RETRIES = {"POLL_MIN_INTERVAL_SECONDS": "0.5"}
+
+
 @asynccontextmanager
 async def crash_harness(tmp_path: Path, **extra_env: str) -> AsyncIterator[tuple[BotHarness, GatedDiscord]]:
     harness = BotHarness(tmp_path, vendor_duration=FOREVER, extra_env={"LEASE_SECONDS": "3", **extra_env})
@@ -71,7 +77,7 @@ async def restart_and_finish(harness: BotHarness, vendor: FakeVendor) -> dict[st
 
 
 async def test_kill_after_the_job_row_is_written_before_any_submit(tmp_path: Path) -> None:
-    async with crash_harness(tmp_path) as (harness, discord):
+    async with crash_harness(tmp_path, **FAST_RETRIES) as (harness, discord):
         await harness.start_bot()
         harness.kie.unavailable = True  # 503: the job stays queued, nothing reaches the vendor
         await command(harness, "veo", "crash point: queued")
@@ -93,7 +99,7 @@ async def test_kill_after_the_job_row_is_written_before_any_submit(tmp_path: Pat
 
 async def test_kill_after_the_job_row_is_written_before_its_thread_exists(tmp_path: Path) -> None:
     """The member's command is half done (no summary, no thread): the result still arrives, in the channel."""
-    async with crash_harness(tmp_path) as (harness, discord):
+    async with crash_harness(tmp_path, **FAST_RETRIES) as (harness, discord):
         await harness.start_bot()
         harness.kie.unavailable = True
         discord.hold, discord.hold_kind = "before_create", "summary"
