@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 from bot.clock import FakeClock
-from bot.jobs.models import DeliveryState, JobStatus
+from bot.jobs.models import DeliveryState, JobRecord, JobStatus
 from bot.jobs.poller import Poller
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.providers.base import ErrorKind, ProviderError
@@ -181,3 +182,24 @@ async def test_stop_does_not_wait_out_a_slow_submit_and_the_job_is_never_resent(
     await restarted.run_once()
     assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
     assert len(provider.submits) == 1
+
+
+async def test_a_callback_that_races_our_own_submit_answer_still_counts(db: Database, fake_clock: FakeClock) -> None:
+    """kie may call back for a short job before our submit's answer is recorded: the callback reads the
+    job as `submitting`, our answer then makes it `running`, and the callback must still make it due now."""
+    rig = build_rig(db, fake_clock, duration=30)
+    job = await rig.create()
+    await rig.poller.run_once()
+    running = await rig.job(job.id)
+    assert running.status is JobStatus.RUNNING and running.next_due_at is not None
+    assert running.next_due_at > fake_clock.now()
+    as_the_callback_saw_it = dataclasses.replace(running, status=JobStatus.SUBMITTING, provider_task_id=None)
+    reads = [as_the_callback_saw_it]
+    real_get = rig.poller.repository.get
+
+    async def get(job_id: int) -> JobRecord | None:  # the race's one read, replayed at the edge we cannot time
+        return reads.pop() if reads else await real_get(job_id)
+
+    rig.poller.repository.get = get  # type: ignore[method-assign]
+    assert await rig.poller.on_callback(job.id, running.provider_task_id)
+    assert (await rig.job(job.id)).next_due_at == fake_clock.now()

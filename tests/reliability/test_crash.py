@@ -23,6 +23,7 @@ from pathlib import Path
 from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, KLING_KEY, READY_LOG_LINE, BotHarness, free_port
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import Fault, FakeVendor
+from tests.pg_server import PostgresServer
 from tests.reliability.crash_support import invariant_violations, log_problems, restart, rows, wait_for_row
 from tests.reliability.fault_fakes import GatedDiscord, HoldingKie, HoldingUnified, result_messages
 
@@ -31,12 +32,6 @@ SUBMITTED_WITH_THREAD = "SELECT id FROM jobs WHERE status = ? AND thread_id IS N
 DELIVERED = "SELECT id, status FROM jobs WHERE delivery_state = 'delivered'"
 # `submitting`, or already `uncertain` if the process noticed its own lease lapse while the answer hung.
 ON_THE_WIRE = "SELECT id FROM jobs WHERE status IN ('submitting', 'uncertain') AND thread_id IS NOT NULL"
-
-
-# While kie answers 503 the queued job's resubmits back off exponentially (3 s, 6 s, 12 s, 24 s ... at the
-# default 3 s minimum): on a loaded machine the kill comes several 503s in, and after the restart the job
-# waited out a backoff longer than the test's patience. A short minimum keeps that wait in seconds.
-FAST_RETRIES = {"POLL_MIN_INTERVAL_SECONDS": "0.5"}
 
 
 @asynccontextmanager
@@ -77,7 +72,7 @@ async def restart_and_finish(harness: BotHarness, vendor: FakeVendor) -> dict[st
 
 
 async def test_kill_after_the_job_row_is_written_before_any_submit(tmp_path: Path) -> None:
-    async with crash_harness(tmp_path, **FAST_RETRIES) as (harness, discord):
+    async with crash_harness(tmp_path) as (harness, discord):
         await harness.start_bot()
         harness.kie.unavailable = True  # 503: the job stays queued, nothing reaches the vendor
         await command(harness, "veo", "crash point: queued")
@@ -99,7 +94,7 @@ async def test_kill_after_the_job_row_is_written_before_any_submit(tmp_path: Pat
 
 async def test_kill_after_the_job_row_is_written_before_its_thread_exists(tmp_path: Path) -> None:
     """The member's command is half done (no summary, no thread): the result still arrives, in the channel."""
-    async with crash_harness(tmp_path, **FAST_RETRIES) as (harness, discord):
+    async with crash_harness(tmp_path) as (harness, discord):
         await harness.start_bot()
         harness.kie.unavailable = True
         discord.hold, discord.hold_kind = "before_create", "summary"
@@ -221,6 +216,31 @@ async def test_a_restarted_bot_takes_over_a_killed_submit_by_heartbeat_not_by_le
         assert await harness.terminate() == 0
         assert harness.unified.create_calls == 1  # never resent
         assert await invariant_violations(harness) == []
+
+
+async def test_on_postgresql_a_restarted_bot_takes_over_a_killed_submit_by_heartbeat(
+        tmp_path: Path, postgres_server: PostgresServer, postgres_template: str) -> None:
+    """The same crash with DATABASE_URL on a PostgreSQL server: the real bot process on asyncpg."""
+    name = await postgres_server.create_database(postgres_template)
+    try:
+        async with crash_harness(tmp_path, LEASE_SECONDS="180", UNCERTAIN_SUBMIT_GRACE_SECONDS="3",
+                                 DATABASE_URL=postgres_server.url(name)) as (harness, discord):
+            await harness.start_bot()
+            harness.unified.hold_creates = True
+            await command(harness, "sora", "crash point: submit in flight, on PostgreSQL")
+            await harness.wait_for(harness.unified.create_is_held, "submit reached kkiai")
+            await wait_for_row(harness, ON_THE_WIRE, "submitting committed")
+            assert await harness.kill() == -9
+            await restart(harness)
+            await wait_for_row(harness, "SELECT id FROM jobs WHERE status = 'uncertain'", "taken over", timeout=10)
+            harness.unified.open_gate()
+            done = await wait_for_row(harness, DELIVERED, "failed plainly after the grace", timeout=25)
+            assert done["status"] == "failed"
+            assert await harness.terminate() == 0
+            assert harness.unified.create_calls == 1
+            assert await invariant_violations(harness) == []
+    finally:
+        await postgres_server.drop_database(name)
 
 
 async def test_kill_after_the_vendor_finished_before_the_bot_heard(tmp_path: Path) -> None:
