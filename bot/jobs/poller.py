@@ -29,6 +29,7 @@ from bot import metrics
 from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
+from bot.i18n import _
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
@@ -43,6 +44,8 @@ from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
+DEADLINE_FALLBACK_NOTE = _("The higher-resolution file did not come before the time limit, so this is the 720p "
+                           "video; its surcharge was not charged.")
 
 NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
 MAX_ROUNDS_PER_RUN = 20
@@ -153,7 +156,7 @@ class Poller:
     async def run_once(self) -> int:
         """Process all currently due work and wait for it; returns the number of jobs handled."""
         handled = 0
-        for _ in range(MAX_ROUNDS_PER_RUN):
+        for _round in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
                                                    self.batch_size)
             if not jobs:
@@ -357,7 +360,8 @@ class Poller:
             # The vendor finished a lesser version (720p while 1080p was pending): deliver that, do not
             # throw away a video the vendor made and billed.
             log.warning("job %s: past its deadline before the upgrade; delivering the video we have", job.id)
-            await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
+            await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback",
+                                       note=DEADLINE_FALLBACK_NOTE, uncharged=tuple(job.spec.pass_cost_keys))
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
         await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
