@@ -31,6 +31,7 @@ from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.i18n import _
 from bot.jobs.finish import Finisher
+from bot.jobs.heartbeat import Heartbeat
 from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
 from bot.jobs.models import JobRecord, JobStatus
@@ -41,7 +42,7 @@ from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_provid
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.publishing.base import Publisher
 from bot.settings import Settings
-from storage.database import Database, background_priority, mark_background
+from storage.database import JOBS_CHANNEL, Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
 DEADLINE_FALLBACK_NOTE = _("The higher-resolution file did not come before the time limit, so this is the 720p "
@@ -89,6 +90,7 @@ class Poller:
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
         self.lease = JobLease(self.repository, self.owner)
+        self.heartbeat = Heartbeat(self.repository, clock, self.owner)
         self.outbox = Outbox(publisher=publisher, audit_service=audit_service, schedule=self.schedule, clock=clock,
                              lease=self.lease)
         self.finisher = Finisher(db=db, clock=clock, repository=self.repository, lease=self.lease, quota=quota,
@@ -148,6 +150,7 @@ class Poller:
             if unfinished:
                 log.warning("stopped with %s job(s) still in hand; they resume after restart", len(unfinished))
                 await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.heartbeat.stop()
 
     def wake(self) -> None:
         """Look for due work now (a job was created, cancelled, or a callback arrived)."""
@@ -158,7 +161,7 @@ class Poller:
         handled = 0
         for _round in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
-                                                   self.batch_size)
+                                                   self.batch_size, self.heartbeat.stale_before())
             if not jobs:
                 break
             semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -174,6 +177,7 @@ class Poller:
 
     async def _run(self) -> None:
         mark_background()  # this task and the job tasks it starts yield the database to members
+        await self._announce()
         await self._catch_up_on_lost_callbacks()
         while not self._stopping:
             # Cleared before looking for work, so a wake() that arrives while we look is not lost.
@@ -187,6 +191,18 @@ class Poller:
             if self._stopping:
                 break
             await self._idle(claimed)
+
+    async def _announce(self) -> None:
+        """Beat before the first claim (a restarted process is alive at once, its predecessor stale), and
+        listen for jobs other processes make due (PostgreSQL NOTIFY; the timer stays the safety net)."""
+        try:
+            await self.heartbeat.start()
+        except Exception:
+            log.exception("could not start the heartbeat; leases held here are freed only when they expire")
+        try:
+            await self.db.subscribe(JOBS_CHANNEL, self.wake)
+        except Exception:
+            log.exception("could not listen for new jobs; relying on the poll timer")
 
     async def _catch_up_on_lost_callbacks(self) -> None:
         """Jobs that expect a completion callback are polled only sparsely; a callback sent while this
@@ -208,7 +224,7 @@ class Poller:
         if room <= 0:
             return 0
         jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
-                                               min(room, self.batch_size))
+                                               min(room, self.batch_size), self.heartbeat.stale_before())
         for job in jobs:
             task = asyncio.create_task(self.process(job), name=f"job-{job.id}")
             self._tasks.add(task)
@@ -332,7 +348,7 @@ class Poller:
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
                 progress=result.progress, previous_progress=job.progress, finishing=result.finishing,
-                callback=self.submission.callback_url(job) is not None, job_id=job.id)
+                callback=self.submission.callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,
