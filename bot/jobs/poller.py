@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 DEADLINE_FALLBACK_NOTE = _("The higher-resolution file did not come before the time limit, so this is the 720p "
                            "video; its surcharge was not charged.")
 
-NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
+NO_URL_MESSAGE = _("The vendor said the video was done but sent no link to it.")
+TIMED_OUT_MESSAGE = _("Took longer than the model's time limit.")
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
 STOP_GRACE_SECONDS = 5.0
@@ -301,12 +302,19 @@ class Poller:
         job = await self.repository.get(job_id)
         if job is None:
             return False
-        acted = False
         if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
-            acted = await self.submission.record_task_id(job, task_id, owned=False)
-            if acted:  # the callback usually means "done": confirm now rather than at the first poll
+            if await self.submission.record_task_id(job, task_id, owned=False):
+                # The callback usually means "done": confirm now rather than at the first poll.
                 await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
-        elif job.status is JobStatus.RUNNING:
+                self.wake()
+                return True
+            # A fast vendor calls back before its submit answer is read; that answer may have recorded
+            # the task in between, and the job is now running with it: the callback still counts.
+            job = await self.repository.get(job_id)
+            if job is None:
+                return False
+        acted = False
+        if job.status is JobStatus.RUNNING:
             if task_id and job.provider_task_id and task_id != job.provider_task_id:
                 log.warning("job %s: callback names task %s, job has %s; ignored", job_id, task_id,
                             job.provider_task_id)
@@ -380,5 +388,5 @@ class Poller:
                                        note=DEADLINE_FALLBACK_NOTE, uncharged=tuple(job.spec.pass_cost_keys))
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
-        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
+        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message=TIMED_OUT_MESSAGE,
                            from_vendor=False)
