@@ -300,12 +300,19 @@ class Poller:
         job = await self.repository.get(job_id)
         if job is None:
             return False
-        acted = False
         if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
-            acted = await self.submission.record_task_id(job, task_id, owned=False)
-            if acted:  # the callback usually means "done": confirm now rather than at the first poll
+            if await self.submission.record_task_id(job, task_id, owned=False):
+                # The callback usually means "done": confirm now rather than at the first poll.
                 await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
-        elif job.status is JobStatus.RUNNING:
+                self.wake()
+                return True
+            # A fast vendor calls back before its submit answer is read; that answer may have recorded
+            # the task in between, and the job is now running with it: the callback still counts.
+            job = await self.repository.get(job_id)
+            if job is None:
+                return False
+        acted = False
+        if job.status is JobStatus.RUNNING:
             if task_id and job.provider_task_id and task_id != job.provider_task_id:
                 log.warning("job %s: callback names task %s, job has %s; ignored", job_id, task_id,
                             job.provider_task_id)
