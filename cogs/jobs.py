@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from bot.jobs.models import JobRecord
 
 LIST_LIMIT = 10
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+CHOICE_NAME_MAX = 100
 DETAIL_PROMPT_CHARS = 1200
 
 STATUS_EMOJI: dict[str, str] = {
@@ -151,6 +153,26 @@ class JobsCog(commands.Cog):
         await interaction.edit_original_response(
             content=detail_text(record), allowed_mentions=discord.AllowedMentions.none()
         )
+
+
+    @job.autocomplete("id")
+    async def job_id_autocomplete(self, interaction: discord.Interaction,
+                                  current: str) -> list[app_commands.Choice[int]]:
+        """The member's recent jobs: number, status and the start of the prompt (Discord shows 25)."""
+        if interaction.guild_id is None:
+            return []
+        rows = await self.services.jobs.recent_choices(interaction.guild_id, interaction.user.id,
+                                                       str(current or "").strip().lstrip("#"), AUTOCOMPLETE_LIMIT)
+        return [app_commands.Choice(name=choice_name(row["id"], row["status"], row["prompt"]), value=int(row["id"]))
+                for row in rows]
+
+
+def choice_name(job_id: int, status: str, prompt: str) -> str:
+    """`#12 · ✅ done · a fox running through…` within Discord's 100 characters."""
+    head = f"#{job_id} · {STATUS_EMOJI.get(status, '•')} {STATUS_WORD.get(status, status)} · "
+    words = " ".join(prompt.split())
+    room = CHOICE_NAME_MAX - len(head)
+    return head + (words if len(words) <= room else words[: room - 1].rstrip() + "\u2026")
 
 
 async def setup(bot: commands.Bot) -> None:
