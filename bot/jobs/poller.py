@@ -29,7 +29,6 @@ from bot import metrics
 from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
-from bot.publishing.base import Publisher
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
@@ -39,6 +38,7 @@ from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_providers
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
+from bot.publishing.base import Publisher
 from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
 
@@ -339,7 +339,8 @@ class Poller:
             await self.lease.transition(job, values)
         elif result.state is TaskState.SUCCEEDED and result.video_url:
             await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
-                               raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
+                               raw_status=result.raw_status, vendor_seconds=result.vendor_seconds,
+                               note=result.note, uncharged=result.uncharged)
         else:
             reason = result.error_message if result.state is TaskState.FAILED else NO_URL_MESSAGE
             await self.finisher.finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,
