@@ -284,9 +284,11 @@ class Poller:
             return False
         acted = False
         if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
-            acted = await self.submission.record_task_id(job, task_id, owned=False)
-            if acted:  # the callback usually means "done": confirm now rather than at the first poll
-                await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
+            recorded = await self.submission.record_task_id(job, task_id, owned=False)
+            # The callback usually means "done": confirm now rather than at the first (sparse) poll,
+            # also when the submit's own answer recorded the task between our read and our write.
+            due = await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
+            acted = recorded or due
         elif job.status is JobStatus.RUNNING:
             if task_id and job.provider_task_id and task_id != job.provider_task_id:
                 log.warning("job %s: callback names task %s, job has %s; ignored", job_id, task_id,
