@@ -10,6 +10,7 @@ clicker's language.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MODAL_TITLE_MAX = 45
+PROMPT_MODAL_ID = re.compile(r"fc-modal:(?P<action>remix|extend):(?P<job_id>[0-9]{1,20}):[0-9a-f]+")
+MODAL_PREFIXES = ("fc-modal:", "fc-make:")
 TEXT_INPUT_MAX = 4000
 SELECT_OPTIONS_MAX = 25
 
@@ -93,7 +96,8 @@ class MakeVideoModal(discord.ui.Modal):
     """**Make a video**: the prompt, and which configured model (the image is the first frame)."""
 
     def __init__(self, cog: ActionsCog, image: discord.Attachment, models: list[ModelSpec], locale: str | None) -> None:
-        super().__init__(title=translate(_("Make a video from this image"), locale)[:MODAL_TITLE_MAX], timeout=900)
+        super().__init__(title=translate(_("Make a video from this image"), locale)[:MODAL_TITLE_MAX], timeout=900,
+                         custom_id=f"fc-make:{uuid.uuid4().hex[:12]}")
         self.cog, self.image = cog, image
         self.models = {m.key: m for m in models}
         self.prompt: discord.ui.TextInput[MakeVideoModal] = discord.ui.TextInput(
@@ -210,6 +214,29 @@ class ActionsCog(commands.Cog):
         if cards is not None:
             cards.wake()
 
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A form submitted after a restart: discord.py keeps open modals in memory only, so a Remix or
+        Extend modal opened before a restart is answered from its custom id (action, job) and the text;
+        a Make a video form cannot be (its image is not in the id) and says so."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: Any = interaction.data or {}
+        custom_id = str(data.get("custom_id", ""))
+        if not custom_id.startswith(MODAL_PREFIXES) or _modal_is_open(self.bot, custom_id):
+            return
+        parsed = PROMPT_MODAL_ID.fullmatch(custom_id)
+        if parsed is None or interaction.guild_id is None:
+            await send_ephemeral(interaction, translate(_("This form expired; please start again."),
+                                                        str(interaction.locale)))
+            return
+        try:
+            source = await self.actions.source(interaction.guild_id, int(parsed["job_id"]))
+        except Exception as error:  # noqa: BLE001 - every failure becomes the member's private answer
+            await self.fail(interaction, error)
+            return
+        await self.start(interaction, source, parsed["action"], prompt=_text_value(data.get("components", [])))
+
     # --- Make a video -----------------------------------------------------------------------------
     async def make_video(self, interaction: discord.Interaction, message: discord.Message) -> None:
         locale = str(interaction.locale)
@@ -248,6 +275,21 @@ class ActionsCog(commands.Cog):
                          active=balance.active_jobs, max_active=balance.max_concurrent,
                          locale=str(interaction.locale))
         await interaction.edit_original_response(content=text, allowed_mentions=discord.AllowedMentions.none())
+
+
+def _modal_is_open(bot: commands.Bot, custom_id: str) -> bool:
+    """Whether this process opened the modal and still listens for it (then it answers it itself)."""
+    store = getattr(getattr(bot, "_connection", None), "_view_store", None)
+    return custom_id in (getattr(store, "_modals", None) or {})
+
+
+def _text_value(components: list[dict[str, Any]]) -> str:
+    """The first text input's value in a modal submit's components (rows or labels)."""
+    for row in components:
+        for component in [row.get("component")] if row.get("type") == 18 else row.get("components", []):
+            if component and component.get("type") == 4:
+                return str(component.get("value", ""))
+    return ""
 
 
 def _text_spec(model: ModelSpec) -> JobSpec:

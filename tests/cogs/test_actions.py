@@ -94,6 +94,23 @@ async def test_remix_opens_a_prefilled_modal_and_uses_the_edited_prompt(harness:
     assert harness.answer(submit).startswith("Job #2 accepted")
 
 
+async def test_a_remix_form_submitted_after_a_restart_still_works(same_bot: BotFactory) -> None:
+    first = await same_bot()
+    _thread, result_id = await finished_job(first)
+    callback = await first.dispatch(first.fake.button_click(result_id, "fc:remix:1"))
+    modal = callback["data"]
+    await first.bot.close()  # the member is still typing; the bot restarts
+
+    h = await same_bot()
+    [row] = modal["components"]
+    field = row["components"][0] if row["type"] == 1 else row["component"]
+    submit = h.fake.modal_submit(modal, {field["custom_id"]: "a fox in the snow, in spring"})
+    await h.dispatch(submit)
+    remix = await h.job_row(2)
+    assert remix is not None and remix.prompt == "a fox in the snow, in spring" and remix.parent_job_id == 1
+    assert h.answer(submit).startswith("Job #2 accepted")
+
+
 async def test_upscale_runs_as_a_follow_up_delivered_in_the_source_thread(harness: Harness) -> None:
     thread_id, result_id = await finished_job(harness)
     await harness.dispatch(harness.fake.button_click(result_id, "fc:1080p:1"))
