@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.catalog import Family, Mode, ProviderName, get_model
+from bot.i18n import Text, _
 from bot.settings import Settings
 from bot.validation import JobSpec
 
@@ -30,11 +31,22 @@ class JobStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
     @property
+    def word(self) -> Text:
+        """The status as members read it ("generating", "timed out"), in their language."""
+        return _STATUS_WORDS[self]
+
+    @property
     def is_active(self) -> bool:
         return self in ACTIVE_STATUSES
 
 
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
+_STATUS_WORDS: dict[JobStatus, Text] = {
+    JobStatus.QUEUED: _("queued"), JobStatus.SUBMITTING: _("submitting"), JobStatus.RUNNING: _("generating"),
+    JobStatus.UNCERTAIN: _("checking with the vendor"), JobStatus.SUCCEEDED: _("done"),
+    JobStatus.FAILED: _("failed"), JobStatus.TIMED_OUT: _("timed out"), JobStatus.CANCELLED: _("cancelled"),
+}
+
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
 # Jobs that occupy a vendor slot (count against Settings.provider_max_in_flight).
 IN_FLIGHT_STATUSES = frozenset({JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})

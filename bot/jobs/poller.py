@@ -29,7 +29,9 @@ from bot import metrics
 from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
+from bot.i18n import _
 from bot.jobs.finish import Finisher
+from bot.jobs.heartbeat import Heartbeat
 from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
 from bot.jobs.models import JobRecord, JobStatus
@@ -40,11 +42,12 @@ from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_provid
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.publishing.base import Publisher
 from bot.settings import Settings
-from storage.database import Database, background_priority, mark_background
+from storage.database import JOBS_CHANNEL, Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
 
-NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
+NO_URL_MESSAGE = _("The vendor said the video was done but sent no link to it.")
+TIMED_OUT_MESSAGE = _("Took longer than the model's time limit.")
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
 STOP_GRACE_SECONDS = 5.0
@@ -86,6 +89,7 @@ class Poller:
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
         self.lease = JobLease(self.repository, self.owner)
+        self.heartbeat = Heartbeat(self.repository, clock, self.owner)
         self.outbox = Outbox(publisher=publisher, audit_service=audit_service, schedule=self.schedule, clock=clock,
                              lease=self.lease)
         self.finisher = Finisher(db=db, clock=clock, repository=self.repository, lease=self.lease, quota=quota,
@@ -145,6 +149,7 @@ class Poller:
             if unfinished:
                 log.warning("stopped with %s job(s) still in hand; they resume after restart", len(unfinished))
                 await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.heartbeat.stop()
 
     def wake(self) -> None:
         """Look for due work now (a job was created, cancelled, or a callback arrived)."""
@@ -153,9 +158,9 @@ class Poller:
     async def run_once(self) -> int:
         """Process all currently due work and wait for it; returns the number of jobs handled."""
         handled = 0
-        for _ in range(MAX_ROUNDS_PER_RUN):
+        for _round in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
-                                                   self.batch_size)
+                                                   self.batch_size, self.heartbeat.stale_before())
             if not jobs:
                 break
             semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -171,6 +176,7 @@ class Poller:
 
     async def _run(self) -> None:
         mark_background()  # this task and the job tasks it starts yield the database to members
+        await self._announce()
         await self._catch_up_on_lost_callbacks()
         while not self._stopping:
             # Cleared before looking for work, so a wake() that arrives while we look is not lost.
@@ -184,6 +190,18 @@ class Poller:
             if self._stopping:
                 break
             await self._idle(claimed)
+
+    async def _announce(self) -> None:
+        """Beat before the first claim (a restarted process is alive at once, its predecessor stale), and
+        listen for jobs other processes make due (PostgreSQL NOTIFY; the timer stays the safety net)."""
+        try:
+            await self.heartbeat.start()
+        except Exception:
+            log.exception("could not start the heartbeat; leases held here are freed only when they expire")
+        try:
+            await self.db.subscribe(JOBS_CHANNEL, self.wake)
+        except Exception:
+            log.exception("could not listen for new jobs; relying on the poll timer")
 
     async def _catch_up_on_lost_callbacks(self) -> None:
         """Jobs that expect a completion callback are polled only sparsely; a callback sent while this
@@ -205,7 +223,7 @@ class Poller:
         if room <= 0:
             return 0
         jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
-                                               min(room, self.batch_size))
+                                               min(room, self.batch_size), self.heartbeat.stale_before())
         for job in jobs:
             task = asyncio.create_task(self.process(job), name=f"job-{job.id}")
             self._tasks.add(task)
@@ -282,14 +300,19 @@ class Poller:
         job = await self.repository.get(job_id)
         if job is None:
             return False
-        acted = False
         if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
-            recorded = await self.submission.record_task_id(job, task_id, owned=False)
-            # The callback usually means "done": confirm now rather than at the first (sparse) poll,
-            # also when the submit's own answer recorded the task between our read and our write.
-            due = await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
-            acted = recorded or due
-        elif job.status is JobStatus.RUNNING:
+            if await self.submission.record_task_id(job, task_id, owned=False):
+                # The callback usually means "done": confirm now rather than at the first poll.
+                await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
+                self.wake()
+                return True
+            # A fast vendor calls back before its submit answer is read; that answer may have recorded
+            # the task in between, and the job is now running with it: the callback still counts.
+            job = await self.repository.get(job_id)
+            if job is None:
+                return False
+        acted = False
+        if job.status is JobStatus.RUNNING:
             if task_id and job.provider_task_id and task_id != job.provider_task_id:
                 log.warning("job %s: callback names task %s, job has %s; ignored", job_id, task_id,
                             job.provider_task_id)
@@ -331,7 +354,7 @@ class Poller:
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
                 progress=result.progress, previous_progress=job.progress, finishing=result.finishing,
-                callback=self.submission.callback_url(job) is not None, job_id=job.id)
+                callback=self.submission.callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,
@@ -362,5 +385,5 @@ class Poller:
             await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
-        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
+        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message=TIMED_OUT_MESSAGE,
                            from_vendor=False)
