@@ -2,7 +2,7 @@
 
 The bot's own `PollSchedule` plans from a history of finished jobs (the benchmark's workload: same
 mix, durations and failures as `benchmarks/workload.py`), read through an in-memory stand-in for the
-repository's history queries; then fresh jobs are walked through `next_poll_at` exactly as the poller
+repository's `planning_history`; then fresh jobs are walked through `next_poll_at` exactly as the poller
 asks it (job ids for the plan pairs, Kling's percentage as progress, exploratory polls drawn from the
 schedule's own random source). A job is noticed `--notice` seconds after the poll that finds it done
 (one vendor round trip). No database, no HTTP, no wall clock: the figures do not depend on the load of
@@ -18,6 +18,7 @@ import asyncio
 import math
 import random
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from benchmarks.sim import percentile
 from benchmarks.workload import HISTORY_PER_KIND, REQUEST_MIX, SIGMA, draw_outcome
 from bot.catalog import Family, ProviderName, get_model
 from bot.clock import FakeClock
+from bot.jobs.models import KindHistory
 from bot.jobs.placement import LATE_SECONDS
 from bot.jobs.schedule import PollSchedule
 from bot.validation import GenerationRequest, validate_request
@@ -50,35 +52,27 @@ class Row:
 
 
 class MemoryHistory:
-    """The repository's four history reads over an in-memory list (newest last)."""
+    """The repository's `planning_history` over an in-memory list (newest last)."""
 
     def __init__(self, rows: list[Row], submitted: list[Row]) -> None:
         self.rows = rows
         self.submitted = submitted  # the jobs being judged count in the mix once submitted, as in the bot
 
-    async def recent_mix(self, limit: int) -> dict[tuple[str, str], int]:
-        mix: dict[tuple[str, str], int] = {}
-        for row in (self.rows + self.submitted)[-limit:]:
-            mix[(row.model_key, row.mode)] = mix.get((row.model_key, row.mode), 0) + 1
-        return mix
-
-    def _successes(self, model_key: str, mode: str, limit: int) -> list[Row]:
-        kind = [r for r in self.rows if r.succeeded and r.model_key == model_key and r.mode == mode]
-        return kind[-limit:]
-
-    async def recent_durations(self, model_key: str, mode: str, limit: int) -> list[float]:
-        return [r.took for r in reversed(self._successes(model_key, mode, limit))]
-
-    async def recent_kind_costs(self, model_key: str, mode: str, limit: int) -> tuple[int, float, float]:
-        rows = self._successes(model_key, mode, limit)
-        if not rows:
-            return 0, 0.0, 0.0
-        return (len(rows), sum(r.poll_count for r in rows) / len(rows),
-                sum(r.progress is not None for r in rows) / len(rows))
-
-    async def recent_vendor_failures(self, provider: ProviderName, limit: int) -> tuple[list[float], int]:
-        rows = [r for r in self.rows if r.provider is provider][-limit:]
-        return [r.took for r in rows if not r.succeeded], len(rows)
+    async def planning_history(self, also: tuple[str, str], *, mix_rows: int, history_rows: int,
+                               vendor_rows: int) -> list[KindHistory]:
+        mix = Counter((row.model_key, row.mode) for row in (self.rows + self.submitted)[-mix_rows:])
+        mix.setdefault(also, 1)
+        kinds = []
+        for (model_key, mode), jobs in sorted(mix.items()):
+            provider = get_model(model_key).provider
+            successes = [r for r in self.rows if r.succeeded and r.model_key == model_key and r.mode == mode]
+            latest = successes[-history_rows:]
+            vendor = [r for r in self.rows if r.provider is provider][-vendor_rows:]
+            kinds.append(KindHistory(
+                model_key, mode, jobs, [r.took for r in reversed(latest)], [r.took for r in vendor if not r.succeeded],
+                len(vendor), len(latest), sum(r.poll_count for r in latest) / max(1, len(latest)),
+                sum(r.progress is not None for r in latest) / max(1, len(latest))))
+        return kinds
 
 
 def _kinds() -> list[tuple[float, str, str, ProviderName]]:

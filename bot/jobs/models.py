@@ -6,12 +6,13 @@ caller can mutate state behind the repository's back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
 from bot.catalog import Family, Mode, ProviderName, get_model
-from bot.i18n import Text, _
+from bot.i18n import Text, _, from_json
 from bot.settings import Settings
 from bot.validation import JobSpec
 
@@ -108,9 +109,10 @@ class JobRecord:
     parent_job_id: int | None = None  # the job whose button made this one
     follow_up: str | None = None  # which button: again, remix, extend, 1080p, 4k
     request_key: str | None = None  # the click that asked for it (one job per click)
+    error_text: str | None = None  # error_message as a message id and parameters (bot.i18n.to_json)
 
     @classmethod
-    def from_row(cls, row: Any) -> "JobRecord":
+    def from_row(cls, row: Any) -> JobRecord:
         """A `jobs` row from storage (any row type that reads columns by name)."""
         data = {name: row[name] for name in _FIELD_NAMES}
         data["family"] = Family(data["family"])
@@ -134,6 +136,12 @@ class JobRecord:
         return self.status.is_active
 
     @property
+    def reason(self) -> str | None:
+        """Why the job ended: the sentence the bot stored as a `Text` (so `translate` renders it in each
+        reader's language), else the stored words as they are."""
+        return from_json(self.error_text) or self.error_message
+
+    @property
     def reader_locale(self) -> str | None:
         """The language public messages about this job are written in."""
         return self.locale or self.guild_locale
@@ -146,3 +154,19 @@ class JobRecord:
 
 _FIELD_NAMES = tuple(f.name for f in fields(JobRecord))
 JOB_COLUMNS = _FIELD_NAMES
+
+
+@dataclass(frozen=True)
+class KindHistory:
+    """What the poll schedule plans one kind of job from (bot/jobs/schedule.py): how often it is ordered,
+    when its jobs end, and what its successes cost."""
+
+    model_key: str
+    mode: str
+    jobs: int  # among the server's latest submitted jobs
+    durations: Sequence[float]  # submit-to-done of its latest successes
+    failures: Sequence[float] = ()  # submit-to-done of its vendor's latest failures...
+    finished: int | None = None  # ...among this many of the vendor's finished jobs (None: successes + failures)
+    costed_jobs: int = 0  # successes the two figures below are read from
+    mean_requests: float = 0.0
+    progress_share: float = 0.0  # share of them that reported progress

@@ -36,9 +36,11 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from statistics import NormalDist
+from typing import Protocol
 
 from bot.catalog import MODELS_BY_KEY, ProviderName, Timing
 from bot.clock import Clock
+from bot.jobs.models import KindHistory
 from bot.jobs.placement import (
     Distribution,
     FinishTimes,
@@ -46,9 +48,8 @@ from bot.jobs.placement import (
     optimal_polls,
     shared_polls,
 )
-from bot.jobs.repository import JobRepository
 
-MIN_HISTORY = 8  # a kind's own successes it takes to replace the prior
+MIN_HISTORY = 8  # a kind's own successes it takes to replace the prior (and to know what they cost)
 HISTORY_ROWS = 1000  # a kind's latest successes: fewer leave the tails to chance
 CACHE_SECONDS = 600.0  # 1,000 jobs deep, a plan moves little in minutes
 # The cost budget: expected status requests per job (the target is <= 10), early checks included, as
@@ -79,24 +80,8 @@ FINISHING_SHARE = 0.05  # a finishing phase (kie's 1080p) is polled every 5% of 
 EARLY_MIN_FAILURES = 3
 EARLY_HISTORY_ROWS = 2000  # ...read from this many of them...
 VENDOR_MIN_JOBS = 100  # ...once it has finished this many; before, the catalog's failure prior stands in
-PRIOR_JOBS = 1000  # successes in the history a prior describes (equal-mass quantiles: deterministic)
+PRIOR_JOBS = 1000  # jobs in the history a prior describes (equal-mass quantiles: deterministic)
 _Z90 = NormalDist().inv_cdf(0.9)
-
-
-@dataclass(frozen=True)
-class KindHistory:
-    """What planning one kind reads from the database: how often it is ordered, when its jobs end, and
-    what its successes cost."""
-
-    model_key: str
-    mode: str
-    jobs: int  # among the latest MIX_ROWS submitted jobs
-    durations: Sequence[float]  # submit-to-done of its latest successes
-    failures: Sequence[float] = ()  # submit-to-done of its vendor's latest failures...
-    finished: int | None = None  # ...among this many of the vendor's finished jobs (None: successes + failures)
-    costed_jobs: int = 0  # successes the two figures below are read from
-    mean_requests: float = 0.0
-    progress_share: float = 0.0  # share of them that reported progress
 
 
 @dataclass(frozen=True)
@@ -128,8 +113,8 @@ class PollPlan:
 
 
 def prior_durations(timing: Timing, count: int = PRIOR_JOBS) -> list[float]:
-    """The successes a server would have seen if its jobs took what the prior says: a log-normal through
-    p10, p50 and p90 (each side its own spread), at equal-mass quantiles."""
+    """`count` successes as the prior describes them: a log-normal through p10, p50 and p90 (each side
+    its own spread), at equal-mass quantiles."""
     below, above = math.log(timing.p50 / timing.p10) / _Z90, math.log(timing.p90 / timing.p50) / _Z90
     normal = NormalDist()
     durations = []
@@ -197,7 +182,7 @@ def _finish_times(kind: KindHistory, timing: Timing, planning: Planning) -> tupl
     """When a job of this kind ends: its successes (the prior's, with too few of its own) and the vendor's
     failures in their share (the prior's, while the vendor has finished too few jobs to tell)."""
     learned = len(kind.durations) >= MIN_HISTORY
-    samples = kind.durations if learned else prior_durations(timing)
+    samples = list(kind.durations) if learned else prior_durations(timing)
     successes = Distribution.smoothed(samples) if planning.smooth else Distribution.from_samples(samples)
     if not planning.vendor_failures:
         return FinishTimes(successes), successes, learned
@@ -218,10 +203,17 @@ def _as_plan(polls: Sequence[float], successes: Distribution, learned: bool, min
                     tuple(at for at in polls if at < fastest))
 
 
+class HistorySource(Protocol):
+    """Where the finished jobs are read (storage.jobs.JobRepository)."""
+
+    async def planning_history(self, also: tuple[str, str], *, mix_rows: int, history_rows: int,
+                               vendor_rows: int) -> list[KindHistory]: ...
+
+
 class PollSchedule:
     """Plans per (model_key, mode), cached; safe to share between tasks of one process."""
 
-    def __init__(self, repository: JobRepository, clock: Clock, *, min_interval: float = 3.0,
+    def __init__(self, repository: HistorySource, clock: Clock, *, min_interval: float = 3.0,
                  max_interval: float = 60.0, history_rows: int = HISTORY_ROWS,
                  cache_seconds: float = CACHE_SECONDS, request_budget: float = REQUEST_BUDGET,
                  rng: random.Random | None = None, smooth_history: bool = True,
@@ -259,30 +251,11 @@ class PollSchedule:
     async def _plan_all(self, wanted: tuple[str, str]) -> None:
         """Replan every kind in the recent mix (and `wanted`) together: they share one request budget."""
         now = self.clock.now()
-        history = await self._read_history(wanted)
+        history = await self.repository.planning_history(wanted, mix_rows=MIX_ROWS, history_rows=self.history_rows,
+                                                         vendor_rows=EARLY_HISTORY_ROWS)
         # Pure arithmetic, ~10 ms per kind: off the event loop, so commands are answered meanwhile.
         plans = await asyncio.to_thread(plan_kinds, history, self.planning)
         self._cache.update({key: (now, plan) for key, plan in plans.items()})
-
-    async def _read_history(self, wanted: tuple[str, str]) -> list[KindHistory]:
-        mix = await self.repository.recent_mix(MIX_ROWS)
-        mix.setdefault(wanted, 1)
-        failures_by_vendor: dict[ProviderName, tuple[list[float], int]] = {}
-        kinds: list[KindHistory] = []
-        for (model_key, mode), jobs in sorted(mix.items()):
-            model = MODELS_BY_KEY.get(model_key)
-            if model is None:
-                continue
-            samples = await self.repository.recent_durations(model_key, mode, self.history_rows)
-            if model.provider not in failures_by_vendor:
-                failures_by_vendor[model.provider] = await self.repository.recent_vendor_failures(
-                    model.provider, EARLY_HISTORY_ROWS)
-            costs = await self.repository.recent_kind_costs(model_key, mode, self.history_rows)
-            failures, finished = failures_by_vendor[model.provider]
-            costed, mean_requests, progress_share = costs
-            kinds.append(KindHistory(model_key, mode, jobs, samples, failures, finished, costed, mean_requests,
-                                     progress_share))
-        return kinds
 
     def build_plans(self, kinds: Sequence[KindHistory]) -> dict[tuple[str, str], PollPlan]:
         """`plan_kinds` with this schedule's planning."""
