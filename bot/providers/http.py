@@ -131,11 +131,6 @@ def _json_text(text: Any) -> Any:
         return None
 
 
-def as_mapping(value: object) -> dict[str, Any]:
-    """A JSON object from a vendor's reply, or {} for anything else (null, a list, a string)."""
-    return value if isinstance(value, dict) else {}
-
-
 def first_text(*candidates: object) -> str:
     """The first candidate that is a non-empty string (or an object with a `message`)."""
     for candidate in candidates:
@@ -144,6 +139,11 @@ def first_text(*candidates: object) -> str:
         if isinstance(candidate, str) and candidate.strip():
             return candidate
     return ""
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (a missing or null part of a reply)."""
+    return value if isinstance(value, dict) else {}
 
 
 def dig(payload: Any, *path: str | int) -> Any:
