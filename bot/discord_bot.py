@@ -9,7 +9,6 @@ poller can finish a delivery it has in hand.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -18,11 +17,17 @@ import discord
 from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
+from bot.delivery.discord_publisher import DiscordPublisher
+from bot.http_server import HealthChecks, OperatorsServer, start_http_server
+from bot.services import Services, build_services
 from bot.settings import Settings
+from cogs.errors import FramecastTree
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin", "cogs.errors")
+EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin")
+
+ServicesFactory = Callable[[Settings, DiscordPublisher, Clock], Awaitable[Services]]
 
 
 def framecast_intents() -> discord.Intents:
@@ -48,7 +53,7 @@ class FramecastBot(commands.Bot):
         *,
         clock: Clock | None = None,
         extensions: Sequence[str] = EXTENSIONS,
-        services_factory: Callable[[Settings, Any, Clock], Awaitable[Any] | Any] | None = None,
+        services_factory: ServicesFactory | None = None,
         **options: Any,
     ) -> None:
         """`services_factory` defaults to `bot.services.build_services`; tests pass their own."""
@@ -59,15 +64,16 @@ class FramecastBot(commands.Bot):
             intents=framecast_intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=FramecastTree,
             **options,
         )
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.extensions_to_load = tuple(extensions)
-        self._services_factory = services_factory
-        self.services: Any = None
-        self.publisher: Any = None
-        self.http_server: Any = None
+        self._services_factory: ServicesFactory = services_factory or build_services
+        self._services: Services | None = None
+        self.publisher: DiscordPublisher | None = None
+        self.http_server: OperatorsServer | None = None
         self.synced_guild_ids: list[int] = []
         self.synced_globally = False
         self.setup_complete = False
@@ -76,6 +82,13 @@ class FramecastBot(commands.Bot):
         self.add_listener(self._on_gateway_up, "on_ready")
         self.add_listener(self._on_gateway_up, "on_resumed")
         self.add_listener(self._on_gateway_down, "on_disconnect")
+
+    @property
+    def services(self) -> Services:
+        """Built in `setup_hook` (after login, before any command can arrive)."""
+        if self._services is None:
+            raise RuntimeError("services are built in setup_hook, after login")
+        return self._services
 
     # --- gateway state (for /healthz) --------------------------------------------------------------
     async def _on_gateway_up(self) -> None:
@@ -94,19 +107,11 @@ class FramecastBot(commands.Bot):
 
     # --- startup ------------------------------------------------------------------------------------
     async def setup_hook(self) -> None:
-        from bot.delivery.discord_publisher import DiscordPublisher  # imports discord; lazy by design
-
-        factory = self._services_factory
-        if factory is None:
-            from bot.services import build_services as factory
         self.publisher = DiscordPublisher(self)
-        built = factory(self.settings, self.publisher, self.clock)
-        self.services = await built if inspect.isawaitable(built) else built
+        self._services = await self._services_factory(self.settings, self.publisher, self.clock)
         await self._load_extensions()
         await self._sync_commands()
-        poller = getattr(self.services, "poller", None)
-        if poller is not None:
-            poller.start()
+        self.services.poller.start()
         if self.settings.http_listen:
             await self._start_http_server()
         self.setup_complete = True
@@ -141,18 +146,16 @@ class FramecastBot(commands.Bot):
         # A global registration left by an earlier run without DISCORD_GUILD_IDS would show every
         # command twice in those servers: empty the global set at Discord (one bulk overwrite). The
         # local tree keeps its global commands: they are what the guild copies were made from.
+        assert self.application_id is not None  # set by login(), before setup_hook runs
         try:
             await self.http.bulk_upsert_global_commands(self.application_id, payload=[])
         except discord.HTTPException as error:
             log.warning("could not remove globally registered commands (%s); they may show twice", error)
 
     async def _start_http_server(self) -> None:
-        from bot.http_server import HealthChecks, start_http_server
-
         health = HealthChecks(database=self.services.db, gateway_connected=self.is_gateway_connected,
                               ready=self.is_ready, clock=self.clock)
-        self.http_server = await start_http_server(
-            self.settings, health=health, callbacks=getattr(self.services, "poller", None))
+        self.http_server = await start_http_server(self.settings, health=health, callbacks=self.services.poller)
         log.info("operators' HTTP server listening on %s", self.settings.http_listen)
 
     # --- shutdown -----------------------------------------------------------------------------------
@@ -161,22 +164,20 @@ class FramecastBot(commands.Bot):
         await super().close()
 
     async def _stop_services(self) -> None:
-        """Stop the HTTP server, then the poller (it may still post via Discord), then close resources."""
+        """Stop the HTTP server, then the services (the poller first: it may still post via Discord),
+        then the publisher's download client."""
         if self._stopped_services:
             return
         self._stopped_services = True
-        steps: list[tuple[str, Any]] = [
-            ("http server", getattr(self.http_server, "stop", None)),
-            ("poller", getattr(getattr(self.services, "poller", None), "stop", None)),
-            ("services", getattr(self.services, "aclose", None) or getattr(self.services, "close", None)),
-            ("publisher", getattr(self.publisher, "aclose", None)),
+        steps: list[tuple[str, Callable[[], Awaitable[None]] | None]] = [
+            ("http server", self.http_server.stop if self.http_server is not None else None),
+            ("services", self._services.aclose if self._services is not None else None),
+            ("publisher", self.publisher.aclose if self.publisher is not None else None),
         ]
         for what, stop in steps:
             if stop is None:
                 continue
             try:
-                result = stop()
-                if inspect.isawaitable(result):
-                    await result
+                await stop()
             except Exception:
                 log.exception("error while stopping the %s", what)

@@ -20,11 +20,14 @@ from discord.ext import commands
 from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
 from bot.delivery.render import thread_name
+from bot.providers.registry import image_host
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
     from bot.jobs.service import Requester
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ def summary_text(job: "JobRecord", spec: JobSpec, user_id: int) -> str:
 class GenerateCog(commands.Cog):
     """Owns the three generation commands and the attachment processor they share."""
 
-    def __init__(self, bot: commands.Bot, *, attachments: AttachmentProcessor | None = None) -> None:
+    def __init__(self, bot: FramecastBot, *, attachments: AttachmentProcessor | None = None) -> None:
         self.bot = bot
         self._attachments = attachments
         self._own_http: httpx.AsyncClient | None = None
@@ -156,12 +159,12 @@ class GenerateCog(commands.Cog):
         self.cooldowns = MemberCooldowns()
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     async def cog_load(self) -> None:
         if self._attachments is None:
-            settings = self.bot.settings  # type: ignore[attr-defined]
+            settings = self.bot.settings
             self._own_http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, follow_redirects=True)
             self._attachments = AttachmentProcessor(
                 self._own_http, max_bytes=settings.max_attachment_bytes, image_hosts=_image_hosts(self.services),
@@ -391,14 +394,11 @@ def _accepted_text(
     return text
 
 
-def _image_hosts(services: Any) -> dict[ProviderName, Any]:
+def _image_hosts(services: Services) -> dict[ProviderName, Any]:
     """Providers that re-host images for themselves (kie.ai's file upload), by provider name."""
-    from bot.providers.registry import image_host
-
-    providers = getattr(services, "providers", None) or getattr(services.jobs, "providers", None) or {}
-    host = image_host(providers)
+    host = image_host(services.providers)
     return {ProviderName.KIE: host} if host is not None else {}
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(GenerateCog(bot))

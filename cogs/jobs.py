@@ -7,7 +7,7 @@ members' prompts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -18,7 +18,9 @@ from bot.errors import Refusal
 from cogs.generate import describe_options, quote
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
+    from bot.services import Services
 
 LIST_LIMIT = 10
 DETAIL_PROMPT_CHARS = 1200
@@ -101,25 +103,24 @@ def detail_text(job: "JobRecord") -> str:
     return "\n".join(lines)
 
 
-async def is_moderator(interaction: discord.Interaction, services: Any) -> bool:
+async def is_moderator(interaction: discord.Interaction, services: Services) -> bool:
     """Manage Server (or Administrator), or the server's configured moderator role."""
     permissions = interaction.permissions
     if permissions.manage_guild or permissions.administrator:
         return True
-    store = getattr(services, "guild_settings", None)
-    if store is None or interaction.guild_id is None:
+    if interaction.guild_id is None:
         return False
-    role_id = (await store.get(interaction.guild_id)).moderator_role_id
+    role_id = (await services.guild_settings.get(interaction.guild_id)).moderator_role_id
     return role_id is not None and role_id in getattr(interaction.user, "_roles", ())
 
 
 class JobsCog(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @app_commands.command(name="jobs", description="Your recent video jobs in this server")
     @app_commands.guild_only()
@@ -153,5 +154,5 @@ class JobsCog(commands.Cog):
         )
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(JobsCog(bot))

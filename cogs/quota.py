@@ -14,7 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.quota.service import Balance
+    from bot.services import Services
 
 
 def member_role_ids(user: discord.abc.User | Any) -> tuple[int, ...]:
@@ -55,12 +57,12 @@ def balance_lines(balance: "Balance") -> list[str]:
 class QuotaCog(commands.Cog):
     """Members' own credit view."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @app_commands.command(name="quota", description="Your credits in this server: left, on hold, and when they come back")
     @app_commands.guild_only()
@@ -74,5 +76,5 @@ class QuotaCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(QuotaCog(bot))

@@ -8,7 +8,7 @@ its commands to them and `AdminCog` lists them exactly as before the split.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 import discord
@@ -17,6 +17,10 @@ from discord import app_commands
 from bot import audit
 from bot.catalog import COST_KEYS, Family
 from bot.validation import InputError
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
+    from bot.services import Services
 
 MAX_CREDITS = 1_000_000
 MAX_CONCURRENT = 50
@@ -109,7 +113,7 @@ def _budget_value(option: str, credits: int | None, unlimited: bool) -> int | No
 class AdminBase:
     """State and plumbing shared by the command mixins; `AdminCog` supplies `bot` and the check."""
 
-    bot: Any
+    bot: FramecastBot
 
     settings = app_commands.Group(name="settings", description="The server's Framecast settings")
     cost = app_commands.Group(name="cost", description="What each model costs in this server")
@@ -121,8 +125,8 @@ class AdminBase:
     audit_log = app_commands.Group(name="audit", description="Where moderator actions are posted")
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -141,9 +145,7 @@ class AdminBase:
         self._wake_audit_poster()
 
     def _wake_audit_poster(self) -> None:
-        poller = getattr(self.services, "poller", None)
-        if poller is not None:
-            poller.wake()
+        self.services.poller.wake()
 
     @property
     def store(self) -> Any:
