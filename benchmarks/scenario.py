@@ -42,7 +42,7 @@ from benchmarks.workload import (  # noqa: E402
 from bot.app import freeze_startup_heap  # noqa: E402
 from bot.catalog import ProviderName  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
-from bot.delivery.base import ResultMessage  # noqa: E402
+from bot.publishing.base import ResultMessage  # noqa: E402
 from bot.http_server import HealthChecks, OperatorsServer  # noqa: E402
 from bot.jobs.limits import LimitsRegistry  # noqa: E402
 from bot.jobs.models import JobRecord  # noqa: E402
@@ -205,7 +205,7 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
                     publisher=publisher, repository=repository, schedule=schedule, limits=limits)
     forward.target = poller
     service = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota,
-                         policy=AllowEverything(), repository=repository, on_job_created=poller.wake)
+                         policy=AllowEverything(), repository=repository, wake_poller=poller.wake)
     requests = request_mix(rng, jobs)
     specs = [service.validate(request) for request in requests]
     history_rows = 0 if cold else seed_history_apart(str(settings.database_path), specs, seed + 2, sigma, clock.now(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiosqlite
 
@@ -67,6 +68,14 @@ def _event(row: sqlite3.Row) -> AuditEvent:
         next_attempt_at=row["next_attempt_at"],
         channel_id=row["channel_id"] if "channel_id" in keys else None,
     )
+
+
+class AuditRecorder(Protocol):
+    """Writes one audit row inside the caller's transaction (`record_in`); tests may pass their own."""
+
+    async def __call__(self, conn: aiosqlite.Connection, *, guild_id: int, kind: str, text: str,
+                       actor_id: int | None = None, target_id: int | None = None, job_id: int | None = None,
+                       now: float) -> int: ...
 
 
 async def record_in(

@@ -17,7 +17,7 @@ import discord
 from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
-from bot.delivery.discord_publisher import DiscordPublisher
+from bot.publishing.discord_publisher import DiscordPublisher
 from bot.http_server import HealthChecks, OperatorsServer, start_http_server
 from bot.services import Services, build_services
 from bot.settings import Settings

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
-from bot.delivery.base import Publisher
+from bot.publishing.base import Publisher
 from bot.jobs.poller import Poller
 from bot.jobs.repository import JobRepository
 from bot.jobs.service import JobService
@@ -74,7 +74,7 @@ async def build_services(
         poller = Poller(settings=settings, db=db, clock=clock, providers=clients, quota=quota,
                         publisher=publisher, audit_service=audit, repository=repository, instance_id=instance_id)
         jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
-                          repository=repository, on_job_created=poller.wake)
+                          repository=repository, wake_poller=poller.wake)
     except BaseException:
         await db.close()
         raise

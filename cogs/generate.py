@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
-from bot.delivery.render import thread_name
+from bot.publishing.render import thread_name
 from bot.providers.registry import image_host
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 

@@ -6,13 +6,13 @@ caller can mutate state behind the repository's back.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
-from bot.catalog import Family, Mode, ProviderName
+from bot.catalog import Family, Mode, ProviderName, get_model
+from bot.settings import Settings
 from bot.validation import JobSpec
 
 
@@ -39,6 +39,12 @@ ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.R
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
 # Jobs that occupy a vendor slot (count against Settings.provider_max_in_flight).
 IN_FLIGHT_STATUSES = frozenset({JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
+
+
+def deadline_for(settings: Settings, model_key: str, start: float) -> float:
+    """When a job started at `start` is given up: JOB_TIMEOUT_SECONDS, else the model's max runtime."""
+    limit = settings.job_timeout_seconds or get_model(model_key).timing.max_runtime
+    return start + limit
 
 
 class DeliveryState(StrEnum):
@@ -100,14 +106,6 @@ class JobRecord:
     def spec(self) -> JobSpec:
         """The validated request this job was created from."""
         return JobSpec.model_validate_json(self.request_json)
-
-    @property
-    def attachment_id_list(self) -> list[int]:
-        try:
-            values = json.loads(self.attachment_ids or "[]")
-        except ValueError:
-            return []
-        return [int(v) for v in values if isinstance(v, int)]
 
     @property
     def is_terminal(self) -> bool:

@@ -1,9 +1,10 @@
 """The poller: the one loop that moves jobs forward (submit, poll, finish, then hand over to delivery).
 
 It exists so that exactly one place decides a job's next step and owns the lease that makes the
-step safe. Two collaborators do the wordier parts and change job rows only under that lease:
-bot.jobs.submission (`Submission`: queued -> submitting -> running, or uncertain) and
-bot.jobs.delivery (`ResultDelivery`: result messages and the audit outbox).
+step safe. Its collaborators do the wordier parts and change job rows only under that lease
+(bot.jobs.lease, `JobLease`): bot.jobs.submission (`Submission`: queued -> submitting -> running,
+or uncertain), bot.jobs.finish (`Finisher`: terminal status, settlement and audit) and
+bot.jobs.outbox (`Outbox`: result messages and audit events posted to Discord).
 
 Work is claimed with a lease in one statement; every change is one transaction conditioned on
 that lease and on the status we saw, so a SIGKILL at any instant, or a second bot process on the
@@ -25,17 +26,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot import metrics
+from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
-from bot.delivery.base import Publisher
-from bot.jobs.delivery import ResultDelivery, audit_outcome
+from bot.publishing.base import Publisher
+from bot.jobs.finish import Finisher
+from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
 from bot.jobs.models import JobRecord, JobStatus
+from bot.jobs.outbox import Outbox
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
-from bot.jobs.service import AuditRecorder, default_audit_recorder
-from bot.jobs.submission import LOST_SUBMIT_MESSAGE  # noqa: F401  (re-exported: callers import it from here)
-from bot.jobs.submission import CLEAR_LEASE, NO_PROVIDER_MESSAGE, Submission, callback_providers
+from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_providers
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
@@ -81,13 +83,15 @@ class Poller:
         self.limits = limits or LimitsRegistry(
             clock=clock, max_in_flight=settings.provider_max_in_flight,
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
-        self.delivery = ResultDelivery(publisher=publisher, audit_service=audit_service, schedule=self.schedule,
-                                       clock=clock, transition=self._transition)
-        self.record_audit: AuditRecorder = audit_recorder or default_audit_recorder
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
+        self.lease = JobLease(self.repository, self.owner)
+        self.outbox = Outbox(publisher=publisher, audit_service=audit_service, schedule=self.schedule, clock=clock,
+                             lease=self.lease)
+        self.finisher = Finisher(db=db, clock=clock, repository=self.repository, lease=self.lease, quota=quota,
+                                 record_audit=audit_recorder or record_in, outbox=self.outbox)
         self.submission = Submission(settings=settings, db=db, clock=clock, providers=providers,
                                      repository=self.repository, schedule=self.schedule, limits=self.limits,
-                                     owner=self.owner, transition=self._transition, finish=self._finish)
+                                     lease=self.lease, finisher=self.finisher)
         self.batch_size = batch_size
         self.max_concurrency = max_concurrency or settings.poller_concurrency
         self.concurrency = LoopLagLimiter(self.max_concurrency)
@@ -99,20 +103,20 @@ class Poller:
 
     @property
     def publisher(self) -> Publisher:
-        return self.delivery.publisher
+        return self.outbox.publisher
 
     @publisher.setter
     def publisher(self, publisher: Publisher) -> None:
-        self.delivery.publisher = publisher
+        self.outbox.publisher = publisher
 
     @property
     def audit_service(self) -> Any:
-        """Read and set through to the delivery, so a service wired in after construction is used."""
-        return self.delivery.audit_service
+        """Read and set through to the outbox, so a service wired in after construction is used."""
+        return self.outbox.audit_service
 
     @audit_service.setter
     def audit_service(self, service: Any) -> None:
-        self.delivery.audit_service = service
+        self.outbox.audit_service = service
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -229,7 +233,7 @@ class Poller:
                 pending.cancel()
 
     async def _housekeeping(self, force: bool = False) -> None:
-        await self.delivery.post_audit_events()
+        await self.outbox.post_audit_events()
         now = self.clock.now()
         if force or now - self._gauges_at >= GAUGE_REFRESH_SECONDS:
             self._gauges_at = now
@@ -243,7 +247,7 @@ class Poller:
         """Do the work a claimed job needs; never raises (one bad job must not stop the loop)."""
         try:
             if job.is_terminal:
-                await self.delivery.deliver_or_clear(job)
+                await self.outbox.deliver_or_clear(job)
             elif job.status is JobStatus.SUBMITTING:
                 await self.submission.mark_uncertain(job, "its worker stopped mid-submit")
             elif job.status is JobStatus.UNCERTAIN:
@@ -260,19 +264,10 @@ class Poller:
             log.exception("job %s: unexpected error while handling status %s", job.id, job.status.value)
             await self._defer_after_error(job)
 
-    async def _transition(self, job: JobRecord, values: dict[str, Any], *, keep_lease: bool = False) -> bool:
-        """One lease-conditioned change; gives the lease back when the row moved on without us."""
-        update = dict(values) if keep_lease else {**values, **CLEAR_LEASE}
-        changed = await self.repository.update_leased(job.id, self.owner, job.status, update)
-        if not changed:
-            log.info("job %s changed under us (was %s); leaving it", job.id, job.status.value)
-            await self.repository.release_lease(job.id, self.owner)
-        return changed
-
     async def _defer_after_error(self, job: JobRecord) -> None:
         streak = job.error_streak + 1
         try:
-            await self._transition(job, {"error_streak": streak,
+            await self.lease.transition(job, {"error_streak": streak,
                                          "next_due_at": self.clock.now() + self.schedule.error_backoff(streak)})
         except Exception:
             log.exception("job %s: could not defer after an error", job.id)
@@ -305,18 +300,18 @@ class Poller:
     async def _handle_running(self, job: JobRecord) -> None:
         provider = self.providers.get(job.provider)
         if provider is None or not job.provider_task_id:
-            await self._finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE, from_vendor=False)
+            await self.finisher.finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE, from_vendor=False)
             return
         breaker = self.limits.for_provider(job.provider).breaker
         if not breaker.allow():
-            await self._transition(job, {"next_due_at": max(breaker.retry_at(), self.clock.now() + 0.05)})
+            await self.lease.transition(job, {"next_due_at": max(breaker.retry_at(), self.clock.now() + 0.05)})
             return
         try:
             result = await provider.poll(job.provider_task_id, job.spec)
         except ProviderError as error:
             if error.kind is ErrorKind.FINAL:
                 breaker.record_success()
-                await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
+                await self.finisher.finish(job, JobStatus.FAILED, error_message=error.user_message)
             else:
                 breaker.record_failure()
                 await self._poll_failed(job, error, error.retry_after)
@@ -340,19 +335,19 @@ class Poller:
                       "next_due_at": next_at, "progress": result.progress}
             if result.video_url:  # a lesser result already exists (kie's 720p while 1080p is made)
                 values["video_url"] = result.video_url
-            await self._transition(job, values)
+            await self.lease.transition(job, values)
         elif result.state is TaskState.SUCCEEDED and result.video_url:
-            await self._finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
+            await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
                                raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
         else:
             reason = result.error_message if result.state is TaskState.FAILED else NO_URL_MESSAGE
-            await self._finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,
+            await self.finisher.finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,
                                raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
 
     async def _poll_failed(self, job: JobRecord, error: Exception, retry_after: float | None) -> None:
         streak = job.error_streak + 1
         log.warning("job %s: poll failed (%s), streak %s", job.id, error, streak)
-        await self._transition(job, {"error_streak": streak, "poll_count": job.poll_count + 1,
+        await self.lease.transition(job, {"error_streak": streak, "poll_count": job.poll_count + 1,
                                      "next_due_at": self.clock.now() + self.schedule.error_backoff(streak, retry_after)})
 
     async def _time_out(self, job: JobRecord) -> None:
@@ -360,45 +355,8 @@ class Poller:
             # The vendor finished a lesser version (720p while 1080p was pending): deliver that, do not
             # throw away a video the vendor made and billed.
             log.warning("job %s: past its deadline before the upgrade; delivering the video we have", job.id)
-            await self._finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
+            await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
-        await self._finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
+        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
                            from_vendor=False)
-
-    async def _finish(self, job: JobRecord, status: JobStatus, *, video_url: str | None = None,
-                      error_message: str | None = None, poll_count: int | None = None,
-                      raw_status: str | None = None, from_vendor: bool = True,
-                      vendor_seconds: float | None = None) -> None:
-        """Terminal status + settlement + audit in one transaction, then deliver right away.
-        `vendor_done_at` (the schedule learns from it): submit + the vendor's own duration, else now."""
-        now = self.clock.now()
-        values: dict[str, Any] = {"status": status.value, "finished_at": now, "next_due_at": now,
-                                  "video_url": video_url, "error_message": error_message}
-        if from_vendor and job.status is JobStatus.RUNNING:
-            submitted = job.submitted_at
-            values["vendor_done_at"] = now if vendor_seconds is None or submitted is None else (
-                min(now, submitted + vendor_seconds))
-        if poll_count is not None:
-            values["poll_count"] = poll_count
-        if raw_status is not None:
-            values["raw_status"] = raw_status[:100]
-        success = status is JobStatus.SUCCEEDED
-        async with self.db.transaction() as conn:
-            changed = await self.repository.update_leased_in(conn, job.id, self.owner, job.status, values)
-            if changed:
-                await self.quota.settle_in(conn, job_id=job.id, charge=success, now=now)
-                await self.record_audit(
-                    conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
-                    target_id=job.user_id, job_id=job.id, now=now,
-                    text=audit_outcome(job, status, video_url, error_message))
-                finished = await self.repository.get_in(conn, job.id)
-        if not changed:
-            await self.repository.release_lease(job.id, self.owner)
-            return
-        metrics.JOBS_FINISHED.labels(family=job.family.value, outcome=status.value).inc()
-        if success:
-            metrics.CREDITS_SPENT.labels(family=job.family.value).inc(job.cost)
-        log.info("job %s: %s", job.id, status.value)
-        assert finished is not None
-        await self.delivery.deliver_or_clear(finished)

@@ -10,16 +10,14 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import aiosqlite
+from typing import Any
 
 from bot import metrics
-from bot.audit import quote
-from bot.catalog import ProviderName, get_model
+from bot.audit import AuditRecorder, quote, record_in
+from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.errors import Refusal
-from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus
+from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus, deadline_for
 from bot.jobs.repository import JobRepository
 from bot.providers.base import ProviderClient
 from bot.settings import Settings
@@ -44,25 +42,6 @@ class Requester:
     display_name: str = ""
 
 
-class AuditRecorder(Protocol):
-    """`bot.audit.record_in`: one audit row inside the caller's transaction."""
-
-    async def __call__(self, conn: aiosqlite.Connection, **fields: Any) -> Any: ...
-
-
-async def default_audit_recorder(conn: aiosqlite.Connection, **fields: Any) -> Any:
-    """Write through `bot.audit.record_in` (imported late: that module is built alongside this one)."""
-    from bot.audit import record_in
-
-    return await record_in(conn, **fields)
-
-
-def deadline_for(settings: Settings, model_key: str, start: float) -> float:
-    """When a job started at `start` is given up: JOB_TIMEOUT_SECONDS, else the model's max runtime."""
-    limit = settings.job_timeout_seconds or get_model(model_key).timing.max_runtime
-    return start + limit
-
-
 class JobService:
     def __init__(
         self,
@@ -75,7 +54,7 @@ class JobService:
         policy: Any,
         repository: JobRepository | None = None,
         audit_recorder: AuditRecorder | None = None,
-        on_job_created: Callable[[], None] | None = None,
+        wake_poller: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -84,8 +63,8 @@ class JobService:
         self.quota = quota
         self.policy = policy
         self.repository = repository or JobRepository(db)
-        self.record_audit: AuditRecorder = audit_recorder or default_audit_recorder
-        self.on_job_created = on_job_created
+        self.record_audit: AuditRecorder = audit_recorder or record_in
+        self.wake_poller = wake_poller
 
     def available_providers(self) -> set[ProviderName]:
         return set(self.providers)
@@ -162,8 +141,8 @@ class JobService:
         metrics.JOBS_CREATED.labels(family=spec.family.value, model=spec.model_key).inc()
         log.info("job %s created: guild %s user %s model %s cost %s",
                  job_id, requester.guild_id, requester.user_id, spec.model_key, cost)
-        if self.on_job_created is not None:
-            self.on_job_created()
+        if self.wake_poller is not None:
+            self.wake_poller()  # submit now rather than at the poller's next idle wake-up
         return job
 
     async def attach_destination(self, job_id: int, *, channel_id: int, thread_id: int | None,
@@ -213,6 +192,6 @@ class JobService:
         assert cancelled is not None
         metrics.JOBS_FINISHED.labels(family=job.family.value, outcome=JobStatus.CANCELLED.value).inc()
         log.info("job %s cancelled by %s", job_id, actor_id)
-        if self.on_job_created is not None:
-            self.on_job_created()  # wake the poller to deliver the cancellation now
+        if self.wake_poller is not None:
+            self.wake_poller()  # wake the poller to deliver the cancellation now
         return cancelled

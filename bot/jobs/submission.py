@@ -2,7 +2,7 @@
 
 Split from the poller (bot.jobs.poller) so the job loop stays readable: this is the part that must
 never pay twice. It keeps the poller's crash-safety rules and writes job rows only under the
-poller's lease (directly in a transaction conditioned on it, or through the poller's transition):
+poller's lease (directly in a transaction conditioned on it, or through its `JobLease`):
 - the in-flight cap and the submit rate window are counted in the same transaction that moves the
   job to `submitting`, so every process on the database shares them;
 - `submitting` is committed *before* the vendor is called; a submit whose outcome is unknown makes
@@ -13,17 +13,16 @@ poller's lease (directly in a transaction conditioned on it, or through the poll
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
 
 from bot.catalog import ProviderName
 from bot.clock import Clock
-from bot.jobs.delivery import Transition
+from bot.jobs.finish import Finisher
+from bot.jobs.lease import CLEAR_LEASE, JobLease
 from bot.jobs.limits import LimitsRegistry
-from bot.jobs.models import JobRecord, JobStatus
+from bot.jobs.models import JobRecord, JobStatus, deadline_for
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
-from bot.jobs.service import deadline_for
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError
 from bot.settings import Settings
 from storage.database import Database
@@ -34,20 +33,9 @@ LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not
                        "Nothing was charged; please try again.")
 NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
 
-CLEAR_LEASE: dict[str, Any] = {"lease_owner": None, "lease_until": None}
-"""Column values that give a job's lease back; merged into every change that ends our turn."""
-
-
 def callback_providers(settings: Settings) -> frozenset[ProviderName]:
     """Vendors that will call back on completion: kie.ai, once the bot has a public address."""
     return frozenset({ProviderName.KIE}) if settings.public_base_url else frozenset()
-
-
-class Finish(Protocol):
-    """The poller's terminal step: status, credit settlement and audit in one transaction, then delivery."""
-
-    def __call__(self, job: JobRecord, status: JobStatus, *, error_message: str | None = ...,
-                 from_vendor: bool = ...) -> Awaitable[None]: ...
 
 
 class Submission:
@@ -55,8 +43,7 @@ class Submission:
 
     def __init__(self, *, settings: Settings, db: Database, clock: Clock,
                  providers: Mapping[ProviderName, ProviderClient], repository: JobRepository,
-                 schedule: PollSchedule, limits: LimitsRegistry, owner: str, transition: Transition,
-                 finish: Finish) -> None:
+                 schedule: PollSchedule, limits: LimitsRegistry, lease: JobLease, finisher: Finisher) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
@@ -64,15 +51,14 @@ class Submission:
         self.repository = repository
         self.schedule = schedule
         self.limits = limits
-        self.owner = owner
-        self._transition = transition
-        self._finish = finish
+        self.lease = lease
+        self.finisher = finisher
 
     async def handle_queued(self, job: JobRecord) -> None:
         """Move a queued job to `submitting` if the provider's limits allow, then submit it; else requeue."""
         provider = self.providers.get(job.provider)
         if provider is None:
-            await self._finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE)
+            await self.finisher.finish(job, JobStatus.FAILED, error_message=NO_PROVIDER_MESSAGE)
             return
         limits = self.limits.for_provider(job.provider)
         now = self.clock.now()
@@ -89,7 +75,7 @@ class Submission:
                 started, retry_at, why = False, (oldest or now) + limits.window_seconds, "submit rate window"
             else:
                 started, retry_at, why = True, now, ""
-                moved = await self.repository.update_leased_in(conn, job.id, self.owner, JobStatus.QUEUED, {
+                moved = await self.repository.update_leased_in(conn, job.id, self.lease.owner, JobStatus.QUEUED, {
                     "status": JobStatus.SUBMITTING.value, "submit_attempts": job.submit_attempts + 1,
                     "submitted_at": now, "next_due_at": now,
                 })
@@ -99,7 +85,7 @@ class Submission:
             return
         if not moved:
             limits.breaker.release_probe()
-            await self.repository.release_lease(job.id, self.owner)
+            await self.lease.release(job.id)
             return
         submitting = await self.repository.get(job.id)
         assert submitting is not None
@@ -108,7 +94,7 @@ class Submission:
     async def _requeue(self, job: JobRecord, at: float, why: str) -> None:
         at = max(at, self.clock.now() + 0.05)
         log.debug("job %s waits for %s until %.1f", job.id, why, at)
-        await self._transition(job, {"next_due_at": at})
+        await self.lease.transition(job, {"next_due_at": at})
 
     def callback_url(self, job: JobRecord) -> str | None:
         """Where kie should report completion; None when the bot has no public address (then we poll)."""
@@ -136,7 +122,7 @@ class Submission:
         log.warning("job %s: submit failed (%s)", job.id, error)
         if error.kind is ErrorKind.FINAL:
             breaker.record_success()  # the vendor answered; it is up
-            await self._finish(job, JobStatus.FAILED, error_message=error.user_message)
+            await self.finisher.finish(job, JobStatus.FAILED, error_message=error.user_message)
         elif error.kind is ErrorKind.UNCERTAIN:
             breaker.record_failure()
             await self.mark_uncertain(job, str(error))
@@ -149,7 +135,7 @@ class Submission:
             next_at = now + self.schedule.error_backoff(job.submit_attempts, error.retry_after)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
-            await self._transition(job, {"status": JobStatus.QUEUED.value, "error_streak": job.error_streak + 1,
+            await self.lease.transition(job, {"status": JobStatus.QUEUED.value, "error_streak": job.error_streak + 1,
                                          "next_due_at": next_at})
 
     async def record_task_id(self, job: JobRecord, task_id: str, *, owned: bool) -> bool:
@@ -169,11 +155,11 @@ class Submission:
         async with self.db.transaction() as conn:
             if owned:
                 leased = await self.repository.update_leased_in(
-                    conn, job.id, self.owner, JobStatus.SUBMITTING, {**values, **CLEAR_LEASE})
+                    conn, job.id, self.lease.owner, JobStatus.SUBMITTING, {**values, **CLEAR_LEASE})
             recorded = leased or await self.repository.update_unleased_in(
                 conn, job.id, (JobStatus.SUBMITTING, JobStatus.UNCERTAIN), values)
         if owned and not leased:
-            await self.repository.release_lease(job.id, self.owner)
+            await self.lease.release(job.id)
         if recorded:
             log.info("job %s: vendor task %s", job.id, task_id)
         else:
@@ -184,12 +170,12 @@ class Submission:
         """The submit may have reached the vendor: wait out the grace period for a task id, never resend."""
         grace_end = self.clock.now() + self.settings.uncertain_submit_grace_seconds
         log.warning("job %s: submit outcome unknown (%s); waiting for reconciliation, never resending", job.id, why)
-        await self._transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
+        await self.lease.transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
                                      "next_due_at": grace_end})
 
     async def handle_uncertain(self, job: JobRecord) -> None:
         """Keep waiting until the grace period ends; then fail the job and release the credits."""
         if job.deadline_at is not None and self.clock.now() < job.deadline_at:
-            await self._transition(job, {"next_due_at": job.deadline_at})
+            await self.lease.transition(job, {"next_due_at": job.deadline_at})
             return
-        await self._finish(job, JobStatus.FAILED, error_message=LOST_SUBMIT_MESSAGE, from_vendor=False)
+        await self.finisher.finish(job, JobStatus.FAILED, error_message=LOST_SUBMIT_MESSAGE, from_vendor=False)

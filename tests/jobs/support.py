@@ -12,7 +12,7 @@ import aiosqlite
 
 from bot.catalog import Family, ProviderName
 from bot.clock import Clock, FakeClock
-from bot.delivery.base import DeliveryError, ResultMessage
+from bot.publishing.base import DeliveryError, ResultMessage
 from bot.jobs.models import JobRecord
 from bot.jobs.poller import Poller
 from bot.jobs.service import JobService, Requester
@@ -185,7 +185,7 @@ def build_rig(db: Database, clock: FakeClock, *, settings: Settings | None = Non
     poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota, publisher=publisher,
                     audit_recorder=recorder, instance_id="poller-a", **poller_kwargs)
     jobs = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota, policy=AllowAll(),
-                      audit_recorder=recorder, on_job_created=poller.wake)
+                      audit_recorder=recorder, wake_poller=poller.wake)
     return Rig(db, clock, settings, providers, publisher, jobs, poller)
 
 

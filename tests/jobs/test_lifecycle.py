@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bot.audit import AuditService
 from bot.clock import FakeClock
-from bot.delivery.base import DeliveryError, Outcome
+from bot.publishing.base import DeliveryError
 from bot.errors import Refusal
-from bot.jobs.delivery import MAX_FINAL_DELIVERY_ATTEMPTS
+from bot.jobs.outbox import MAX_FINAL_DELIVERY_ATTEMPTS
 from bot.jobs.models import DeliveryState, JobStatus
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
@@ -46,7 +46,7 @@ async def test_success_is_charged_once_and_delivered_once(db: Database, fake_clo
     assert len(rig.publisher.delivered) == 1
     assert await rig.ledger(job.id) == ["hold", "charge"]
     job_id, message = rig.publisher.delivered[0]
-    assert job_id == job.id and message.outcome is Outcome.SUCCEEDED
+    assert job_id == job.id and message.outcome is JobStatus.SUCCEEDED
     assert f"<@{REQUESTER.user_id}>" in message.content and done.video_url in message.content
     assert "@everyone" not in message.content  # member text never pings
     assert message.mention_user_id == REQUESTER.user_id and message.nonce == f"fc-job-{job.id}"
@@ -70,7 +70,7 @@ async def test_vendor_failure_releases_and_explains(db: Database, fake_clock: Fa
     assert done.status is JobStatus.FAILED
     assert await rig.ledger(job.id) == ["hold", "release"]
     message = rig.publisher.delivered[0][1]
-    assert message.outcome is Outcome.FAILED and "content filter" in message.content
+    assert message.outcome is JobStatus.FAILED and "content filter" in message.content
 
 
 async def test_final_submit_error_fails_without_polling(db: Database, fake_clock: FakeClock) -> None:
@@ -109,7 +109,7 @@ async def test_deadline_times_out_and_releases(db: Database, fake_clock: FakeClo
     assert done.status is JobStatus.TIMED_OUT
     assert waited <= 20 * 60 + 120  # veo fast: 20 minutes from submit, noticed promptly
     assert await rig.ledger(job.id) == ["hold", "release"]
-    assert rig.publisher.delivered[0][1].outcome is Outcome.TIMED_OUT
+    assert rig.publisher.delivered[0][1].outcome is JobStatus.TIMED_OUT
     assert done.poll_count <= 40
 
 
@@ -145,7 +145,7 @@ async def test_cancel_releases_and_tells_the_member(db: Database, fake_clock: Fa
     assert cancelled.status is JobStatus.CANCELLED
     assert await rig.ledger(job.id) == ["hold", "release"]
     await rig.poller.run_once()
-    assert rig.publisher.delivered[0][1].outcome is Outcome.CANCELLED
+    assert rig.publisher.delivered[0][1].outcome is JobStatus.CANCELLED
     assert (await rig.job(job.id)).delivery_state is DeliveryState.DELIVERED
     try:
         await rig.jobs.cancel_job(REQUESTER.guild_id, job.id, actor_id=99)

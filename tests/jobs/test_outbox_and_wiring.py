@@ -9,7 +9,7 @@ import pytest
 from bot.audit import AuditService
 from bot.catalog import Family
 from bot.clock import FakeClock
-from bot.delivery.base import DeliveryError
+from bot.publishing.base import DeliveryError
 from bot.errors import Refusal
 from bot.services import build_services
 from bot.validation import GenerationRequest

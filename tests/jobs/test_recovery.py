@@ -7,7 +7,8 @@ from pathlib import Path
 
 from bot.clock import FakeClock
 from bot.jobs.models import DeliveryState, JobStatus
-from bot.jobs.poller import LOST_SUBMIT_MESSAGE, Poller
+from bot.jobs.poller import Poller
+from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.providers.base import ErrorKind, ProviderError
 from storage.database import Database
 from tests.jobs.support import build_rig, record_audit_in

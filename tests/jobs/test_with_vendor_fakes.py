@@ -23,7 +23,7 @@ def _wire(db: Database, clock: FakeClock, settings, providers):  # type: ignore[
     poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota, publisher=publisher,
                     audit_recorder=record_audit_in, instance_id="poller-fakes")
     jobs = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota, policy=AllowAll(),
-                      audit_recorder=record_audit_in, on_job_created=poller.wake)
+                      audit_recorder=record_audit_in, wake_poller=poller.wake)
     return jobs, poller, publisher
 
 

@@ -77,7 +77,7 @@ async def restart(harness: BotHarness) -> None:
         await asyncio.sleep(0.05)
 
 
-_LOG_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL)\s+(bot\.jobs\S*|bot\.delivery\S*): (.*)$")
+_LOG_LINE = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL)\s+(bot\.jobs\S*|bot\.publishing\S*): (.*)$")
 
 
 def log_problems(harness: BotHarness, secrets: list[str]) -> list[str]:

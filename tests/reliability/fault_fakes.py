@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from bot.delivery.base import job_nonce
+from bot.publishing.base import job_nonce
 from tests.fakes.discord_api import FakeDiscord, RecordedMessage
 from tests.fakes.vendors import FakeKieVendor, FakeUnifiedVendor, Handler
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.catalog import Family, ProviderName
 from bot.clock import FakeClock
-from bot.delivery.base import DeliveryError, ResultMessage, job_nonce
+from bot.publishing.base import DeliveryError, ResultMessage, job_nonce
 from bot.jobs.models import JobRecord
 from bot.jobs.poller import Poller
 from bot.jobs.service import JobService, Requester
@@ -299,6 +299,6 @@ class RigFactory:
                         publisher=publisher, instance_id="poller-a")
         poller.schedule.rng = random.Random(4242)  # jittered backoff, but the same every run
         jobs = JobService(settings=settings, db=self.db, clock=self.clock, providers=providers, quota=quota,
-                          policy=AllowAll(), on_job_created=poller.wake)
+                          policy=AllowAll(), wake_poller=poller.wake)
         return Rig(self.db, self.clock, settings, providers, jobs, poller, publisher, self.kie, self.unified,
                    self.kling, pollers=[poller])

@@ -18,7 +18,7 @@ import pytest
 
 from bot.catalog import Family
 from bot.clock import FakeClock
-from bot.delivery.discord_publisher import DiscordPublisher
+from bot.publishing.discord_publisher import DiscordPublisher
 from bot.jobs.models import JobStatus
 from storage.database import Database
 from tests.fakes.discord_api import FakeDiscord

@@ -15,7 +15,7 @@ from bot.catalog import Family, ProviderName, get_model
 from bot.clock import FakeClock
 from bot.http_server import HealthChecks, OperatorsServer
 from bot.jobs.models import JobStatus
-from bot.jobs.poller import LOST_SUBMIT_MESSAGE
+from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.jobs.service import Requester
 from bot.validation import GenerationRequest
 from storage.database import Database

@@ -28,8 +28,8 @@ import discord
 import httpx
 
 from bot.clock import Clock, SystemClock
-from bot.delivery.base import DeliveryError, ResultMessage
-from bot.delivery.render import thread_name
+from bot.publishing.base import DeliveryError, ResultMessage
+from bot.publishing.render import thread_name
 
 if TYPE_CHECKING:
     from bot.jobs.models import JobRecord

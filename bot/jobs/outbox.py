@@ -1,8 +1,8 @@
-"""Getting a finished job's result, and pending audit events, out to Discord.
+"""The outbox: finished jobs' results and pending audit events, posted to Discord with retries.
 
 Split from the poller (bot.jobs.poller) so the loop that moves jobs forward stays readable: this is
 the part that talks to the publisher and decides what to do when Discord says no. It never writes a
-job row itself; every change goes through the poller's lease-conditioned transition, so the same
+job row itself; every change goes through the poller's `JobLease`, so the same
 crash-safety rules hold: a result is marked delivered only once Discord returned a message id, and a
 repeat post after a crash carries the same nonce, which Discord deduplicates.
 """
@@ -10,15 +10,15 @@ repeat post after a crash carries the same nonce, which Discord deduplicates.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import metrics
 from bot.audit import quote
 from bot.clock import Clock
-from bot.delivery.base import DeliveryError, Publisher, audit_nonce
-from bot.delivery.render import render_result
-from bot.jobs.models import JobRecord, JobStatus
+from bot.publishing.base import DeliveryError, Publisher, audit_nonce
+from bot.publishing.render import render_result
+from bot.jobs.lease import JobLease
+from bot.jobs.models import JobRecord
 from bot.jobs.schedule import PollSchedule
 
 log = logging.getLogger(__name__)
@@ -27,25 +27,21 @@ MAX_DELIVERY_ATTEMPTS = 25
 MAX_FINAL_DELIVERY_ATTEMPTS = 3
 AUDIT_BATCH = 20
 
-Transition = Callable[[JobRecord, dict[str, Any]], Awaitable[bool]]
-"""The poller's lease-conditioned change of one job row; False when the row moved on without us."""
-
-
-class ResultDelivery:
+class Outbox:
     """Posts results and audit events; `publisher` and `audit_service` may be swapped after start-up."""
 
     def __init__(self, *, publisher: Publisher, audit_service: Any, schedule: PollSchedule, clock: Clock,
-                 transition: Transition) -> None:
+                 lease: JobLease) -> None:
         self.publisher = publisher
         self.audit_service = audit_service
         self.schedule = schedule
         self.clock = clock
-        self._transition = transition
+        self.lease = lease
 
     async def deliver_or_clear(self, job: JobRecord) -> None:
         """Post a terminal job's result, or just clear its due time when it is already delivered."""
         if job.delivery_state.value == "delivered":
-            await self._transition(job, {"next_due_at": None})
+            await self.lease.transition(job, {"next_due_at": None})
             return
         message = render_result(job)
         try:
@@ -61,7 +57,7 @@ class ResultDelivery:
             await self._delivery_failed(job, RuntimeError("no message id came back"), True, None)
             return
         now = self.clock.now()
-        recorded = await self._transition(job, {"delivery_state": "delivered", "result_message_id": int(message_id),
+        recorded = await self.lease.transition(job, {"delivery_state": "delivered", "result_message_id": int(message_id),
                                                 "delivered_at": now, "next_due_at": None})
         metrics.DELIVERIES.labels(outcome="delivered").inc()
         if recorded and job.vendor_done_at is not None:
@@ -82,7 +78,7 @@ class ResultDelivery:
             delay = self.schedule.error_backoff(attempts, retry_after) if retryable else 300.0
             next_at = self.clock.now() + delay
             log.warning("job %s: delivery failed (%s); retry in %.1fs", job.id, error, delay)
-        await self._transition(job, {"delivery_attempts": attempts, "next_due_at": next_at})
+        await self.lease.transition(job, {"delivery_attempts": attempts, "next_due_at": next_at})
 
     async def _tell_moderators(self, job: JobRecord, error: Exception) -> None:
         """The thread, the channel and a DM all refused: the audit channel is the one place left where
@@ -121,12 +117,3 @@ class ResultDelivery:
             except Exception:
                 log.exception("audit event %s: could not post", getattr(event, "id", "?"))
 
-
-def audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:
-    """The audit line for a finished job: who, what, where, cost, outcome with the link or the reason."""
-    where = f"<#{job.thread_id or job.channel_id}>"
-    head = f"Job #{job.id} of <@{job.user_id}> ({job.model_key}) in {where} {status.value.replace('_', ' ')}"
-    if status is JobStatus.SUCCEEDED:
-        return f"{head}, {job.cost} credits charged: {video_url}"
-    reason = f": {error_message[:200]}" if error_message else ""
-    return f"{head}{reason}; {job.cost} credits released."

@@ -1,26 +1,17 @@
 """What the poller hands to Discord, and what it needs back: the `Publisher` protocol.
 
 Discord-agnostic on purpose: the poller and its tests never import discord. The only
-implementation that talks to Discord is `bot/delivery/discord_publisher.py`.
+implementation that talks to Discord is `bot/publishing/discord_publisher.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from bot.jobs.models import JobRecord
+from bot.jobs.models import JobRecord, JobStatus
 
 NONCE_MAX_CHARS = 25  # Discord's limit for a message nonce
-
-
-class Outcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
 
 
 def job_nonce(job_id: int) -> str:
@@ -44,7 +35,7 @@ class ResultMessage:
     """
 
     job_id: int
-    outcome: Outcome
+    outcome: JobStatus  # one of TERMINAL_STATUSES
     content: str
     mention_user_id: int
     nonce: str
@@ -61,7 +52,7 @@ class DeliveryError(Exception):
 
 
 class Publisher(Protocol):
-    async def deliver(self, job: "JobRecord", message: ResultMessage) -> int:
+    async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
         """Post the result (job thread -> channel -> DM) and return the message id; raise DeliveryError."""
 
     async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:

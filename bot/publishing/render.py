@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.catalog import MODELS_BY_KEY
-from bot.delivery.base import Outcome, ResultMessage, job_nonce
+from bot.publishing.base import ResultMessage, job_nonce
 from bot.jobs.models import JobRecord, JobStatus
 
 PROMPT_EXCERPT_CHARS = 180
@@ -48,24 +48,20 @@ def render_result(job: JobRecord) -> ResultMessage:
     mention = f"<@{job.user_id}>"
     label = _label(job)
     if job.status is JobStatus.SUCCEEDED:
-        outcome = Outcome.SUCCEEDED
         body = f"{mention} your {label} video is ready (job #{job.id}):\n{job.video_url}"
     elif job.status is JobStatus.FAILED:
-        outcome = Outcome.FAILED
         body = (f"{mention} your {label} video (job #{job.id}) could not be made: "
                 f"{plain_reason(job.error_message)}. Nothing was charged.")
     elif job.status is JobStatus.TIMED_OUT:
-        outcome = Outcome.TIMED_OUT
         body = (f"{mention} your {label} video (job #{job.id}) took far longer than usual, so we stopped "
                 "waiting for it. Nothing was charged; please try again.")
     elif job.status is JobStatus.CANCELLED:
-        outcome = Outcome.CANCELLED
         body = (f"{mention} your {label} video (job #{job.id}) was cancelled by a moderator. "
                 "Nothing was charged.")
     else:
         raise ValueError(f"job {job.id} is not finished (status {job.status})")
     return ResultMessage(
-        job_id=job.id, outcome=outcome, content=f"{body}\n{_prompt_line(job)}",
+        job_id=job.id, outcome=job.status, content=f"{body}\n{_prompt_line(job)}",
         mention_user_id=job.user_id, nonce=job_nonce(job.id),
-        video_url=job.video_url if outcome is Outcome.SUCCEEDED else None,
+        video_url=job.video_url if job.status is JobStatus.SUCCEEDED else None,
     )

@@ -11,8 +11,8 @@ import pytest
 
 from bot.catalog import Family, Mode, ProviderName
 from bot.clock import FakeClock
-from bot.delivery.base import DeliveryError, Outcome, ResultMessage, job_nonce
-from bot.delivery.discord_publisher import DiscordPublisher, carries_job_marker
+from bot.publishing.base import DeliveryError, ResultMessage, job_nonce
+from bot.publishing.discord_publisher import DiscordPublisher, carries_job_marker
 from bot.jobs.models import DeliveryState, JobRecord, JobStatus
 from tests.fakes.discord_api import FakeDiscord
 
@@ -63,7 +63,7 @@ def make_job(job_id: int = 7, **changes: Any) -> JobRecord:
 
 def result_for(job: JobRecord, video_url: str | None = None) -> ResultMessage:
     return ResultMessage(
-        job_id=job.id, outcome=Outcome.SUCCEEDED, mention_user_id=job.user_id, nonce=job_nonce(job.id),
+        job_id=job.id, outcome=JobStatus.SUCCEEDED, mention_user_id=job.user_id, nonce=job_nonce(job.id),
         content=f"<@{job.user_id}> your video is ready (job #{job.id}):\n{video_url or 'https://v.example/x.mp4'}\n"
                 "> hi @everyone",
         video_url=video_url,

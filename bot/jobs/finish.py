@@ -1,0 +1,83 @@
+"""`Finisher`: a job's last step, from running (or queued, or uncertain) to a terminal status.
+
+The terminal status, the credit settlement and the audit line commit in one transaction conditioned
+on the lease, so a job is settled exactly once however often a worker dies; the result is then
+handed to the outbox at once, so the member hears without waiting for the next poller round.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot import metrics
+from bot.audit import AuditRecorder
+from bot.clock import Clock
+from bot.jobs.lease import JobLease
+from bot.jobs.models import JobRecord, JobStatus
+from bot.jobs.outbox import Outbox
+from bot.jobs.repository import JobRepository
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+class Finisher:
+    """Ends claimed jobs: status + settlement + audit in one transaction, then delivery."""
+
+    def __init__(self, *, db: Database, clock: Clock, repository: JobRepository, lease: JobLease, quota: Any,
+                 record_audit: AuditRecorder, outbox: Outbox) -> None:
+        self.db = db
+        self.clock = clock
+        self.repository = repository
+        self.lease = lease
+        self.quota = quota
+        self.record_audit = record_audit
+        self.outbox = outbox
+
+    async def finish(self, job: JobRecord, status: JobStatus, *, video_url: str | None = None,
+                     error_message: str | None = None, poll_count: int | None = None,
+                     raw_status: str | None = None, from_vendor: bool = True,
+                     vendor_seconds: float | None = None) -> None:
+        """Terminal status + settlement + audit in one transaction, then deliver right away.
+        `vendor_done_at` (the schedule learns from it): submit + the vendor's own duration, else now."""
+        now = self.clock.now()
+        values: dict[str, Any] = {"status": status.value, "finished_at": now, "next_due_at": now,
+                                  "video_url": video_url, "error_message": error_message}
+        if from_vendor and job.status is JobStatus.RUNNING:
+            submitted = job.submitted_at
+            values["vendor_done_at"] = now if vendor_seconds is None or submitted is None else (
+                min(now, submitted + vendor_seconds))
+        if poll_count is not None:
+            values["poll_count"] = poll_count
+        if raw_status is not None:
+            values["raw_status"] = raw_status[:100]
+        success = status is JobStatus.SUCCEEDED
+        async with self.db.transaction() as conn:
+            changed = await self.repository.update_leased_in(conn, job.id, self.lease.owner, job.status, values)
+            if changed:
+                await self.quota.settle_in(conn, job_id=job.id, charge=success, now=now)
+                await self.record_audit(
+                    conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
+                    target_id=job.user_id, job_id=job.id, now=now,
+                    text=audit_outcome(job, status, video_url, error_message))
+                finished = await self.repository.get_in(conn, job.id)
+        if not changed:
+            await self.lease.release(job.id)
+            return
+        metrics.JOBS_FINISHED.labels(family=job.family.value, outcome=status.value).inc()
+        if success:
+            metrics.CREDITS_SPENT.labels(family=job.family.value).inc(job.cost)
+        log.info("job %s: %s", job.id, status.value)
+        assert finished is not None
+        await self.outbox.deliver_or_clear(finished)
+
+
+def audit_outcome(job: JobRecord, status: JobStatus, video_url: str | None, error_message: str | None) -> str:
+    """The audit line for a finished job: who, what, where, cost, outcome with the link or the reason."""
+    where = f"<#{job.thread_id or job.channel_id}>"
+    head = f"Job #{job.id} of <@{job.user_id}> ({job.model_key}) in {where} {status.value.replace('_', ' ')}"
+    if status is JobStatus.SUCCEEDED:
+        return f"{head}, {job.cost} credits charged: {video_url}"
+    reason = f": {error_message[:200]}" if error_message else ""
+    return f"{head}{reason}; {job.cost} credits released."
