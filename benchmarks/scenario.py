@@ -69,13 +69,6 @@ IDLE_AFTER, IDLE_SECONDS, IDLE_LATEST = 40.0, 3.0, 110.0
 VENDOR_LATENCY = 0.25  # seconds per vendor round trip during the real-pace stretch (+-30%)
 
 
-class FixedIntervalSchedule(PollSchedule):
-    """The naive baseline: ask about every running job every 10 seconds."""
-
-    async def next_poll_at(self, *, now: float, **_: object) -> float:  # whatever else the poller says
-        return now + BASELINE_INTERVAL
-
-
 @dataclass
 class Delivery:
     job_id: int
@@ -176,6 +169,8 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         kling_api_key=API_KEY, kling_base_url=urls["kling"],
         provider_max_in_flight=jobs * 2, kie_submits_per_10s=jobs * 2,
         quota_daily_credits=10**9, quota_max_concurrent_jobs=10**9, kie_webhook_hmac_key=HMAC_KEY,
+        # The naive baseline is the same bot with POLL_INTERVAL_SECONDS=10: every running job every 10 s.
+        poll_interval_seconds=BASELINE_INTERVAL if schedule_name == "fixed" else None,
     )
     db = await Database.open(settings.database_path)
     forward = Forward()
@@ -193,10 +188,10 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     publisher = RecordingPublisher(clock)
     quota = QuotaService(db, settings, clock)
     repository = JobRepository(db)
-    schedule_class = FixedIntervalSchedule if schedule_name == "fixed" else PollSchedule
-    schedule = schedule_class(repository, clock, min_interval=settings.poll_min_interval_seconds,
-                              max_interval=settings.poll_max_interval_seconds,
-                              callback_providers=callback_providers(settings))
+    schedule = PollSchedule(repository, clock, min_interval=settings.poll_min_interval_seconds,
+                            max_interval=settings.poll_max_interval_seconds,
+                            fixed_interval=settings.poll_interval_seconds,
+                            callback_providers=callback_providers(settings))
     # Every job in flight at once: the operator-set vendor rate limits (10 submits / 10 s by default for
     # the unified API and Kling) would otherwise queue most of them.
     limits = LimitsRegistry(clock=clock, max_in_flight=jobs * 2,

@@ -28,6 +28,19 @@ class Mode(StrEnum):
     TEXT = "text"  # prompt only
     FRAMES = "frames"  # first frame, optionally last frame
     REFERENCE = "reference"  # 1-3 reference ("material") images
+    # Follow-ups of a finished video: jobs of their own, so the poll schedule learns their timing
+    # apart from generations (an upscale takes minutes whatever the model).
+    EXTEND = "extend"  # a continuation clip from the source video's last frame
+    UPSCALE_1080P = "upscale_1080p"
+    UPSCALE_4K = "upscale_4k"
+
+
+class FollowUp(StrEnum):
+    """What a member may ask of a finished video (the buttons under a result)."""
+
+    EXTEND = "extend"
+    UPSCALE_1080P = "1080p"
+    UPSCALE_4K = "4k"
 
 
 class ImageRole(StrEnum):
@@ -62,6 +75,19 @@ class Timing(BaseModel):
     max_runtime: float  # past this the job is ended as timed out
 
 
+class FollowUpKind(BaseModel):
+    """How one follow-up is run and priced, whatever the model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Mode
+    cost_key: str  # priced like a model: a row of the cost table
+    default_cost: int
+    timing: Timing
+    resolution: str | None = None  # what an upscale delivers
+    calls_back: bool = True  # kie's 1080p endpoint takes no callBackUrl: such jobs are polled
+
+
 class ModelSpec(BaseModel):
     """One model as a member can order it."""
 
@@ -91,13 +117,49 @@ class ModelSpec(BaseModel):
     shot_types: tuple[str, ...] = ()
     max_shots: int = 0  # multi-shot prompts; 0 = not supported
     max_prompt_chars: int = 2000
+    # Follow-ups a finished video of this model may get, each on these aspect ratios (None: all).
+    follow_ups: dict[FollowUp, tuple[str, ...] | None] = {}
     default_cost: int
     timing: Timing
+
+    def timing_for(self, mode: Mode | str) -> Timing:
+        """The poll schedule's prior for one kind of job: a follow-up's own, else the model's."""
+        kind = FOLLOW_UP_BY_MODE.get(mode)
+        return kind.timing if kind is not None else self.timing
 
 
 _VEO_FRAMES = ModeRule(min_images=1, max_images=2)
 _VEO_TIMING_FAST = Timing(p10=60, p50=150, p90=240, max_runtime=20 * 60)
 _VEO_TIMING_QUALITY = Timing(p10=120, p50=240, p90=360, max_runtime=30 * 60)
+
+# Cost table keys beyond model keys: a surcharge for 1080p output (veo upsample, sora "large"), and
+# the follow-ups. kie.ai: 4K costs about two Fast generations extra; an extension is a Fast generation.
+UPSAMPLE_COST_KEY = "1080p"
+DEFAULT_UPSAMPLE_COST = 1
+EXTEND_COST_KEY = "extend"
+DEFAULT_EXTEND_COST = 2
+UHD_COST_KEY = "4k"
+DEFAULT_UHD_COST = 4
+
+FOLLOW_UPS: dict[FollowUp, FollowUpKind] = {
+    FollowUp.EXTEND: FollowUpKind(
+        mode=Mode.EXTEND, cost_key=EXTEND_COST_KEY, default_cost=DEFAULT_EXTEND_COST, timing=_VEO_TIMING_FAST),
+    # kie.ai: "1080P generation ... typically 1-3 minutes"; "4K ... typically ~5-10 minutes".
+    FollowUp.UPSCALE_1080P: FollowUpKind(
+        mode=Mode.UPSCALE_1080P, cost_key=UPSAMPLE_COST_KEY, default_cost=DEFAULT_UPSAMPLE_COST,
+        timing=Timing(p10=60, p50=110, p90=180, max_runtime=15 * 60), resolution="1080p", calls_back=False),
+    FollowUp.UPSCALE_4K: FollowUpKind(
+        mode=Mode.UPSCALE_4K, cost_key=UHD_COST_KEY, default_cost=DEFAULT_UHD_COST,
+        timing=Timing(p10=300, p50=420, p90=600, max_runtime=30 * 60), resolution="4k"),
+}
+# By Mode; keyed as str so a mode read back from the database ("extend") finds it too.
+FOLLOW_UP_BY_MODE: dict[str, FollowUpKind] = {kind.mode: kind for kind in FOLLOW_UPS.values()}
+FOLLOW_UP_OF_MODE: dict[str, FollowUp] = {kind.mode: action for action, kind in FOLLOW_UPS.items()}
+GENERATION_MODES = (Mode.TEXT, Mode.FRAMES, Mode.REFERENCE)
+# kie.ai's Veo 3.1 line: extend, 1080p and 4K on both aspect ratios (and on "Auto", which is one of them).
+_KIE_FOLLOW_UPS: dict[FollowUp, tuple[str, ...] | None] = {
+    FollowUp.EXTEND: None, FollowUp.UPSCALE_1080P: None, FollowUp.UPSCALE_4K: None,
+}
 
 MODELS: tuple[ModelSpec, ...] = (
     # --- Veo through the unified API -----------------------------------------------------------
@@ -130,7 +192,7 @@ MODELS: tuple[ModelSpec, ...] = (
         },
         aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
         seed_range=(10000, 99999), supports_enhance=True, upsample_aspect_ratios=("16:9",),
-        default_cost=2, timing=_VEO_TIMING_FAST,
+        follow_ups=_KIE_FOLLOW_UPS, default_cost=2, timing=_VEO_TIMING_FAST,
     ),
     ModelSpec(
         key="veo-quality-kie", family=Family.VEO, provider=ProviderName.KIE,
@@ -138,7 +200,7 @@ MODELS: tuple[ModelSpec, ...] = (
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
         aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
         seed_range=(10000, 99999), supports_enhance=True, upsample_aspect_ratios=("16:9",),
-        default_cost=4, timing=_VEO_TIMING_QUALITY,
+        follow_ups=_KIE_FOLLOW_UPS, default_cost=4, timing=_VEO_TIMING_QUALITY,
     ),
     # --- Sora 2 through the unified API ------------------------------------------------------------
     ModelSpec(
@@ -178,14 +240,31 @@ MODELS += (
 
 MODELS_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in MODELS}
 
-# Cost table keys beyond model keys: a surcharge for 1080p output (veo upsample, sora "large").
-UPSAMPLE_COST_KEY = "1080p"
-DEFAULT_UPSAMPLE_COST = 1
-COST_KEYS: tuple[str, ...] = tuple(MODELS_BY_KEY) + (UPSAMPLE_COST_KEY,)
+SURCHARGE_COSTS: dict[str, int] = {
+    UPSAMPLE_COST_KEY: DEFAULT_UPSAMPLE_COST, EXTEND_COST_KEY: DEFAULT_EXTEND_COST, UHD_COST_KEY: DEFAULT_UHD_COST,
+}
+COST_KEYS: tuple[str, ...] = tuple(MODELS_BY_KEY) + tuple(SURCHARGE_COSTS)
 
 
 def get_model(key: str) -> ModelSpec:
     return MODELS_BY_KEY[key]
+
+
+def default_cost(key: str) -> int:
+    """A cost key's price when the server set none: a model's, or a surcharge's / follow-up's."""
+    surcharge = SURCHARGE_COSTS.get(key)
+    return surcharge if surcharge is not None else get_model(key).default_cost
+
+
+def calls_back(mode: Mode | str) -> bool:
+    """Whether the vendor reports a job of this mode by callback (when the bot can be called back)."""
+    kind = FOLLOW_UP_BY_MODE.get(mode)
+    return kind is None or kind.calls_back
+
+
+def timing_for(model_key: str, mode: Mode | str) -> Timing:
+    """The Timing prior of one kind of job (model and mode)."""
+    return get_model(model_key).timing_for(mode)
 
 
 def models_for(family: Family, providers: set[ProviderName] | None = None) -> list[ModelSpec]:

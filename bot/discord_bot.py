@@ -17,8 +17,9 @@ import discord
 from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
-from bot.publishing.discord_publisher import DiscordPublisher
+from bot.command_translator import CatalogTranslator
 from bot.http_server import HealthChecks, OperatorsServer, start_http_server
+from bot.publishing.discord_publisher import DiscordPublisher
 from bot.services import Services, build_services
 from bot.settings import Settings
 from cogs.errors import FramecastTree
@@ -110,6 +111,7 @@ class FramecastBot(commands.Bot):
         self.publisher = DiscordPublisher(self)
         self._services = await self._services_factory(self.settings, self.publisher, self.clock)
         await self._load_extensions()
+        await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
         self.services.poller.start()
         if self.settings.http_listen:

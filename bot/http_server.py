@@ -25,7 +25,7 @@ from bot import metrics
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
 from bot.jobs.repository import JobRepository
-from bot.providers.kie import parse_kie_callback, verify_kie_signature
+from bot.providers.kie import callback_task_id, parse_kie_callback, verify_kie_signature
 from bot.settings import Settings
 from storage.database import Database
 
@@ -256,6 +256,7 @@ class OperatorsServer:
         job = await self._jobs.get(job_id)
         if job is None or job.provider is not ProviderName.KIE:
             return web.json_response({"error": "unknown job"}, status=404)
+        task_id = callback_task_id(job.mode, task_id)  # a 4K pass is called back by its source task's id
         if task_id and job.provider_task_id and job.provider_task_id != task_id:
             log.warning("kie callback for job %s names another task", job_id)
             return web.json_response({"error": "task does not belong to this job"}, status=409)

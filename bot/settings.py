@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     submit_timeout_seconds: float = 60.0
     poll_min_interval_seconds: float = 3.0
     poll_max_interval_seconds: float = 60.0
+    # Set: every running job is polled every this many seconds, instead of the learned schedule.
+    poll_interval_seconds: float | None = Field(default=None, gt=0)
     job_timeout_seconds: float | None = None  # None: each model's own maximum from the catalog
     uncertain_submit_grace_seconds: float = 900.0
     provider_max_in_flight: int = 8

@@ -12,16 +12,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.catalog import (
+    FOLLOW_UP_BY_MODE,
+    FOLLOW_UP_OF_MODE,
+    FOLLOW_UPS,
+    MODELS_BY_KEY,
     REFERENCE_ROLES,
+    UPSAMPLE_COST_KEY,
     Family,
+    FollowUp,
     ImageRole,
     Mode,
     ModelSpec,
     ProviderName,
     default_model,
     get_model,
-    MODELS_BY_KEY,
 )
+from bot.i18n import _
 
 
 class InputError(ValueError):
@@ -97,6 +103,29 @@ class JobSpec(BaseModel):
     @property
     def reference_images(self) -> list[JobImage]:
         return [i for i in self.images if i.role in REFERENCE_ROLES]
+
+    @property
+    def follow_up(self) -> FollowUp | None:
+        """The follow-up this job is (extend, 1080p, 4K), or None for a generation."""
+        return FOLLOW_UP_OF_MODE.get(self.mode)
+
+    @property
+    def resolution(self) -> str:
+        """What the delivered video is: "720p", "1080p" or "4k" (an upscale's target, or the 1080p pass)."""
+        if self.params.get("resolution"):
+            return str(self.params["resolution"])
+        return "1080p" if self.params.get("upsample") is True else "720p"
+
+    @property
+    def cost_keys(self) -> list[str]:
+        """The cost-table rows this job is charged: its follow-up's own, or the model plus surcharges."""
+        kind = FOLLOW_UP_BY_MODE.get(self.mode)
+        if kind is not None:
+            return [kind.cost_key]
+        keys = [self.model_key]
+        if self.params.get("upsample") is True or self.params.get("size") == "large":
+            keys.append(UPSAMPLE_COST_KEY)
+        return keys
 
     def with_image_urls(self, urls: dict[ImageRole, str]) -> "JobSpec":
         """The same job with images re-hosted (e.g. on kie.ai's file host)."""
@@ -287,4 +316,61 @@ def validate_request(
     return JobSpec(
         family=spec.family, model_key=spec.key, provider=spec.provider, vendor_model=spec.vendor_model,
         mode=mode, prompt=prompt, images=images, params=params,
+    )
+
+
+# --- follow-ups of a finished video -----------------------------------------------------------------
+
+_RESOLUTION_RANK = {"720p": 0, "1080p": 1, "4k": 2}
+
+
+def _follow_up_refusal(spec: JobSpec, action: FollowUp) -> str | None:
+    """Why `action` is not offered on a finished job of `spec`, or None when it is."""
+    model = spec.spec
+    if action not in model.follow_ups:
+        return _("{model} videos cannot get this follow-up.", model=model.label)
+    ratios = model.follow_ups[action]
+    if ratios is not None and spec.params.get("aspect_ratio") not in ratios:
+        return _("This follow-up needs a video in {ratios}.", ratios=_choices(ratios))
+    current = _RESOLUTION_RANK.get(spec.resolution, 0)
+    target = FOLLOW_UPS[action].resolution
+    if target is None:  # extend: kie.ai cannot extend a video once it has been upscaled
+        return None if current == 0 else _("An upscaled video cannot be extended; extend the original instead.")
+    if _RESOLUTION_RANK[target] <= current:
+        return _("This video is already in {resolution} or better.", resolution=target)
+    return None
+
+
+def follow_ups_for(spec: JobSpec) -> list[FollowUp]:
+    """What a finished job of this spec may get next (the buttons under its result)."""
+    return [action for action in FollowUp if _follow_up_refusal(spec, action) is None]
+
+
+def build_follow_up(
+    source: JobSpec, source_task_id: str, action: FollowUp, prompt: str | None = None
+) -> JobSpec:
+    """The job that runs `action` on a finished job (`source_task_id`: its provider task id).
+
+    Same model and provider; the follow-up's own mode (timed and priced on its own). Upscales always
+    start from the generation's task (an upscale of an upscale names the original), since that is
+    what the vendor upscales. Raises InputError when the action is not allowed on this video."""
+    refusal = _follow_up_refusal(source, action)
+    if refusal is not None:
+        raise InputError("action", refusal)
+    kind = FOLLOW_UPS[action]
+    task_id = source_task_id
+    source_kind = FOLLOW_UP_BY_MODE.get(source.mode)
+    if source_kind is not None and source_kind.resolution is not None:  # an upscale's task is a derived id
+        task_id = str(source.params.get("source_task_id") or source_task_id)
+    params: dict[str, Any] = {"source_task_id": task_id}
+    if "aspect_ratio" in source.params:
+        params["aspect_ratio"] = source.params["aspect_ratio"]
+    if kind.resolution is not None:
+        params["resolution"] = kind.resolution
+        text = source.prompt
+    else:
+        text = _check_prompt(prompt if prompt is not None else source.prompt, source.spec)
+    return JobSpec(
+        family=source.family, model_key=source.model_key, provider=source.provider,
+        vendor_model=source.vendor_model, mode=kind.mode, prompt=text, params=params,
     )

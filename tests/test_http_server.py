@@ -56,14 +56,14 @@ class Harness:
 
 async def insert_job(
     db: Database, *, provider: str = "kie", family: str = "veo", status: str = "running",
-    task_id: str | None = "task-1", next_due_at: float | None = 2_000_000_000.0,
+    task_id: str | None = "task-1", next_due_at: float | None = 2_000_000_000.0, mode: str = "text",
 ) -> int:
     async with db.transaction() as conn:
         cursor = await conn.execute(
             "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
             " request_json, status, provider_task_id, created_at, next_due_at)"
-            " VALUES (1, 2, 3, ?, 'veo-fast-kie', ?, 'text', 'a cat', '{}', ?, ?, 1.0, ?)",
-            (family, provider, status, task_id, next_due_at),
+            " VALUES (1, 2, 3, ?, 'veo-fast-kie', ?, ?, 'a cat', '{}', ?, ?, 1.0, ?)",
+            (family, provider, mode, status, task_id, next_due_at),
         )
         return int(cursor.lastrowid)
 
@@ -216,6 +216,18 @@ async def test_signed_callback_asks_the_poller_for_a_confirming_check(harness: H
     )
     assert status == 200, body
     assert harness.receiver.calls == [(job_id, "task-ok")]
+
+
+async def test_a_4k_pass_is_called_back_under_its_source_task(harness: Harness) -> None:
+    """kie names the source task in a 4K callback (and signs that id); the job holds "4k:<id>"."""
+    job_id = await insert_job(harness.db, task_id="4k:task-src", mode="upscale_4k")
+    timestamp = str(int(harness.clock.now()))
+    status, body = await post_callback(
+        harness, job_id, kie_success_body("task-src"),
+        {"X-Webhook-Timestamp": timestamp, "X-Webhook-Signature": sign("task-src", timestamp)},
+    )
+    assert status == 200, body
+    assert harness.receiver.calls == [(job_id, "4k:task-src")]
 
 
 async def test_millisecond_timestamps_are_accepted(harness: Harness) -> None:

@@ -6,8 +6,14 @@ from typing import Any
 
 import pytest
 
-from bot.catalog import MODELS, Family, ImageRole, Mode, ProviderName, default_model, families_available
-from bot.validation import GenerationRequest, ImageInput, InputError, validate_request
+from bot.catalog import (
+    COST_KEYS, MODELS, Family, FollowUp, ImageRole, Mode, ProviderName, default_model, families_available, get_model,
+    calls_back,
+    timing_for,
+)
+from bot.validation import (
+    GenerationRequest, ImageInput, InputError, JobSpec, build_follow_up, follow_ups_for, validate_request,
+)
 
 ALL = {ProviderName.KKIAI, ProviderName.KIE, ProviderName.KLING}
 
@@ -116,3 +122,68 @@ def test_families_follow_configured_providers() -> None:
     assert families_available({ProviderName.KKIAI}) == [Family.VEO, Family.SORA]
     assert families_available(set()) == []
     assert default_model(Family.VEO, ALL, ProviderName.KKIAI).key == "veo-fast-kkiai"
+
+
+# --- follow-ups ---------------------------------------------------------------------------------------
+
+def kie_video(**options: Any) -> JobSpec:
+    return validate_request(request(Family.VEO, model="veo-fast-kie", **options), ALL)
+
+
+def test_follow_ups_come_from_the_catalog() -> None:
+    assert follow_ups_for(kie_video()) == [FollowUp.EXTEND, FollowUp.UPSCALE_1080P, FollowUp.UPSCALE_4K]
+    assert follow_ups_for(kie_video(aspect_ratio="9:16")) == list(FollowUp)
+    # Already 1080p: kie cannot extend it, and 1080p again would be nothing new.
+    assert follow_ups_for(kie_video(upsample=True)) == [FollowUp.UPSCALE_4K]
+    assert follow_ups_for(validate_request(request(Family.SORA), ALL)) == []
+    assert follow_ups_for(validate_request(request(Family.VEO, model="veo-fast-kkiai"), ALL)) == []
+    assert follow_ups_for(validate_request(request(Family.KLING), ALL)) == []
+
+
+def test_build_follow_up_makes_a_job_on_the_same_provider() -> None:
+    source = kie_video(aspect_ratio="9:16")
+    extend = build_follow_up(source, "veo_task_1", FollowUp.EXTEND, prompt="  the fox jumps  ")
+    assert (extend.provider, extend.model_key, extend.mode) == (ProviderName.KIE, "veo-fast-kie", Mode.EXTEND)
+    assert extend.params == {"source_task_id": "veo_task_1", "aspect_ratio": "9:16"}
+    assert extend.prompt == "the fox jumps" and extend.follow_up is FollowUp.EXTEND
+    assert build_follow_up(source, "veo_task_1", FollowUp.EXTEND).prompt == source.prompt
+
+    uhd = build_follow_up(source, "veo_task_1", FollowUp.UPSCALE_4K)
+    assert uhd.mode is Mode.UPSCALE_4K and uhd.params["resolution"] == "4k" and uhd.resolution == "4k"
+    assert uhd.cost_keys == ["4k"]
+    hd = build_follow_up(source, "veo_task_1", FollowUp.UPSCALE_1080P)
+    assert hd.mode is Mode.UPSCALE_1080P and hd.params["source_task_id"] == "veo_task_1"
+    # From a 1080p follow-up only 4K is left, and it upscales the original task, not the derived id.
+    assert follow_ups_for(hd) == [FollowUp.UPSCALE_4K]
+    assert build_follow_up(hd, "1080p:veo_task_1", FollowUp.UPSCALE_4K).params["source_task_id"] == "veo_task_1"
+    assert follow_ups_for(uhd) == []
+    # An extension is a video of its own: it may be extended or upscaled in turn, from its own task.
+    assert follow_ups_for(extend) == list(FollowUp)
+    assert build_follow_up(extend, "veo_extend_2", FollowUp.UPSCALE_4K).params["source_task_id"] == "veo_extend_2"
+
+
+@pytest.mark.parametrize(("source", "action", "words"), [
+    (lambda: validate_request(request(Family.SORA), ALL), FollowUp.EXTEND, "Sora 2 videos cannot"),
+    (lambda: kie_video(upsample=True), FollowUp.EXTEND, "upscaled video cannot be extended"),
+    (lambda: kie_video(upsample=True), FollowUp.UPSCALE_1080P, "already in 1080p"),
+])
+def test_follow_ups_not_allowed_say_why(source: Any, action: FollowUp, words: str) -> None:
+    with pytest.raises(InputError) as refused:
+        build_follow_up(source(), "task", action)
+    assert words in refused.value.message
+
+
+def test_extend_prompt_is_checked_like_any_prompt() -> None:
+    with pytest.raises(InputError) as refused:
+        build_follow_up(kie_video(), "task", FollowUp.EXTEND, prompt="   ")
+    assert refused.value.option == "prompt"
+
+
+def test_follow_up_modes_have_their_own_timing_and_price() -> None:
+    assert timing_for("veo-fast-kie", Mode.UPSCALE_4K).p50 > timing_for("veo-fast-kie", Mode.UPSCALE_1080P).p50
+    assert timing_for("veo-quality-kie", Mode.EXTEND) == timing_for("veo-fast-kie", Mode.TEXT)
+    assert timing_for("veo-quality-kie", "text") == get_model("veo-quality-kie").timing
+    assert {"1080p", "extend", "4k"} <= set(COST_KEYS)
+    assert kie_video(upsample=True).cost_keys == ["veo-fast-kie", "1080p"]
+    # kie's 1080p endpoint takes no callBackUrl: those jobs must be polled, not wait for a callback.
+    assert not calls_back(Mode.UPSCALE_1080P) and calls_back(Mode.UPSCALE_4K) and calls_back("text")

@@ -79,7 +79,8 @@ class Poller:
         self.repository = repository or JobRepository(db)
         self.schedule = schedule or PollSchedule(
             self.repository, clock, min_interval=settings.poll_min_interval_seconds,
-            max_interval=settings.poll_max_interval_seconds, callback_providers=callback_providers(settings))
+            max_interval=settings.poll_max_interval_seconds, fixed_interval=settings.poll_interval_seconds,
+            callback_providers=callback_providers(settings))
         self.limits = limits or LimitsRegistry(
             clock=clock, max_in_flight=settings.provider_max_in_flight,
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})

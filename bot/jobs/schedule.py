@@ -29,7 +29,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from bot.catalog import MODELS_BY_KEY, ProviderName, get_model
+from bot.catalog import MODELS_BY_KEY, ProviderName, timing_for
 from bot.clock import Clock
 from bot.jobs.placement import Distribution, FinishTimes, PlanMix, PricedKind, optimal_mix, shared_mixes
 from bot.jobs.repository import JobRepository
@@ -126,7 +126,8 @@ class PollSchedule:
                  max_interval: float = 60.0, history_rows: int = HISTORY_ROWS,
                  cache_seconds: float = CACHE_SECONDS, request_budget: float = REQUEST_BUDGET,
                  explore_share: float = EXPLORE_SHARE, rng: random.Random | None = None,
-                 smooth_history: bool = True, callback_providers: Collection[ProviderName] = ()) -> None:
+                 smooth_history: bool = True, callback_providers: Collection[ProviderName] = (),
+                 fixed_interval: float | None = None) -> None:
         self.repository = repository
         self.clock = clock
         self.min_interval = max(0.1, min_interval)
@@ -139,6 +140,8 @@ class PollSchedule:
         self.smooth_history = smooth_history  # False: plan on the raw sample (benchmarks/bound.py compares)
         # Vendors that call back on completion: their kinds are paced by the callback, not the plan.
         self.callback_providers = frozenset(callback_providers)
+        # POLL_INTERVAL_SECONDS: the operator chose one gap for every running job over the learned plans.
+        self.fixed_interval = fixed_interval if fixed_interval and fixed_interval > 0 else None
         self._cache: dict[tuple[str, str], tuple[float, PollPlan]] = {}
         self._planning = asyncio.Lock()
 
@@ -196,7 +199,7 @@ class PollSchedule:
         paced_spend = 0.0
         for kind in kinds:
             finish, successes, learned = self._finish_times(kind.model_key, kind.durations, kind.failures,
-                                                            kind.finished)
+                                                            kind.finished, kind.mode)
             if kind.callback or (kind.costed_jobs >= MIN_HISTORY and kind.progress_share >= SELF_PACED_PROGRESS):
                 mix = optimal_mix(finish, budget, self.min_interval)
                 plans[(kind.model_key, kind.mode)] = self._as_plan(mix, successes, learned)
@@ -227,9 +230,9 @@ class PollSchedule:
         return self._as_plan(mix, successes, learned)
 
     def _finish_times(self, model_key: str, samples: Sequence[float], failures: Sequence[float],
-                      finished: int | None) -> tuple[FinishTimes, Distribution, bool]:
+                      finished: int | None, mode: str = "") -> tuple[FinishTimes, Distribution, bool]:
         learned = len(samples) >= MIN_HISTORY
-        successes = self._distribution(samples) if learned else Distribution.from_prior(get_model(model_key).timing)
+        successes = self._distribution(samples) if learned else Distribution.from_prior(timing_for(model_key, mode))
         finish = FinishTimes(successes)
         if learned and len(failures) >= EARLY_MIN_FAILURES:  # without history, no evidence of them
             total = finished if finished is not None else len(samples) + len(failures)
@@ -263,7 +266,10 @@ class PollSchedule:
         `progress`: the vendor's figure now; `previous_progress`: at the job's reading before (None
         if there was none). Only a figure that moved is a rate to extrapolate.
         `callback`: the vendor will call back on completion, so only a sparse safety net is planned.
+        With POLL_INTERVAL_SECONDS set (`fixed_interval`), none of this: every job is polled at that gap.
         """
+        if self.fixed_interval is not None:
+            return now + self.fixed_interval
         elapsed = max(0.0, now - submitted_at)
         earliest = now + self.min_interval if elapsed > 0 else now
         if finishing and not callback:  # no rate to extrapolate, and minutes may be left

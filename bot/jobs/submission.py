@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from bot.catalog import ProviderName
+from bot.catalog import ProviderName, calls_back
 from bot.clock import Clock
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import CLEAR_LEASE, JobLease
@@ -97,8 +97,9 @@ class Submission:
         await self.lease.transition(job, {"next_due_at": at})
 
     def callback_url(self, job: JobRecord) -> str | None:
-        """Where kie should report completion; None when the bot has no public address (then we poll)."""
-        if job.provider in callback_providers(self.settings):
+        """Where kie should report completion; None when the bot has no public address, or the job's
+        kind is never called back (kie's 1080p endpoint): then we poll."""
+        if job.provider in callback_providers(self.settings) and calls_back(job.mode):
             return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
         return None
 

@@ -1,8 +1,14 @@
-"""kie.ai Veo 3.1: generate, record-info, the 1080p upgrade, image re-hosting and callbacks.
+"""kie.ai Veo 3.1: generate, record-info, the 1080p upgrade, image re-hosting and callbacks, and the
+follow-ups of a finished video (extend, 1080p, 4K).
 
 Every kie reply is an envelope `{code, msg, data}` whose body `code` is the real status, so both the
 HTTP status and the body code are checked. For 1080p jobs the 720p result is held back until the
 1080p file is ready, but never lost: ten minutes after the task completed, the 720p link is delivered.
+
+Follow-ups run through the same `submit`/`poll`: an extension is a new kie task (polled with
+record-info); an upscale is no task of its own at kie (its endpoint is asked again until the file is
+there), so the job gets a derived id, "1080p:<taskId>" / "4k:<taskId>" (provider task ids are unique
+per vendor), which `poll` reads back.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ GENERATION_TYPES = {
     Mode.FRAMES: "FIRST_AND_LAST_FRAMES_2_VIDEO",
     Mode.REFERENCE: "REFERENCE_2_VIDEO",
 }
+UPSCALE_MODES = {Mode.UPSCALE_1080P: "1080p", Mode.UPSCALE_4K: "4k"}
+# The upscale endpoints: 1080p is a GET, 4K a POST (asked again, it answers "processing" until ready).
+UPSCALE_PATHS = {"1080p": ("GET", "/api/v1/veo/get-1080p-video"), "4k": ("POST", "/api/v1/veo/get-4k-video")}
+# An upscale endpoint's "not ready yet" (kie: 1080p code 400 "1080P is processing...", 4K code 422
+# "4k is processing. It should be ready in 5-10 minutes"): the same codes mean real refusals elsewhere.
+_NOT_READY = re.compile(r"is processing|not ready|ready in|check back", re.IGNORECASE)
 # How long after the task completed we wait for the 1080p file before delivering the 720p one.
 HD_GRACE_SECONDS = 600.0
 FIRST_SEEN_PRUNE_AT = 256  # sightings kept before old ones are looked for and dropped
@@ -74,6 +86,34 @@ def build_kie_body(job: JobSpec, callback_url: str | None = None) -> dict[str, A
     if callback_url:
         body["callBackUrl"] = callback_url
     return body
+
+
+def build_extend_body(job: JobSpec, callback_url: str | None = None) -> dict[str, Any]:
+    """The `/api/v1/veo/extend` body: the source task and what happens next."""
+    body: dict[str, Any] = {
+        "taskId": job.params["source_task_id"], "prompt": job.prompt, "model": job.vendor_model,
+    }
+    if callback_url:
+        body["callBackUrl"] = callback_url
+    return body
+
+
+def upscale_task_id(resolution: str, source_task_id: str) -> str:
+    """The job's own id for an upscale of `source_task_id` ("4k:<taskId>")."""
+    return f"{resolution}:{source_task_id}"
+
+
+def split_upscale_id(task_id: str) -> tuple[str, str] | None:
+    """("4k", "<taskId>") for a derived upscale id; None for a real kie task id."""
+    resolution, sep, source = task_id.partition(":")
+    return (resolution, source) if sep and resolution in UPSCALE_PATHS and source else None
+
+
+def callback_task_id(mode: Mode, named: str | None) -> str | None:
+    """The id a callback is about, as the job knows it: kie calls a 4K pass back under its source
+    task's id, which an upscale job holds as "4k:<taskId>"."""
+    resolution = UPSCALE_MODES.get(mode)
+    return upscale_task_id(resolution, named) if named and resolution is not None else named
 
 
 def result_urls(value: Any) -> list[str]:
@@ -182,7 +222,34 @@ class KieClient(VendorClient):
 
     # --- submit ----------------------------------------------------------------------------------
     async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
+        if job.mode is Mode.EXTEND:
+            return await self._submit("/api/v1/veo/extend", self._parse_generate, build_extend_body(job, callback_url))
+        resolution = UPSCALE_MODES.get(job.mode)
+        if resolution is not None:
+            return await self._start_upscale(resolution, str(job.params["source_task_id"]), callback_url)
         return await self._submit("/api/v1/veo/generate", self._parse_generate, build_kie_body(job, callback_url))
+
+    async def _start_upscale(self, resolution: str, source: str, callback_url: str | None) -> str:
+        """Ask for the upscale once (kie starts it on the first request) and name the job after it.
+
+        A 4K request costs credits at kie, so it is a submit (never resent when unsure); 1080p is a
+        GET, safe to repeat. "Processing" answers are fine here: a request made before already runs."""
+        phase = Phase.SUBMIT if resolution == "4k" else Phase.POLL
+        await self._upscale(resolution, source, phase, callback_url=callback_url, operation=f"submit_{resolution}")
+        return upscale_task_id(resolution, source)
+
+    async def _upscale(
+        self, resolution: str, source: str, phase: Phase, *, callback_url: str | None = None,
+        operation: str = "poll_1080p",
+    ) -> str | None:
+        """One request to an upscale endpoint: the file's URL, or None while it is being made."""
+        method, path = UPSCALE_PATHS[resolution]
+        request: dict[str, Any] = {"taskId": source, "index": 0}
+        if callback_url:
+            request["callBackUrl"] = callback_url
+        where = {"params": request} if method == "GET" else {"json": request}
+        return await self._http.call(
+            operation, phase, method, path, lambda response: self._parse_upscale(response, phase), **where)
 
     def _parse_generate(self, response: httpx.Response) -> str:
         data = self._envelope(response, Phase.SUBMIT)
@@ -193,6 +260,9 @@ class KieClient(VendorClient):
 
     # --- poll ------------------------------------------------------------------------------------
     async def poll(self, task_id: str, job: JobSpec) -> PollResult:
+        upscale = split_upscale_id(task_id)
+        if upscale is not None:
+            return await self._poll_upscale(*upscale)
         record = await self._poll("/api/v1/veo/record-info", self._parse_record, params={"taskId": task_id})
         flag = record.success_flag
         if flag in (2, 3):
@@ -235,11 +305,18 @@ class KieClient(VendorClient):
             error=first_text(data.get("errorMessage"), data.get("errorCode") and str(data.get("errorCode"))),
         )
 
+    async def _poll_upscale(self, resolution: str, source: str) -> PollResult:
+        """An upscale follow-up: ask its endpoint again; the file's URL ends the job."""
+        url = await self._upscale(resolution, source, Phase.POLL, operation=f"poll_{resolution}")
+        if url:
+            return PollResult(state=TaskState.SUCCEEDED, raw_status=f"success_{resolution}", video_url=url,
+                              progress=1.0)
+        return PollResult(state=TaskState.RUNNING, raw_status=f"upscaling_{resolution}")
+
     async def _upgrade_to_1080p(self, task_id: str, record: _Record) -> PollResult:
         """Ask for the 1080p file; not ready = still RUNNING, until the grace period ends."""
         try:
-            hd_url = await self._poll("/api/v1/veo/get-1080p-video", self._parse_1080p, operation="poll_1080p",
-                                      params={"taskId": task_id, "index": 0})
+            hd_url = await self._upscale("1080p", task_id, Phase.POLL)
         except ProviderError:
             hd_url = None  # "not ready" is reported as an error code; either way, ask again later
         if hd_url:
@@ -262,13 +339,15 @@ class KieClient(VendorClient):
         return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", finishing=True,
                           video_url=record.urls[0])
 
-    def _parse_1080p(self, response: httpx.Response) -> str | None:
-        """The 1080p URL, or None while kie answers "not ready" (a non-200 body code)."""
+    def _parse_upscale(self, response: httpx.Response, phase: Phase) -> str | None:
+        """The upscaled file's URL (1080p: `data.resultUrl`; 4K: `data.resultUrls`), or None while kie
+        answers "processing" (expected for minutes, not an error)."""
         payload = json_or_none(response)
-        if response.is_success and isinstance(payload, dict) and as_int(payload.get("code")) not in (200, None):
-            return None  # "1080P is processing": expected for 1-3 minutes, not an error
-        data = self._envelope(response, Phase.POLL)
-        url = first_text(data.get("resultUrl"), data.get("result_url"))
+        if isinstance(payload, dict) and as_int(payload.get("code")) not in (200, None) \
+                and _NOT_READY.search(error_text(payload)):
+            return None
+        data = self._envelope(response, phase)
+        url = first_text(data.get("resultUrl"), data.get("result_url"), *result_urls(data.get("resultUrls")))
         return url.strip() or None
 
     # --- image hosting -----------------------------------------------------------------------------

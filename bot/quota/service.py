@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from bot import audit
-from bot.catalog import COST_KEYS, DEFAULT_UPSAMPLE_COST, UPSAMPLE_COST_KEY, get_model
+from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
 from bot.errors import Refusal
 from bot.quota import ledger
@@ -84,24 +84,17 @@ class QuotaService:
     # --- costs ------------------------------------------------------------------------------
 
     async def cost_table(self, guild_id: int) -> dict[str, int]:
-        """Every cost key (model keys + the 1080p surcharge) with this server's price."""
+        """Every cost key (model keys, the 1080p surcharge, the follow-ups) with this server's price."""
         overrides = await self.store.costs(guild_id)
-        defaults = {key: self._default_cost(key) for key in COST_KEYS}
-        return {key: overrides.get(key, default) for key, default in defaults.items()}
-
-    @staticmethod
-    def _default_cost(key: str) -> int:
-        return DEFAULT_UPSAMPLE_COST if key == UPSAMPLE_COST_KEY else get_model(key).default_cost
+        return {key: overrides.get(key, default_cost(key)) for key in COST_KEYS}
 
     async def cost_of(self, guild_id: int, spec: JobSpec, *, snapshot: MemberSnapshot | None = None) -> int:
-        """The model's price plus the 1080p surcharge (veo upsample, sora size "large").
+        """The sum of the job's cost keys: the model's price plus the 1080p surcharge (veo upsample,
+        sora size "large"), or a follow-up's own price (extend, 1080p, 4K).
 
         `snapshot`: this server's prices already read for the command (no extra database hop)."""
         overrides = snapshot.costs if snapshot is not None else await self.store.costs(guild_id)
-        cost = overrides.get(spec.model_key, self._default_cost(spec.model_key))
-        if spec.params.get("upsample") is True or spec.params.get("size") == "large":
-            cost += overrides.get(UPSAMPLE_COST_KEY, DEFAULT_UPSAMPLE_COST)
-        return cost
+        return sum(overrides.get(key, default_cost(key)) for key in spec.cost_keys)
 
     # --- budgets and balances ---------------------------------------------------------------
 

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from bot.catalog import Family, ProviderName, get_model
+from bot.catalog import Family, FollowUp, Mode, ProviderName, get_model
 from bot.clock import FakeClock
 from bot.jobs.models import DeliveryState, JobStatus
 from bot.jobs.poller import Poller
 from bot.providers.registry import build_providers, close_providers
-from bot.validation import GenerationRequest
+from bot.validation import GenerationRequest, build_follow_up, follow_ups_for
 from storage.database import Database
 from tests.fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
 from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota, RecordingPublisher, make_settings, record_audit_in
@@ -55,6 +55,39 @@ async def test_kie_job_end_to_end_with_the_fake_vendor(db: Database, fake_clock:
             task = next(iter(kie.tasks.values()))
             assert 1 <= task.status_calls <= 10
             assert len(publisher.delivered) == 1 and done.video_url in publisher.delivered[0][1].content
+        finally:
+            await close_providers(providers)
+
+
+async def test_follow_ups_run_as_jobs_of_their_own(db: Database, fake_clock: FakeClock) -> None:
+    """A finished kie video, then its 4K pass and an extension: each one a job, submitted, polled on its
+    own mode's schedule and delivered; the 4K job under its derived task id."""
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=95, uhd_delay=400) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dawn"))
+            source = await jobs.create_job(REQUESTER, spec)
+            await _drive(poller, fake_clock, jobs, source.id)
+            done = await jobs.repository.get(source.id)
+            assert done is not None and done.provider_task_id is not None
+            assert follow_ups_for(done.spec) == list(FollowUp)
+
+            uhd = await jobs.create_job(REQUESTER, build_follow_up(done.spec, done.provider_task_id, FollowUp.UPSCALE_4K))
+            await _drive(poller, fake_clock, jobs, uhd.id, step=10)
+            uhd_done = await jobs.repository.get(uhd.id)
+            assert uhd_done is not None and uhd_done.status is JobStatus.SUCCEEDED
+            assert uhd_done.mode is Mode.UPSCALE_4K and uhd_done.provider_task_id == f"4k:{done.provider_task_id}"
+            assert uhd_done.video_url == kie.video_url(kie.tasks[done.provider_task_id], "-4k")
+
+            extend = await jobs.create_job(REQUESTER, build_follow_up(done.spec, done.provider_task_id,
+                                                                      FollowUp.EXTEND, prompt="the tide comes in"))
+            await _drive(poller, fake_clock, jobs, extend.id)
+            extend_done = await jobs.repository.get(extend.id)
+            assert extend_done is not None and extend_done.status is JobStatus.SUCCEEDED
+            assert kie.tasks[extend_done.provider_task_id or ""].body["taskId"] == done.provider_task_id
+            assert len(publisher.delivered) == 3
         finally:
             await close_providers(providers)
 
@@ -153,3 +186,33 @@ async def test_kling_results_are_noticed_soon_whatever_the_gateways_progress_mea
             assert task.status_calls <= 10
         finally:
             await close_providers(providers)
+
+
+async def test_poll_interval_seconds_polls_every_running_job_at_that_gap(db: Database, fake_clock: FakeClock) -> None:
+    """POLL_INTERVAL_SECONDS=20 and a 95 s task: polled at 20, 40, 60, 80 and 100 s, never by the plan."""
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=95) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url,
+                                 poll_interval_seconds=20)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, _ = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dawn"))
+            job = await jobs.create_job(REQUESTER, spec)
+            await poller.run_once()
+            running = await jobs.repository.get(job.id)
+            assert running is not None and running.status is JobStatus.RUNNING and running.submitted_at is not None
+            assert running.next_due_at == pytest.approx(running.submitted_at + 20)
+            await _drive(poller, fake_clock, jobs, job.id, step=1.0)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED
+            assert next(iter(kie.tasks.values())).status_calls == 5
+            assert done.finished_at == pytest.approx(running.submitted_at + 100)
+        finally:
+            await close_providers(providers)
+
+
+def test_an_empty_poll_interval_means_the_learned_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "")
+    assert make_settings().poll_interval_seconds is None
+    monkeypatch.setenv("POLL_INTERVAL_SECONDS", "15")
+    assert make_settings().poll_interval_seconds == 15

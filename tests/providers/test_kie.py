@@ -14,12 +14,15 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from bot.catalog import Family, ImageRole, ProviderName
+from bot.catalog import Family, FollowUp, ImageRole, ProviderName
 from bot.clock import FakeClock, SystemClock
 from bot.providers.base import ErrorKind, ProviderError, TaskState
 import bot.providers.kie as kie_module
-from bot.providers.kie import HD_GRACE_SECONDS, KieClient, parse_kie_callback, result_urls, verify_kie_signature
+from bot.providers.kie import (
+    HD_GRACE_SECONDS, KieClient, callback_task_id, parse_kie_callback, result_urls, verify_kie_signature,
+)
 from bot.settings import Settings
+from bot.validation import JobSpec, build_follow_up
 from tests.fakes.loopback import serve
 from tests.fakes.vendors import Fault, FakeKieVendor, Outcome
 from tests.providers.conftest import API_KEY, spec
@@ -355,3 +358,87 @@ async def test_upsample_sightings_of_abandoned_jobs_are_forgotten(settings: Sett
         remembered = set(client._first_success_seen)
         await client.aclose()
     assert remembered == {live}  # the live job's sighting kept, the abandoned ones gone
+
+
+# --- follow-ups: extend, 1080p, 4K ---------------------------------------------------------------------
+
+async def finished_video(client: KieClient, fake_clock: FakeClock, **options: Any) -> tuple[JobSpec, str]:
+    """A generation that kie has finished (the fixture's tasks take 100 s)."""
+    job = spec(Family.VEO, KIE, **options)
+    task_id = await client.submit(job)
+    fake_clock.advance(100)
+    assert (await client.poll(task_id, job)).state is TaskState.SUCCEEDED
+    return job, task_id
+
+
+async def test_extend_is_a_new_task_polled_with_record_info(client: KieClient, vendor: FakeKieVendor,
+                                                            fake_clock: FakeClock) -> None:
+    source, source_id = await finished_video(client, fake_clock, model="veo-quality-kie")
+    job = build_follow_up(source, source_id, FollowUp.EXTEND, prompt="the fox dives into the snow")
+    task_id = await client.submit(job, callback_url="https://bot.example/callbacks/kie/8")
+    assert task_id != source_id and task_id in vendor.tasks
+    assert vendor.tasks[task_id].body == {
+        "taskId": source_id, "prompt": "the fox dives into the snow", "model": "veo3",
+        "callBackUrl": "https://bot.example/callbacks/kie/8"}
+    assert (await client.poll(task_id, job)).state is TaskState.RUNNING
+    fake_clock.advance(100)
+    result = await client.poll(task_id, job)
+    assert result.state is TaskState.SUCCEEDED and result.video_url == vendor.video_url(vendor.tasks[task_id])
+    assert vendor.requests["extend"] == 1
+
+
+async def test_extend_of_an_unknown_task_is_refused_for_good(client: KieClient, fake_clock: FakeClock) -> None:
+    source, _ = await finished_video(client, fake_clock)
+    with pytest.raises(ProviderError) as refused:
+        await client.submit(build_follow_up(source, "veo_task_gone", FollowUp.EXTEND))
+    assert refused.value.kind is ErrorKind.FINAL and "record is null" in refused.value.user_message
+
+
+async def test_1080p_follow_up_polls_until_the_file_is_ready(client: KieClient, vendor: FakeKieVendor,
+                                                             fake_clock: FakeClock) -> None:
+    source, source_id = await finished_video(client, fake_clock)
+    job = build_follow_up(source, source_id, FollowUp.UPSCALE_1080P)
+    task_id = await client.submit(job, callback_url="https://bot.example/callbacks/kie/9")
+    assert task_id == f"1080p:{source_id}"  # its own id: (provider, provider_task_id) is unique
+    assert vendor.tasks[source_id].hd_calls == 1  # asked at once: kie starts on the first request
+    waiting = await client.poll(task_id, job)
+    assert waiting.state is TaskState.RUNNING and waiting.raw_status == "upscaling_1080p"
+    fake_clock.advance(60)
+    done = await client.poll(task_id, job)
+    assert done.state is TaskState.SUCCEEDED and done.video_url == vendor.video_url(vendor.tasks[source_id], "-1080p")
+    assert vendor.requests["query"] == 1  # record-info only for the source generation
+
+
+async def test_4k_follow_up_is_requested_once_then_polled(client: KieClient, vendor: FakeKieVendor,
+                                                          fake_clock: FakeClock) -> None:
+    source, source_id = await finished_video(client, fake_clock)
+    job = build_follow_up(source, source_id, FollowUp.UPSCALE_4K)
+    task_id = await client.submit(job, callback_url="https://bot.example/callbacks/kie/10")
+    assert task_id == f"4k:{source_id}"
+    assert vendor.uhd[source_id].callback_url == "https://bot.example/callbacks/kie/10"
+    fake_clock.advance(300)
+    waiting = await client.poll(task_id, job)  # kie: 422 "4k is processing ..." is not a refusal
+    assert waiting.state is TaskState.RUNNING and waiting.raw_status == "upscaling_4k"
+    fake_clock.advance(120)
+    done = await client.poll(task_id, job)
+    assert done.state is TaskState.SUCCEEDED and done.video_url == vendor.video_url(vendor.tasks[source_id], "-4k")
+    assert vendor.uhd[source_id].requests == 3
+
+
+async def test_4k_callback_names_the_source_task(settings: Settings, fake_clock: FakeClock) -> None:
+    async with CallbackReceiver() as receiver, FakeKieVendor(
+        api_key=API_KEY, clock=fake_clock, duration=10, uhd_delay=400, callback_key="hook-key"
+    ) as fake:
+        client = KieClient(fake.base_url, SecretStr(API_KEY), settings, fake_clock)
+        source, source_id = await finished_video(client, fake_clock)
+        job = build_follow_up(source, source_id, FollowUp.UPSCALE_4K)
+        task_id = await client.submit(job, callback_url=receiver.url)
+        await client.aclose()
+        fake_clock.advance(400)
+        assert await fake.fire_due_callbacks() == 1
+    [(payload, headers)] = receiver.received
+    named, result = parse_kie_callback(payload)
+    assert named == source_id and result.state is TaskState.SUCCEEDED
+    assert verify_kie_signature(named, headers["X-Webhook-Timestamp"], headers["X-Webhook-Signature"], "hook-key")
+    assert callback_task_id(job.mode, named) == task_id  # the job knows the pass by its derived id
+    assert callback_task_id(source.mode, named) == named

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from bot.catalog import Family, ProviderName
+from bot.catalog import Family, FollowUp, ProviderName
 from bot.clock import FakeClock
 from bot.errors import Refusal
 from bot.quota.service import QuotaService
-from bot.validation import GenerationRequest, validate_request
+from bot.validation import GenerationRequest, build_follow_up, validate_request
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 from tests.quota.support import DAY, T0, create_job, finish_job, make_settings
@@ -249,6 +249,17 @@ async def test_cost_of_adds_the_1080p_surcharge(quota: QuotaService, store: Guil
     assert [await quota.cost_of(GUILD, s) for s in (veo, veo_hd, sora_small, sora_large)] == [4, 7, 1, 4]
     table = await quota.cost_table(GUILD)
     assert table["1080p"] == 3 and table["sora-2"] == 1 and table["kling-v3-pro-audio"] == 5
+
+
+async def test_follow_ups_are_priced_from_their_own_cost_keys(quota: QuotaService, store: GuildSettingsStore) -> None:
+    source = validate_request(GenerationRequest(family=Family.VEO, prompt="x", model="veo-quality-kie"), {ProviderName.KIE})
+    extend, hd, uhd = (build_follow_up(source, "veo_task_1", action) for action in FollowUp)
+    assert [await quota.cost_of(GUILD, s) for s in (extend, hd, uhd)] == [2, 1, 4]  # the catalog's defaults
+    await store.set_cost(GUILD, "extend", 5)
+    await store.set_cost(GUILD, "4k", 8)
+    assert [await quota.cost_of(GUILD, s) for s in (extend, hd, uhd)] == [5, 1, 8]
+    table = await quota.cost_table(GUILD)
+    assert (table["extend"], table["4k"], table["1080p"]) == (5, 8, 1)
 
 
 async def test_refusal_times_use_discord_markup(db: Database, quota: QuotaService) -> None:

@@ -24,7 +24,7 @@ MP4 header) unless the outcome names one.
 Records for assertions: `tasks` (id -> FakeTask with `body`, `status_calls`, `finishes_at`), `requests`
 (endpoint -> count of requests received, faulted ones included), `create_calls`.
 
-Faults, per endpoint name (`create`, `query`, and for kie `1080p`, `upload`), consumed in order, one per
+Faults, per endpoint name (`create`, `query`, and for kie `1080p`, `4k`, `extend`, `upload`), consumed in order, one per
 request: `Fault.http(status, body, headers)`, `Fault.delay(seconds)` (then answers normally),
 `Fault.reset()` (connection reset, nothing done), `Fault.non_json()`, `Fault.lost_response()`
 (the request is fully handled - the task is created - then the connection is reset unanswered).
@@ -32,7 +32,7 @@ Delays are real seconds (they exist to trip client timeouts), whatever clock the
 Faults come before the key check; `unavailable` comes before faults.
 
 Per vendor: `FakeUnifiedVendor` (status-string knobs, stale error text on success, full-id-only
-queries), `FakeKieVendor` (body codes in the envelope, resultUrls as JSON string, 1080p readiness,
+queries), `FakeKieVendor` (body codes in the envelope, resultUrls as JSON string, 1080p and 4K readiness, extend,
 file upload + download, signed callbacks: `callback_key`, `callbacks`, `fire_due_callbacks()`),
 `FakeKlingVendor` (`shape`: openai | envelope | envelope_legacy | simple | native; `serve_paths`).
 Helpers: `finish_now(task_id, outcome)`, `video_url(task)`, `status_calls(task_id)`.

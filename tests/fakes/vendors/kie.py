@@ -1,4 +1,13 @@
-"""kie.ai Veo 3.1: generate, record-info, 1080p, file upload, signed completion callbacks."""
+"""kie.ai Veo 3.1: generate, record-info, 1080p, 4K, extend, file upload, signed completion callbacks.
+
+Shaped after kie.ai's pages: `POST /api/v1/veo/extend {taskId, prompt, ...}` answers
+`{code: 200, data: {taskId}}` with a new task polled with record-info; `POST /api/v1/veo/get-4k-video
+{taskId, index, callBackUrl}` answers `{code: 200, data: {taskId, resultUrls: null, imageUrls: null}}`,
+asked again while the 4K file is being made `{code: 422, msg: "4k is processing. It should be ready in
+5-10 minutes. ..."}`, and once ready `data.resultUrls`; its callback is `{code: 200, msg: "4K Video
+generated successfully.", data: {taskId (the source's), info: {resultUrls, imageUrls}}}`, or code 500
+"The 4K version of this video is unavailable..." on failure.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +36,16 @@ class UploadRecord:
 
 
 @dataclass
+class UhdPass:
+    """A 4K pass asked for one task."""
+
+    started_at: float
+    callback_url: str | None
+    requests: int = 1
+    callback_sent: bool = False
+
+
+@dataclass
 class CallbackRecord:
     task_id: str
     url: str
@@ -41,7 +60,9 @@ class FakeKieVendor(FakeVendor):
     the same base_url) and its completion callbacks.
 
     Knobs: `result_urls_as_string` (record-info's resultUrls as a JSON string), `hd_delay` (seconds
-    after completion before 1080p is ready; None = never), `failure_flag` (2 or 3),
+    after completion before 1080p is ready; None = never), `uhd_delay` (seconds after the first 4K
+    request before the 4K file is ready; None = never), `uhd_unavailable` (4K answers kie's 500
+    "unavailable"), `failure_flag` (2 or 3),
     `callback_key` (sign callbacks with HMAC), `auto_callbacks` (default: on with the wall clock,
     off with an injected clock - then call `await fire_due_callbacks()`).
     """
@@ -53,6 +74,8 @@ class FakeKieVendor(FakeVendor):
         *,
         result_urls_as_string: bool = False,
         hd_delay: float | None = 60.0,
+        uhd_delay: float | None = 420.0,
+        uhd_unavailable: bool = False,
         failure_flag: int = 2,
         callback_key: str | None = None,
         auto_callbacks: bool | None = None,
@@ -61,6 +84,9 @@ class FakeKieVendor(FakeVendor):
         super().__init__(**kwargs)
         self.result_urls_as_string = result_urls_as_string
         self.hd_delay = hd_delay
+        self.uhd_delay = uhd_delay
+        self.uhd_unavailable = uhd_unavailable
+        self.uhd: dict[str, UhdPass] = {}  # source task id -> its 4K pass
         self.failure_flag = failure_flag
         self.callback_key = callback_key
         self.auto_callbacks = self.uses_wall_clock if auto_callbacks is None else auto_callbacks
@@ -74,6 +100,8 @@ class FakeKieVendor(FakeVendor):
             ("POST", "/api/v1/veo/generate", self._generate, "create"),
             ("GET", "/api/v1/veo/record-info", self._record_info, "query"),
             ("GET", "/api/v1/veo/get-1080p-video", self._get_1080p, "1080p"),
+            ("POST", "/api/v1/veo/get-4k-video", self._get_4k, "4k"),
+            ("POST", "/api/v1/veo/extend", self._extend, "extend"),
             ("POST", "/api/file-stream-upload", self._upload, "upload"),
             ("GET", "/files/{path:.*}", self._serve_file, "files"),
         ]
@@ -150,6 +178,51 @@ class FakeKieVendor(FakeVendor):
         return web.json_response({"code": 200, "msg": "success",
                                   "data": {"resultUrl": self.video_url(task, "-1080p")}})
 
+    def _finished_source(self, task_id: str) -> FakeTask | web.Response:
+        """The source task of a follow-up, or kie's answer when it has none to offer."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            return web.json_response({"code": 422, "msg": "record is null", "data": None})
+        if not (task.done(self.clock.now()) and task.outcome.success):
+            return web.json_response({"code": 400, "msg": "The original video has not been generated successfully",
+                                      "data": None})
+        return task
+
+    async def _extend(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if body is None or not str(body.get("prompt") or "").strip() or not body.get("taskId"):
+            return web.json_response({"code": 422, "msg": "taskId and prompt are required", "data": None})
+        source = self._finished_source(str(body["taskId"]))
+        if isinstance(source, web.Response):
+            return source
+        task = self.new_task(f"veo_extend_task_{secrets.token_hex(8)}", body)
+        task.callback_url = body.get("callBackUrl") or None
+        return web.json_response({"code": 200, "msg": "success", "data": {"taskId": task.id}})
+
+    async def _get_4k(self, request: web.Request) -> web.Response:
+        body = await _json_body(request) or {}
+        task_id = str(body.get("taskId") or "")
+        source = self._finished_source(task_id)
+        if isinstance(source, web.Response):
+            return source
+        if self.uhd_unavailable:
+            return web.json_response({"code": 500, "msg": "The 4K version of this video is unavailable. "
+                                      "Please try a different video.", "data": None})
+        data: dict[str, Any] = {"taskId": task_id, "resultUrls": None, "imageUrls": None}
+        uhd = self.uhd.get(task_id)
+        if uhd is None:
+            self.uhd[task_id] = UhdPass(self.clock.now(), body.get("callBackUrl") or None)
+            return web.json_response({"code": 200, "msg": "success", "data": data})
+        uhd.requests += 1
+        if not self._uhd_ready(uhd):
+            return web.json_response({"code": 422, "msg": "4k is processing. It should be ready in 5-10 minutes. "
+                                      "Please check back shortly.", "data": data})
+        data["resultUrls"] = [self.video_url(source, "-4k")]
+        return web.json_response({"code": 200, "msg": "success", "data": data})
+
+    def _uhd_ready(self, uhd: UhdPass) -> bool:
+        return self.uhd_delay is not None and self.clock.now() >= uhd.started_at + self.uhd_delay
+
     # --- file host -------------------------------------------------------------------------------------
     async def _upload(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -197,21 +270,32 @@ class FakeKieVendor(FakeVendor):
             task.callback_sent = True  # before awaiting: a concurrent call must not send it again
         for task in due:
             await self._send_callback(task)
-        return len(due)
+        uhd_due = [(task_id, u) for task_id, u in self.uhd.items()
+                   if u.callback_url and not u.callback_sent and self._uhd_ready(u)]
+        for task_id, uhd in uhd_due:
+            uhd.callback_sent = True
+            assert uhd.callback_url is not None
+            payload = {"code": 200, "msg": "4K Video generated successfully.", "data": {
+                "taskId": task_id, "info": {"resultUrls": [self.video_url(self.tasks[task_id], "-4k")],
+                                            "imageUrls": []}}}
+            await self._post_callback(task_id, uhd.callback_url, payload)
+        return len(due) + len(uhd_due)
 
     async def _send_callback(self, task: FakeTask) -> None:
         assert task.callback_url is not None
-        payload = self.callback_payload(task)
+        await self._post_callback(task.id, task.callback_url, self.callback_payload(task))
+
+    async def _post_callback(self, task_id: str, url: str, payload: dict[str, Any]) -> None:
         headers = {"Content-Type": "application/json"}
         if self.callback_key:
             timestamp = str(int(self.clock.now()))
             headers["X-Webhook-Timestamp"] = timestamp
-            headers["X-Webhook-Signature"] = self.sign(task.id, timestamp)
-        record = CallbackRecord(task.id, task.callback_url, payload, headers)
+            headers["X-Webhook-Signature"] = self.sign(task_id, timestamp)
+        record = CallbackRecord(task_id, url, payload, headers)
         self.callbacks.append(record)
         client = self._callback_http or httpx.AsyncClient(timeout=5.0)
         try:
-            response = await client.post(task.callback_url, content=json.dumps(payload), headers=headers)
+            response = await client.post(url, content=json.dumps(payload), headers=headers)
             record.status = response.status_code
         except httpx.HTTPError as exc:
             record.error = type(exc).__name__
