@@ -10,14 +10,13 @@ people as `<@id>` only and the sender uses AllowedMentions.none(); `quote` makes
 from __future__ import annotations
 
 import re
-import sqlite3
-from dataclasses import dataclass
 from typing import Protocol
 
-import aiosqlite
-
 from bot.clock import Clock
-from storage.database import Database, insert_row
+from storage.audit import AuditEvent, AuditStore, record_in
+from storage.database import Connection, Database
+
+__all__ = ["AuditEvent", "AuditRecorder", "AuditService", "quote", "record_in"]
 
 _MENTION_LIKE = re.compile(r"@(everyone|here)|<(@[!&]?|#)(\d+)>", re.IGNORECASE)
 _ZWSP = "\u200b"
@@ -34,68 +33,12 @@ def quote(text: str, limit: int = 200) -> str:
     return flat
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    id: int
-    guild_id: int
-    kind: str
-    text: str
-    actor_id: int | None
-    target_id: int | None
-    job_id: int | None
-    created_at: float
-    posted_at: float | None
-    message_id: int | None
-    attempts: int
-    next_attempt_at: float | None
-    channel_id: int | None = None  # the server's audit channel (set by `pending`)
-
-
-def _event(row: sqlite3.Row) -> AuditEvent:
-    keys = row.keys()
-    return AuditEvent(
-        id=int(row["id"]),
-        guild_id=int(row["guild_id"]),
-        kind=row["kind"],
-        text=row["text"],
-        actor_id=row["actor_id"],
-        target_id=row["target_id"],
-        job_id=row["job_id"],
-        created_at=float(row["created_at"]),
-        posted_at=row["posted_at"],
-        message_id=row["message_id"],
-        attempts=int(row["attempts"]),
-        next_attempt_at=row["next_attempt_at"],
-        channel_id=row["channel_id"] if "channel_id" in keys else None,
-    )
-
-
 class AuditRecorder(Protocol):
     """Writes one audit row inside the caller's transaction (`record_in`); tests may pass their own."""
 
-    async def __call__(self, conn: aiosqlite.Connection, *, guild_id: int, kind: str, text: str,
+    async def __call__(self, conn: Connection, *, guild_id: int, kind: str, text: str,
                        actor_id: int | None = None, target_id: int | None = None, job_id: int | None = None,
                        now: float) -> int: ...
-
-
-async def record_in(
-    conn: aiosqlite.Connection,
-    *,
-    guild_id: int,
-    kind: str,
-    text: str,
-    actor_id: int | None = None,
-    target_id: int | None = None,
-    job_id: int | None = None,
-    now: float,
-) -> int:
-    """Add an event inside the caller's transaction; returns its id. It is due for posting at once."""
-    return await insert_row(
-        conn,
-        "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (guild_id, kind, actor_id, target_id, job_id, text, now, now),
-    )
 
 
 class AuditService:
@@ -104,6 +47,7 @@ class AuditService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
         self.clock = clock
+        self._store = AuditStore(db)
 
     async def record(
         self,
@@ -130,36 +74,16 @@ class AuditService:
 
     async def pending(self, now: float, limit: int = 20) -> list[AuditEvent]:
         """Unposted events that are due, for servers that have an audit channel, oldest first."""
-        rows = await self.db.fetchall(
-            # CROSS JOIN fixes the loop order: servers with a channel first, then their pending rows
-            # (index audit_pending_guild), so servers without a channel cost nothing.
-            "SELECT e.*, g.audit_channel_id AS channel_id FROM guild_settings AS g "
-            "CROSS JOIN audit_events AS e ON e.guild_id = g.guild_id "
-            "WHERE g.audit_channel_id IS NOT NULL AND e.posted_at IS NULL AND e.next_attempt_at <= ? "
-            "ORDER BY e.next_attempt_at, e.id LIMIT ?",
-            (now, limit),
-        )
-        return [_event(row) for row in rows]
+        return await self._store.pending(now, limit)
 
     async def mark_posted(self, event_id: int, message_id: int, now: float) -> bool:
         """Record the posted message; False if it was already marked (never post twice)."""
-        changed = await self.db.execute(
-            "UPDATE audit_events SET posted_at = ?, message_id = ?, next_attempt_at = NULL, attempts = attempts + 1 "
-            "WHERE id = ? AND posted_at IS NULL",
-            (now, message_id, event_id),
-        )
-        return changed > 0
+        return await self._store.mark_posted(event_id, message_id, now)
 
     async def mark_failed(self, event_id: int, now: float, retry_in: float) -> None:
         """Count a failed post and push the next try back by `retry_in` seconds."""
-        await self.db.execute(
-            "UPDATE audit_events SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ? AND posted_at IS NULL",
-            (now + retry_in, event_id),
-        )
+        await self._store.mark_failed(event_id, now, retry_in)
 
     async def recent(self, guild_id: int, limit: int = 20) -> list[AuditEvent]:
         """The server's latest events, newest first."""
-        rows = await self.db.fetchall(
-            "SELECT * FROM audit_events WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild_id, limit)
-        )
-        return [_event(row) for row in rows]
+        return await self._store.recent(guild_id, limit)

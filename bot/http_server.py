@@ -109,16 +109,12 @@ class _JobGauge:
         async with self._lock:
             if time.monotonic() - self._refreshed_at < JOB_GAUGE_MIN_REFRESH_SECONDS:
                 return
-            # A whole-table aggregate, but over a narrow row scan on the reader connection (never
-            # blocks the writer) and at most every few seconds; fine for millions of rows.
-            rows = await self._database.fetchall(
-                "SELECT status, family, COUNT(*) AS n FROM jobs GROUP BY status, family"
-            )
+            rows = await JobRepository(self._database).count_by_state()
             # Clear, then set, with no await in between: a series that dropped to nothing disappears
             # and a concurrent scrape never sees a half-filled gauge.
             metrics.JOBS_BY_STATE.clear()
-            for row in rows:
-                metrics.JOBS_BY_STATE.labels(state=row["status"], family=row["family"]).set(row["n"])
+            for status, family, jobs in rows:
+                metrics.JOBS_BY_STATE.labels(state=status, family=family).set(jobs)
             self._refreshed_at = time.monotonic()
 
 

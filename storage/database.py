@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 10_000
 
+Connection = aiosqlite.Connection
+"""What `Database.transaction()` yields: pass it to storage functions, never use it directly."""
+Row = sqlite3.Row
+"""A result row: `row["column"]` and `row[0]`; only storage modules read rows."""
+
 # True inside background work (the poller's tasks inherit it from the task that set it).
 _background: contextvars.ContextVar[bool] = contextvars.ContextVar("framecast_db_background", default=False)
 

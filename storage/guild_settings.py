@@ -9,22 +9,19 @@ in one transaction (without one, each write is its own transaction).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from storage.database import Database, change_rows, fetch_rows
+from storage.database import Connection, Database, Row, change_rows, fetch_rows
 
 # Columns of guild_settings a moderator may change (guild_id and updated_at are ours).
 SETTINGS_FIELDS = frozenset({"daily_credits", "max_concurrent", "paused", "audit_channel_id", "moderator_role_id"})
 
 
 async def query_all(
-    source: Database | aiosqlite.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-) -> list[sqlite3.Row]:
+    source: Database | Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> list[Row]:
     """Rows from the reader (a Database) or from inside a caller's transaction (a Connection)."""
     if isinstance(source, Database):
         return await source.fetchall(sql, params)
@@ -32,8 +29,8 @@ async def query_all(
 
 
 async def query_one(
-    source: Database | aiosqlite.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-) -> sqlite3.Row | None:
+    source: Database | Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+) -> Row | None:
     rows = await query_all(source, sql, params)
     return rows[0] if rows else None
 
@@ -86,22 +83,22 @@ class GuildSettingsStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def _write(self, conn: aiosqlite.Connection | None, sql: str, params: Sequence[Any]) -> int:
+    async def _write(self, conn: Connection | None, sql: str, params: Sequence[Any]) -> int:
         if conn is not None:
             return await change_rows(conn, sql, params)
         return await self.db.execute(sql, params)
 
-    def _src(self, conn: aiosqlite.Connection | None) -> Database | aiosqlite.Connection:
+    def _src(self, conn: Connection | None) -> Database | Connection:
         return self.db if conn is None else conn
 
     # --- guild_settings ---------------------------------------------------------------------
 
-    async def get(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> GuildSettings:
+    async def get(self, guild_id: int, *, conn: Connection | None = None) -> GuildSettings:
         row = await query_one(self._src(conn), "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         return settings_from(guild_id, row)
 
     async def update(
-        self, guild_id: int, fields: Mapping[str, Any], *, now: float, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, fields: Mapping[str, Any], *, now: float, conn: Connection | None = None
     ) -> None:
         """Set some settings columns (None resets a column to the bot-wide default)."""
         unknown = set(fields) - SETTINGS_FIELDS
@@ -125,13 +122,13 @@ class GuildSettingsStore:
 
     # --- costs ------------------------------------------------------------------------------
 
-    async def costs(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> dict[str, int]:
+    async def costs(self, guild_id: int, *, conn: Connection | None = None) -> dict[str, int]:
         rows = await query_all(
             self._src(conn), "SELECT cost_key, cost FROM guild_costs WHERE guild_id = ?", (guild_id,)
         )
         return {row["cost_key"]: int(row["cost"]) for row in rows}
 
-    async def set_cost(self, guild_id: int, cost_key: str, cost: int, *, conn: aiosqlite.Connection | None = None) -> None:
+    async def set_cost(self, guild_id: int, cost_key: str, cost: int, *, conn: Connection | None = None) -> None:
         if cost < 0:
             raise ValueError("a cost cannot be negative")
         await self._write(
@@ -141,21 +138,21 @@ class GuildSettingsStore:
             (guild_id, cost_key, cost),
         )
 
-    async def clear_cost(self, guild_id: int, cost_key: str, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def clear_cost(self, guild_id: int, cost_key: str, *, conn: Connection | None = None) -> bool:
         return await self._write(
             conn, "DELETE FROM guild_costs WHERE guild_id = ? AND cost_key = ?", (guild_id, cost_key)
         ) > 0
 
     # --- role budgets and member overrides --------------------------------------------------
 
-    async def role_budgets(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> dict[int, Limit]:
+    async def role_budgets(self, guild_id: int, *, conn: Connection | None = None) -> dict[int, Limit]:
         rows = await query_all(
             self._src(conn), "SELECT role_id, credits FROM guild_role_budgets WHERE guild_id = ?", (guild_id,)
         )
         return {int(row["role_id"]): Limit(row["credits"]) for row in rows}
 
     async def role_limits_for(
-        self, guild_id: int, role_ids: Iterable[int], *, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, role_ids: Iterable[int], *, conn: Connection | None = None
     ) -> list[Limit]:
         """The budgets configured for any of these roles (empty: none of them has one)."""
         role_json = id_list(role_ids)
@@ -170,7 +167,7 @@ class GuildSettingsStore:
         return [Limit(row["credits"]) for row in rows]
 
     async def set_role_budget(
-        self, guild_id: int, role_id: int, credits: int | None, *, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, role_id: int, credits: int | None, *, conn: Connection | None = None
     ) -> None:
         if credits is not None and credits < 0:
             raise ValueError("a budget cannot be negative")
@@ -181,13 +178,13 @@ class GuildSettingsStore:
             (guild_id, role_id, credits),
         )
 
-    async def remove_role_budget(self, guild_id: int, role_id: int, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def remove_role_budget(self, guild_id: int, role_id: int, *, conn: Connection | None = None) -> bool:
         return await self._write(
             conn, "DELETE FROM guild_role_budgets WHERE guild_id = ? AND role_id = ?", (guild_id, role_id)
         ) > 0
 
     async def member_override(
-        self, guild_id: int, user_id: int, *, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, user_id: int, *, conn: Connection | None = None
     ) -> Limit | None:
         row = await query_one(
             self._src(conn),
@@ -196,14 +193,14 @@ class GuildSettingsStore:
         )
         return None if row is None else Limit(row["credits"])
 
-    async def member_overrides(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> dict[int, Limit]:
+    async def member_overrides(self, guild_id: int, *, conn: Connection | None = None) -> dict[int, Limit]:
         rows = await query_all(
             self._src(conn), "SELECT user_id, credits FROM guild_member_overrides WHERE guild_id = ?", (guild_id,)
         )
         return {int(row["user_id"]): Limit(row["credits"]) for row in rows}
 
     async def set_member_override(
-        self, guild_id: int, user_id: int, credits: int | None, *, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, user_id: int, credits: int | None, *, conn: Connection | None = None
     ) -> None:
         if credits is not None and credits < 0:
             raise ValueError("a budget cannot be negative")
@@ -215,7 +212,7 @@ class GuildSettingsStore:
         )
 
     async def remove_member_override(
-        self, guild_id: int, user_id: int, *, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, user_id: int, *, conn: Connection | None = None
     ) -> bool:
         return await self._write(
             conn, "DELETE FROM guild_member_overrides WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
@@ -223,7 +220,7 @@ class GuildSettingsStore:
 
     # --- prompt rules -----------------------------------------------------------------------
 
-    async def prompt_rules(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> list[PromptRule]:
+    async def prompt_rules(self, guild_id: int, *, conn: Connection | None = None) -> list[PromptRule]:
         rows = await query_all(
             self._src(conn), "SELECT * FROM guild_prompt_rules WHERE guild_id = ? ORDER BY id", (guild_id,)
         )
@@ -237,7 +234,7 @@ class GuildSettingsStore:
         *,
         created_by: int | None,
         now: float,
-        conn: aiosqlite.Connection | None = None,
+        conn: Connection | None = None,
     ) -> PromptRule:
         """Store a rule (validate it first: see bot.moderation.rules); an identical rule is returned as is."""
         sql_insert = (
@@ -256,14 +253,14 @@ class GuildSettingsStore:
         assert row is not None  # inserted or already there, in this transaction
         return rule_from(row)
 
-    async def remove_prompt_rule(self, guild_id: int, rule_id: int, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def remove_prompt_rule(self, guild_id: int, rule_id: int, *, conn: Connection | None = None) -> bool:
         return await self._write(
             conn, "DELETE FROM guild_prompt_rules WHERE guild_id = ? AND id = ?", (guild_id, rule_id)
         ) > 0
 
     # --- channel allowlist ------------------------------------------------------------------
 
-    async def allowed_channels(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> list[int]:
+    async def allowed_channels(self, guild_id: int, *, conn: Connection | None = None) -> list[int]:
         rows = await query_all(
             self._src(conn),
             "SELECT channel_id FROM guild_channel_allowlist WHERE guild_id = ? ORDER BY channel_id",
@@ -271,27 +268,27 @@ class GuildSettingsStore:
         )
         return [int(row["channel_id"]) for row in rows]
 
-    async def allow_channel(self, guild_id: int, channel_id: int, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def allow_channel(self, guild_id: int, channel_id: int, *, conn: Connection | None = None) -> bool:
         return await self._write(
             conn,
             "INSERT INTO guild_channel_allowlist (guild_id, channel_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             (guild_id, channel_id),
         ) > 0
 
-    async def disallow_channel(self, guild_id: int, channel_id: int, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def disallow_channel(self, guild_id: int, channel_id: int, *, conn: Connection | None = None) -> bool:
         return await self._write(
             conn, "DELETE FROM guild_channel_allowlist WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
         ) > 0
 
     # --- family toggles ---------------------------------------------------------------------
 
-    async def family_toggles(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> dict[str, bool]:
+    async def family_toggles(self, guild_id: int, *, conn: Connection | None = None) -> dict[str, bool]:
         rows = await query_all(
             self._src(conn), "SELECT family, enabled FROM guild_family_toggles WHERE guild_id = ?", (guild_id,)
         )
         return {row["family"]: bool(row["enabled"]) for row in rows}
 
-    async def is_family_enabled(self, guild_id: int, family: str, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def is_family_enabled(self, guild_id: int, family: str, *, conn: Connection | None = None) -> bool:
         """Families are on unless a moderator turned them off."""
         row = await query_one(
             self._src(conn),
@@ -301,7 +298,7 @@ class GuildSettingsStore:
         return True if row is None else bool(row["enabled"])
 
     async def set_family_enabled(
-        self, guild_id: int, family: str, enabled: bool, *, conn: aiosqlite.Connection | None = None
+        self, guild_id: int, family: str, enabled: bool, *, conn: Connection | None = None
     ) -> None:
         await self._write(
             conn,
@@ -320,7 +317,7 @@ class GuildSettingsStore:
         reason: str | None,
         banned_by: int | None,
         now: float,
-        conn: aiosqlite.Connection | None = None,
+        conn: Connection | None = None,
     ) -> None:
         """Ban a member from making videos (banning again updates the reason)."""
         await self._write(
@@ -331,25 +328,25 @@ class GuildSettingsStore:
             (guild_id, user_id, reason, banned_by, now),
         )
 
-    async def unban(self, guild_id: int, user_id: int, *, conn: aiosqlite.Connection | None = None) -> bool:
+    async def unban(self, guild_id: int, user_id: int, *, conn: Connection | None = None) -> bool:
         return await self._write(
             conn, "DELETE FROM guild_bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
         ) > 0
 
-    async def get_ban(self, guild_id: int, user_id: int, *, conn: aiosqlite.Connection | None = None) -> Ban | None:
+    async def get_ban(self, guild_id: int, user_id: int, *, conn: Connection | None = None) -> Ban | None:
         row = await query_one(
             self._src(conn), "SELECT * FROM guild_bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
         )
         return None if row is None else ban_from(row)
 
-    async def bans(self, guild_id: int, *, conn: aiosqlite.Connection | None = None) -> list[Ban]:
+    async def bans(self, guild_id: int, *, conn: Connection | None = None) -> list[Ban]:
         rows = await query_all(
             self._src(conn), "SELECT * FROM guild_bans WHERE guild_id = ? ORDER BY created_at", (guild_id,)
         )
         return [ban_from(row) for row in rows]
 
 
-def settings_from(guild_id: int, row: Mapping[str, Any] | sqlite3.Row | None) -> GuildSettings:
+def settings_from(guild_id: int, row: Mapping[str, Any] | Row | None) -> GuildSettings:
     """A `guild_settings` row (or the same fields as a mapping); None = the defaults."""
     if row is None:
         return GuildSettings(guild_id=guild_id)
@@ -364,7 +361,7 @@ def settings_from(guild_id: int, row: Mapping[str, Any] | sqlite3.Row | None) ->
     )
 
 
-def rule_from(row: Mapping[str, Any] | sqlite3.Row) -> PromptRule:
+def rule_from(row: Mapping[str, Any] | Row) -> PromptRule:
     return PromptRule(
         id=int(row["id"]),
         guild_id=int(row["guild_id"]),
@@ -375,7 +372,7 @@ def rule_from(row: Mapping[str, Any] | sqlite3.Row) -> PromptRule:
     )
 
 
-def ban_from(row: Mapping[str, Any] | sqlite3.Row) -> Ban:
+def ban_from(row: Mapping[str, Any] | Row) -> Ban:
     return Ban(
         guild_id=int(row["guild_id"]),
         user_id=int(row["user_id"]),

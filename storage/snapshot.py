@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
-from storage.database import Database, fetch_row
+from storage.database import Connection, Database, fetch_row
 from storage.guild_settings import (
     Ban, GuildSettings, Limit, PromptRule, ban_from, id_list, rule_from, settings_from,
 )
@@ -66,7 +64,7 @@ def _json(value: Any, empty: Any) -> Any:
     return empty if value is None else json.loads(value)
 
 
-async def read_snapshot(source: Database | aiosqlite.Connection, guild_id: int, user_id: int,
+async def read_snapshot(source: Database | Connection, guild_id: int, user_id: int,
                         role_ids: Sequence[int] = ()) -> MemberSnapshot:
     """The snapshot from the reader (a Database) or inside a caller's transaction (a Connection)."""
     params = {"guild": guild_id, "user": user_id, "roles": id_list(role_ids)}

@@ -6,7 +6,6 @@ caller can mutate state behind the repository's back.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -93,7 +92,8 @@ class JobRecord:
     progress: float | None = None  # the vendor's last progress reading while running (0..1)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> "JobRecord":
+    def from_row(cls, row: Any) -> "JobRecord":
+        """A `jobs` row from storage (any row type that reads columns by name)."""
         data = {name: row[name] for name in _FIELD_NAMES}
         data["family"] = Family(data["family"])
         data["provider"] = ProviderName(data["provider"])

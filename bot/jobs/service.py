@@ -148,10 +148,8 @@ class JobService:
     async def attach_destination(self, job_id: int, *, channel_id: int, thread_id: int | None,
                                  summary_message_id: int | None) -> None:
         """Where the result goes (the job's thread); written whatever the job's state or lease."""
-        await self.db.execute(
-            "UPDATE jobs SET channel_id = ?, thread_id = ?, summary_message_id = ? WHERE id = ?",
-            (channel_id, thread_id, summary_message_id, job_id),
-        )
+        await self.repository.attach_destination(job_id, channel_id=channel_id, thread_id=thread_id,
+                                                 summary_message_id=summary_message_id)
 
     async def queue_position(self, job: JobRecord) -> int:
         """1 = next to be submitted for its vendor; 0 = not waiting in the queue."""

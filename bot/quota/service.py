@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot import audit
 from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
@@ -24,11 +22,11 @@ from bot.quota import ledger
 from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
 from bot.settings import Settings
 from bot.validation import JobSpec
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.guild_settings import GuildSettingsStore
 from storage.snapshot import MemberSnapshot, read_snapshot
 
-Source = Database | aiosqlite.Connection
+Source = Database | Connection
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ class QuotaService:
 
     async def reserve_in(
         self,
-        conn: aiosqlite.Connection,
+        conn: Connection,
         *,
         guild_id: int,
         user_id: int,
@@ -195,7 +193,7 @@ class QuotaService:
             return f"{head}; {state.held} are held by videos in progress and come back if they fail."
         return f"{head}."
 
-    async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float) -> None:
+    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float) -> None:
         """Charge (video delivered-ready) or release (failed, timed out, refused, cancelled) the job's hold.
 
         Idempotent: a job with no hold or already settled is left alone.

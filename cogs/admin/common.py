@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
 import discord
 from discord import app_commands
 
 from bot import audit
 from bot.catalog import COST_KEYS, Family
 from bot.validation import InputError
+from storage.database import Connection
 
 if TYPE_CHECKING:
     from bot.discord_bot import FramecastBot
@@ -28,7 +28,7 @@ MESSAGE_LIMIT = 1900  # under Discord's 2000, leaving room for a "... and N more
 JOBS_SHOWN = 10
 LEDGER_SHOWN = 8
 
-Write = Callable[[aiosqlite.Connection, float], Awaitable[Any]]
+Write = Callable[[Connection, float], Awaitable[Any]]
 Credits = app_commands.Range[int, 0, MAX_CREDITS]
 
 COST_CHOICES = [app_commands.Choice(name=key, value=key) for key in COST_KEYS]
@@ -156,7 +156,7 @@ class AdminBase:
     ) -> None:
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.update(guild_id, fields, now=now, conn=conn)
 
         await self._change(interaction, kind="settings", text=f"{said}.", write=write)

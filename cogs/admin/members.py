@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import aiosqlite
 import discord
 from discord import app_commands
 
@@ -17,6 +16,7 @@ from cogs.admin.common import (
 )
 from cogs.jobs import list_line
 from cogs.quota import balance_lines, member_role_ids
+from storage.database import Connection
 
 budget, credits = AdminBase.budget, AdminBase.credits
 
@@ -37,7 +37,7 @@ class MemberCommands(AdminBase):
         if role.is_default():  # never in a member's role list, so its budget would never apply
             raise InputError("role", "for everyone, use `/framecast settings set daily_credits`.")
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.set_role_budget(guild_id, role.id, value, conn=conn)
 
         said = f"set the budget of <@&{role.id}> to {_credits(value)}"
@@ -50,7 +50,7 @@ class MemberCommands(AdminBase):
         if role.id not in await self.store.role_budgets(guild_id):
             raise Refusal("not_found", f"<@&{role.id}> has no budget here.")
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.remove_role_budget(guild_id, role.id, conn=conn)
 
         await self._change(interaction, kind="budget", text=f"removed the budget of <@&{role.id}>.", write=write)
@@ -65,7 +65,7 @@ class MemberCommands(AdminBase):
         value = _budget_value("credits", credits, unlimited)
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.set_member_override(guild_id, member.id, value, conn=conn)
 
         await self._change(interaction, kind="budget", target_id=member.id, write=write,
@@ -78,7 +78,7 @@ class MemberCommands(AdminBase):
         if await self.store.member_override(guild_id, member.id) is None:
             raise Refusal("not_found", f"<@{member.id}> has no budget of their own here.")
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.remove_member_override(guild_id, member.id, conn=conn)
 
         await self._change(interaction, kind="budget", target_id=member.id, write=write,

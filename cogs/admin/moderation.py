@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-import aiosqlite
 import discord
 from discord import app_commands
 
@@ -14,6 +13,7 @@ from bot.moderation.rules import InvalidRule
 from bot.validation import InputError
 from cogs.admin.common import AdminBase, TextChannel, _clip, _code, _guild, _reply
 from cogs.jobs import is_moderator
+from storage.database import Connection
 
 channels, rules = AdminBase.channels, AdminBase.rules
 
@@ -74,7 +74,7 @@ class ModerationCommands(AdminBase):
     async def channels_allow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.allow_channel(guild_id, channel.id, conn=conn)
 
         await self._change(interaction, kind="channels", text=f"allowed video commands in <#{channel.id}>.",
@@ -88,7 +88,7 @@ class ModerationCommands(AdminBase):
         if channel.id not in await self.store.allowed_channels(guild_id):
             raise Refusal("not_found", f"<#{channel.id}> is not on the allowed list.")
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.disallow_channel(guild_id, channel.id, conn=conn)
 
         await self._change(interaction, kind="channels", text=f"disallowed video commands in <#{channel.id}>.",

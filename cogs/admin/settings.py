@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-import aiosqlite
 import discord
 from discord import app_commands
 
@@ -14,6 +13,7 @@ from cogs.admin.common import (
     COST_CHOICES, FAMILY_CHOICES, MAX_CONCURRENT, AdminBase, Credits, TextChannel, _clip, _cost_key, _credits, _guild,
     _reply,
 )
+from storage.database import Connection
 
 audit_log, cost, family, settings = AdminBase.audit_log, AdminBase.cost, AdminBase.family, AdminBase.settings
 
@@ -115,7 +115,7 @@ class SettingsCommands(AdminBase):
         key = _cost_key(model)
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.set_cost(guild_id, key, credits, conn=conn)
 
         await self._change(interaction, kind="cost", text=f"set the cost of {key} to {_credits(credits)}.",
@@ -128,7 +128,7 @@ class SettingsCommands(AdminBase):
         key = _cost_key(model)
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.clear_cost(guild_id, key, conn=conn)
 
         await self._change(interaction, kind="cost", text=f"reset the cost of {key} to the default.", write=write)
@@ -164,7 +164,7 @@ class SettingsCommands(AdminBase):
             raise InputError("family", "pick one of " + ", ".join(f.value for f in Family) + ".") from None
         guild_id = _guild(interaction)
 
-        async def write(conn: aiosqlite.Connection, now: float) -> None:
+        async def write(conn: Connection, now: float) -> None:
             await self.store.set_family_enabled(guild_id, name, enabled, conn=conn)
 
         state = "on" if enabled else "off"

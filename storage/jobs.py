@@ -1,0 +1,286 @@
+"""Every SQL statement on the `jobs` table.
+
+Writes that change a job's state are conditioned on the caller's lease *and* the status the caller
+saw (`WHERE id=? AND lease_owner=? AND status IN (...)`), so a process whose lease was taken over,
+or a job that moved on (cancelled, reconciled by a callback), can never be overwritten by a stale
+worker. Due work is found through the partial `jobs_due` index only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bot.catalog import ProviderName
+from bot.jobs.models import IN_FLIGHT_STATUSES, JOB_COLUMNS, JobRecord, JobStatus
+from bot.validation import JobSpec
+from storage.database import Connection, Database, change_rows, fetch_row, fetch_rows, insert_row
+
+# Columns a state change may set; anything else is a programming error, caught before SQL is built.
+_UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}
+
+
+def _statuses(expected: JobStatus | Iterable[JobStatus]) -> tuple[str, ...]:
+    if isinstance(expected, JobStatus):
+        return (expected.value,)
+    return tuple(JobStatus(s).value for s in expected)
+
+
+def _set_clause(values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    unknown = set(values) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"not updatable job columns: {sorted(unknown)}")
+    names = sorted(values)
+    return ", ".join(f"{name} = ?" for name in names), [values[name] for name in names]
+
+
+class JobRepository:
+    """SQL on `jobs`; reads use the reader connection, writes go through the caller's transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- creation ------------------------------------------------------------------------------
+    async def insert_in(
+        self,
+        conn: Connection,
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        spec: JobSpec,
+        cost: int,
+        now: float,
+        deadline_at: float,
+        thread_id: int | None = None,
+    ) -> int:
+        """Insert a queued job, due now, inside the caller's transaction; returns its id."""
+        attachment_ids = [i.attachment_id for i in spec.images if i.attachment_id is not None]
+        return await insert_row(
+            conn,
+            "INSERT INTO jobs (guild_id, channel_id, thread_id, user_id, family, model_key, provider, mode, prompt,"
+            " request_json, attachment_ids, cost, status, created_at, deadline_at, next_due_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (
+                guild_id, channel_id, thread_id, user_id, spec.family.value, spec.model_key, spec.provider.value,
+                spec.mode.value, spec.prompt, spec.model_dump_json(), json.dumps(attachment_ids), cost,
+                now, deadline_at, now,
+            ),
+        )
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def get(self, job_id: int) -> JobRecord | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.from_row(row) if row else None
+
+    async def get_in(self, conn: Connection, job_id: int) -> JobRecord | None:
+        """Read a job inside a write transaction (sees the transaction's own changes)."""
+        row = await fetch_row(conn, "SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return JobRecord.from_row(row) if row else None
+
+    async def get_for_guild(self, guild_id: int, job_id: int) -> JobRecord | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ? AND guild_id = ?", (job_id, guild_id))
+        return JobRecord.from_row(row) if row else None
+
+    async def list_for_member(self, guild_id: int, user_id: int, limit: int) -> list[JobRecord]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE guild_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, limit),
+        )
+        return [JobRecord.from_row(r) for r in rows]
+
+    async def queue_position(self, job: JobRecord) -> int:
+        """1-based place among queued jobs of the same provider (jobs_queue index)."""
+        ahead = await self.db.fetchval(
+            "SELECT COUNT(*) FROM jobs WHERE provider = ? AND status = 'queued' AND id < ?",
+            (job.provider.value, job.id),
+        )
+        return int(ahead or 0) + 1
+
+    async def queue_depths(self) -> dict[str, int]:
+        rows = await self.db.fetchall(
+            "SELECT provider, COUNT(*) AS n FROM jobs WHERE status = 'queued' GROUP BY provider"
+        )
+        return {row["provider"]: int(row["n"]) for row in rows}
+
+    async def count_in_flight_in(self, conn: Connection, provider: ProviderName) -> int:
+        """Jobs holding a vendor slot, read inside the writer's transaction so two processes agree."""
+        marks = ",".join("?" for _ in IN_FLIGHT_STATUSES)
+        row = await fetch_row(conn, f"SELECT COUNT(*) FROM jobs WHERE provider = ? AND status IN ({marks})",
+                              (provider.value, *sorted(s.value for s in IN_FLIGHT_STATUSES)))
+        return int(row[0]) if row else 0
+
+    async def recent_submits_in(
+        self, conn: Connection, provider: ProviderName, since: float
+    ) -> tuple[int, float | None]:
+        """Submits to `provider` after `since` and the oldest of them, read inside the writer's
+        transaction so every process shares one rate window (the vendor counts per account)."""
+        row = await fetch_row(conn, "SELECT COUNT(*), MIN(submitted_at) FROM jobs WHERE provider = ? AND submitted_at > ?",
+                              (provider.value, since))
+        if not row:
+            return 0, None
+        return int(row[0]), (float(row[1]) if row[1] is not None else None)
+
+    async def earliest_due(self) -> float | None:
+        value = await self.db.fetchval("SELECT MIN(next_due_at) FROM jobs WHERE next_due_at IS NOT NULL")
+        return float(value) if value is not None else None
+
+    async def recent_durations(self, model_key: str, mode: str, limit: int) -> list[float]:
+        """Submit-to-done seconds of the latest successful jobs of one kind (jobs_history index)."""
+        rows = await self.db.fetchall(
+            "SELECT vendor_done_at - submitted_at AS took FROM jobs"
+            " WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
+            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL"
+            " ORDER BY finished_at DESC LIMIT ?",
+            (model_key, mode, limit),
+        )
+        return [float(r["took"]) for r in rows if r["took"] is not None and r["took"] >= 0]
+
+    async def recent_kind_costs(self, model_key: str, mode: str, limit: int) -> tuple[int, float, float]:
+        """(jobs, mean status requests, share that reported progress) over the kind's latest `limit`
+        successes: what its jobs really cost when something other than the plan paced them."""
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS jobs, AVG(poll_count) AS requests, AVG(progress IS NOT NULL) AS progress FROM ("
+            " SELECT poll_count, progress FROM jobs WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
+            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)",
+            (model_key, mode, limit),
+        )
+        if row is None or not row["jobs"]:
+            return 0, 0.0, 0.0
+        return int(row["jobs"]), float(row["requests"]), float(row["progress"])
+
+    async def recent_mix(self, limit: int) -> dict[tuple[str, str], int]:
+        """How many of the latest `limit` submitted jobs were of each (model_key, mode): the mix the
+        request budget is shared over (newest ids first, through the primary key)."""
+        rows = await self.db.fetchall(
+            "SELECT model_key, mode, COUNT(*) AS jobs FROM ("
+            " SELECT model_key, mode FROM jobs WHERE submitted_at IS NOT NULL ORDER BY id DESC LIMIT ?)"
+            " GROUP BY model_key, mode",
+            (limit,),
+        )
+        return {(str(r["model_key"]), str(r["mode"])): int(r["jobs"]) for r in rows}
+
+    async def recent_vendor_failures(self, provider: ProviderName, limit: int) -> tuple[list[float], int]:
+        """(submit-to-done seconds of the failures, number of jobs) among the vendor's latest `limit`
+        finished jobs.
+
+        Only jobs whose end the vendor itself reported (vendor_done_at): timeouts, lost submits and
+        cancellations say nothing about when the vendor fails a job (jobs_vendor_outcomes index).
+        """
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) AS finished, json_group_array(vendor_done_at - submitted_at)"
+            " FILTER (WHERE status = 'failed') AS failures FROM ("
+            "  SELECT status, vendor_done_at, submitted_at FROM jobs"
+            "  WHERE provider = ? AND vendor_done_at IS NOT NULL"
+            "  AND status IN ('succeeded', 'failed') AND submitted_at IS NOT NULL"
+            "  ORDER BY finished_at DESC LIMIT ?)",
+            (provider.value, limit),
+        )
+        if row is None:
+            return [], 0
+        failures = [float(t) for t in json.loads(row["failures"] or "[]") if t is not None and t >= 0]
+        return failures, int(row["finished"])
+
+    # --- leases ----------------------------------------------------------------------------------
+    async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
+        """Lease up to `limit` due jobs in one statement; the only way work is picked up."""
+        async with self.db.transaction() as conn:
+            rows = await fetch_rows(
+                conn,
+                "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ("
+                " SELECT id FROM jobs WHERE next_due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
+                " ORDER BY next_due_at LIMIT ?) RETURNING *",
+                (owner, now + lease_seconds, now, now, limit),
+            )
+        jobs = [JobRecord.from_row(r) for r in rows]
+        jobs.sort(key=lambda j: (j.next_due_at or 0.0, j.id))
+        return jobs
+
+    async def update_leased_in(
+        self,
+        conn: Connection,
+        job_id: int,
+        owner: str,
+        expected: JobStatus | Iterable[JobStatus],
+        values: Mapping[str, Any],
+    ) -> bool:
+        """Change a job we hold the lease on, if it is still in a status we expect."""
+        clause, params = _set_clause(values)
+        statuses = _statuses(expected)
+        marks = ",".join("?" for _ in statuses)
+        changed = await change_rows(
+            conn, f"UPDATE jobs SET {clause} WHERE id = ? AND lease_owner = ? AND status IN ({marks})",
+            (*params, job_id, owner, *statuses),
+        )
+        return changed == 1
+
+    async def update_leased(
+        self, job_id: int, owner: str, expected: JobStatus | Iterable[JobStatus], values: Mapping[str, Any]
+    ) -> bool:
+        async with self.db.transaction() as conn:
+            return await self.update_leased_in(conn, job_id, owner, expected, values)
+
+    async def update_unleased_in(
+        self,
+        conn: Connection,
+        job_id: int,
+        expected: JobStatus | Iterable[JobStatus],
+        values: Mapping[str, Any],
+    ) -> bool:
+        """Change a job whatever its lease, conditioned on status only.
+
+        For facts that are true no matter who holds the job: a vendor task id learned from a late
+        submit response or a callback, a moderator's cancel. The status condition keeps it safe.
+        """
+        clause, params = _set_clause(values)
+        statuses = _statuses(expected)
+        marks = ",".join("?" for _ in statuses)
+        changed = await change_rows(
+            conn, f"UPDATE jobs SET {clause} WHERE id = ? AND status IN ({marks})", (*params, job_id, *statuses),
+        )
+        return changed == 1
+
+    async def release_lease(self, job_id: int, owner: str) -> None:
+        """Give a job back without changing it (e.g. after an unexpected error)."""
+        await self.db.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+            (job_id, owner),
+        )
+
+    async def make_running_due_now(self, provider: ProviderName, now: float) -> int:
+        """Look at every running job of a vendor now (its callbacks may have been lost while we were down)."""
+        return await self.db.execute(
+            "UPDATE jobs SET next_due_at = ? WHERE provider = ? AND status = 'running'"
+            " AND (next_due_at IS NULL OR next_due_at > ?)",
+            (now, provider.value, now),
+        )
+
+    async def make_due_now(self, job_id: int, now: float, statuses: Iterable[JobStatus]) -> bool:
+        """Bring a job's next look forward (a callback said something happened)."""
+        marks_statuses = _statuses(statuses)
+        marks = ",".join("?" for _ in marks_statuses)
+        changed = await self.db.execute(
+            f"UPDATE jobs SET next_due_at = ? WHERE id = ? AND status IN ({marks})"
+            " AND (next_due_at IS NULL OR next_due_at > ?)",
+            (now, job_id, *marks_statuses, now),
+        )
+        return changed == 1
+
+    # --- destination and gauges ------------------------------------------------------------------
+    async def attach_destination(self, job_id: int, *, channel_id: int, thread_id: int | None,
+                                 summary_message_id: int | None) -> None:
+        """Where the result goes (the job's thread); written whatever the job's state or lease."""
+        await self.db.execute(
+            "UPDATE jobs SET channel_id = ?, thread_id = ?, summary_message_id = ? WHERE id = ?",
+            (channel_id, thread_id, summary_message_id, job_id),
+        )
+
+    async def count_by_state(self) -> list[tuple[str, str, int]]:
+        """(status, family, jobs) over the whole table, for the JOBS_BY_STATE gauge.
+
+        A whole-table aggregate, but over a narrow row scan on the reader connection (never blocks
+        the writer); the caller asks at most every few seconds.
+        """
+        rows = await self.db.fetchall("SELECT status, family, COUNT(*) AS n FROM jobs GROUP BY status, family")
+        return [(str(r["status"]), str(r["family"]), int(r["n"])) for r in rows]
