@@ -26,7 +26,7 @@ from cogs.errors import FramecastTree
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin")
+EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.actions", "cogs.quota", "cogs.admin")
 
 ServicesFactory = Callable[[Settings, DiscordPublisher, Clock], Awaitable[Services]]
 
@@ -110,13 +110,22 @@ class FramecastBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.publisher = DiscordPublisher(self)
         self._services = await self._services_factory(self.settings, self.publisher, self.clock)
+        self._register_persistent_items()
         await self._load_extensions()
         await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
         self.services.poller.start()
+        if self.services.cards is not None:
+            self.services.cards.start()
         if self.settings.http_listen:
             await self._start_http_server()
         self.setup_complete = True
+
+    def _register_persistent_items(self) -> None:
+        """Every button the bot ever posted works after a restart: its custom id says what to do."""
+        from bot.publishing.components import JobButton
+
+        self.add_dynamic_items(JobButton)
 
     async def _load_extensions(self) -> None:
         for name in self.extensions_to_load:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
+from bot.jobs.cards import CardKeeper
 from bot.publishing.base import Publisher
 from bot.jobs.poller import Poller
 from bot.jobs.repository import JobRepository
@@ -21,6 +22,7 @@ from bot.providers.base import ProviderClient
 from bot.providers.registry import build_providers, close_providers
 from bot.quota.service import QuotaService
 from bot.settings import Settings
+from storage.cards import CardStore
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 
@@ -39,11 +41,14 @@ class Services:
     audit: AuditService
     poller: Poller
     guild_settings: GuildSettingsStore
+    cards: CardKeeper | None = None
     owns_providers: bool = field(default=True)
 
     async def aclose(self) -> None:
-        """Stop the poller, release vendor connection pools (ours only) and close the database."""
+        """Stop the card keeper and the poller, release vendor pools (ours only), close the database."""
         try:
+            if self.cards is not None:
+                await self.cards.stop()
             await self.poller.stop()
         finally:
             try:
@@ -75,9 +80,12 @@ async def build_services(
                         publisher=publisher, audit_service=audit, repository=repository, instance_id=instance_id)
         jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
                           repository=repository, wake_poller=poller.wake)
+        cards = CardKeeper(store=CardStore(db), repository=repository, clock=clock, settings=settings,
+                           publisher=publisher)
     except BaseException:
         await db.close()
         raise
     log.info("services built: providers %s, poller %s", sorted(p.value for p in clients), poller.owner)
     return Services(settings=settings, db=db, clock=clock, providers=clients, jobs=jobs, quota=quota,
-                    policy=policy, audit=audit, poller=poller, guild_settings=store, owns_providers=owns_providers)
+                    policy=policy, audit=audit, poller=poller, guild_settings=store, cards=cards,
+                    owns_providers=owns_providers)

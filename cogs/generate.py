@@ -18,7 +18,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.attachments import AttachmentError, AttachmentProcessor
-from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, get_model, models_for
+from bot.catalog import Family, ImageRole, ProviderName, families_available, models_for
+from bot.i18n import _, translate
+from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
+from bot.publishing.components import button_view, card_embed
 from bot.publishing.render import thread_name
 from bot.providers.registry import image_host
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
@@ -97,7 +100,9 @@ def image_inputs(**attachments: discord.Attachment | None) -> dict[ImageRole, Im
 
 def requester_from(interaction: discord.Interaction) -> "Requester":
     """Who asked and where, as plain ids for the services."""
-    from bot.jobs.service import Requester  # the service module imports the whole job stack
+    from bot.jobs.service import (
+        Requester,  # the service module imports the whole job stack
+    )
 
     user = interaction.user
     roles = tuple(getattr(user, "_roles", ()) or ())
@@ -108,6 +113,8 @@ def requester_from(interaction: discord.Interaction) -> "Requester":
         guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=user.id,
         role_ids=tuple(int(r) for r in roles), parent_channel_id=parent_id,
         display_name=getattr(user, "display_name", "") or user.name,
+        locale=str(interaction.locale) if interaction.locale else None,
+        guild_locale=str(interaction.guild_locale) if interaction.guild_locale else None,
     )
 
 
@@ -117,35 +124,6 @@ def quote(text: str) -> str:
     if len(safe) > SUMMARY_PROMPT_CHARS:
         safe = safe[:SUMMARY_PROMPT_CHARS].rstrip() + "…"
     return "\n".join(f"> {line}" if line else ">" for line in safe.splitlines() or [""])
-
-
-def describe_options(spec: JobSpec) -> str:
-    """`16:9 · 8s · enhance_prompt on` style summary of the chosen parameters."""
-    parts: list[str] = [f"mode: {spec.mode.value}"]
-    for name, value in spec.params.items():
-        if name == "multi_prompt":
-            parts.append(f"{len(value)} shots")
-        elif name == "negative_prompt":
-            parts.append("negative prompt")
-        elif isinstance(value, bool):
-            parts.append(f"{name}: {'on' if value else 'off'}")
-        elif name == "duration":
-            parts.append(f"{value}s")
-        else:
-            parts.append(f"{name}: {discord.utils.escape_mentions(str(value))}")
-    if spec.images:
-        parts.append(f"{len(spec.images)} image{'s' if len(spec.images) != 1 else ''}")
-    return " · ".join(parts)
-
-
-def summary_text(job: "JobRecord", spec: JobSpec, user_id: int) -> str:
-    model: ModelSpec = get_model(spec.model_key)
-    return (
-        f"**/{spec.family.value}** job **#{job.id}** · {model.label}\n"
-        f"{describe_options(spec)}\n"
-        f"{quote(spec.prompt)}\n"
-        f"Requested by <@{user_id}>"
-    )
 
 
 class GenerateCog(commands.Cog):
@@ -202,21 +180,25 @@ class GenerateCog(commands.Cog):
             self.cooldowns.forgive(interaction)  # a fixable mistake: let the member resend at once
             raise
         job = await jobs.create_job(requester, spec)
+        await self.announce(interaction, job)
+
+    async def announce(self, interaction: discord.Interaction, job: "JobRecord") -> None:
+        """Post the job's card (and thread) and tell the member, privately and briefly, where it is."""
         try:
-            summary, thread = await self._post_summary(interaction, job, spec, requester.channel_id)
-            position = await jobs.queue_position(job)
-            text = _accepted_text(job, summary, thread, position)
+            summary, thread = await self.post_card(job, interaction.channel, thread_allowed=True)
+            text = _accepted_text(job, summary, thread)
         except Exception:
             # The job exists and holds credits: the member must hear that it was accepted, not
             # "nothing was charged". Its row already names this channel, so results still arrive.
-            log.exception("job %s: accepted, but setting up its summary/thread failed", job.id)
-            text = _accepted_text(job, None, None, 0)
-        await interaction.edit_original_response(content=text)
+            log.exception("job %s: accepted, but setting up its card/thread failed", job.id)
+            text = _accepted_text(job, None, None)
+        await interaction.edit_original_response(content=translate(text, str(interaction.locale)),
+                                                 allowed_mentions=discord.AllowedMentions.none())
 
-    async def _post_summary(
-        self, interaction: discord.Interaction, job: "JobRecord", spec: JobSpec, channel_id: int
+    async def post_card(
+        self, job: "JobRecord", channel: Any, *, thread_allowed: bool
     ) -> tuple[discord.Message | None, discord.Thread | None]:
-        """The public summary with the bot token (the interaction token dies in 15 minutes), and a thread
+        """The public card with the bot token (the interaction token dies in 15 minutes), and a thread
         on it, both recorded on the job. Either may be impossible (no permission, command used in a
         thread): results then go to the channel or thread itself, so this never fails the job.
 
@@ -224,26 +206,28 @@ class GenerateCog(commands.Cog):
         id, so a bot killed between Discord making the thread and the row naming it still posts the
         result there. If the thread is refused, the record is taken back."""
         record = self.services.jobs.attach_destination
-        channel = interaction.channel
+        channel_id = job.channel_id
         target: Any = channel if isinstance(channel, discord.abc.Messageable) else None
-        if target is None and interaction.channel_id is not None:
-            target = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+        if target is None:
+            target = self.bot.get_partial_messageable(channel_id, guild_id=job.guild_id)
+        cards = self.services.cards
+        card, position = await cards.render_new(job)
         try:
-            summary = await target.send(
-                summary_text(job, spec, interaction.user.id), allowed_mentions=discord.AllowedMentions.none()
-            )
+            summary = await target.send(embed=card_embed(card), view=button_view(card.buttons),
+                                        allowed_mentions=discord.AllowedMentions.none())
         except (discord.Forbidden, discord.HTTPException) as exc:
-            log.warning("job %s: could not post the summary in channel %s: %s", job.id, interaction.channel_id, exc)
+            log.warning("job %s: could not post the card in channel %s: %s", job.id, channel_id, exc)
             return None, None
-        threaded = isinstance(channel, discord.TextChannel) and not isinstance(channel, discord.Thread)
-        await record(job.id, channel_id=channel_id, thread_id=summary.id if threaded else None,
+        await cards.record_posted(job, channel_id, summary.id, position)
+        threaded = thread_allowed and isinstance(channel, discord.TextChannel)
+        await record(job.id, channel_id=channel_id, thread_id=summary.id if threaded else job.thread_id,
                      summary_message_id=summary.id)
         if not threaded:
             return summary, None
         try:
-            thread = await summary.create_thread(name=thread_name(job.id, spec.family.value, spec.prompt))
+            thread = await summary.create_thread(name=thread_name(job.id, job.family.value, job.prompt))
         except (discord.Forbidden, discord.HTTPException) as exc:
-            log.info("job %s: no thread on the summary (%s); results go to the channel", job.id, exc)
+            log.info("job %s: no thread on the card (%s); results go to the channel", job.id, exc)
             await record(job.id, channel_id=channel_id, thread_id=None, summary_message_id=summary.id)
             return summary, None
         if thread.id != summary.id:  # not so on Discord today; the row follows Discord either way
@@ -379,19 +363,12 @@ class GenerateCog(commands.Cog):
         return kling
 
 
-def _accepted_text(
-    job: "JobRecord", summary: discord.Message | None, thread: discord.Thread | None, position: int
-) -> str:
-    if thread is not None:
-        where = f"follow it in <#{thread.id}>"
-    elif summary is not None:
-        where = f"the result will be posted here: {summary.jump_url}"
-    else:
-        where = "the result will be posted in this channel (or sent to you directly if I cannot post here)"
-    text = f"Job #{job.id} accepted, {where}."
-    if position > 0:
-        text += f" Position in the queue: {position}."
-    return text
+def _accepted_text(job: "JobRecord", summary: discord.Message | None, thread: discord.Thread | None) -> str:
+    """Short on purpose: the card says everything else, and keeps saying it."""
+    if summary is not None:
+        return _("Job #{id} accepted: [see its card]({link}).", id=job.id, link=summary.jump_url)
+    return _("Job #{id} accepted; the result will be posted in this channel (or sent to you directly if I "
+             "cannot post here).", id=job.id)
 
 
 def _image_hosts(services: Services) -> dict[ProviderName, Any]:

@@ -19,6 +19,8 @@ from storage.database import Connection, Database, change_rows, fetch_row, fetch
 
 # Columns a state change may set; anything else is a programming error, caught before SQL is built.
 _UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}
+# Set once, at creation (migration 0007): who asked in which language, and which click made the job.
+ORIGIN_COLUMNS = frozenset({"locale", "guild_locale", "parent_job_id", "follow_up", "request_key"})
 
 
 def _statuses(expected: JobStatus | Iterable[JobStatus]) -> tuple[str, ...]:
@@ -54,18 +56,27 @@ class JobRepository:
         now: float,
         deadline_at: float,
         thread_id: int | None = None,
+        origin: Mapping[str, Any] | None = None,
     ) -> int:
-        """Insert a queued job, due now, inside the caller's transaction; returns its id."""
+        """Insert a queued job, due now, inside the caller's transaction; returns its id.
+
+        `origin`: the requester's locale and, for a button's job, its parent and click (ORIGIN_COLUMNS);
+        a repeated `request_key` raises the driver's integrity error (one job per click)."""
         attachment_ids = [i.attachment_id for i in spec.images if i.attachment_id is not None]
+        extra = {k: v for k, v in (origin or {}).items() if v is not None}
+        if set(extra) - ORIGIN_COLUMNS:
+            raise ValueError(f"not origin columns: {sorted(set(extra) - ORIGIN_COLUMNS)}")
+        names = sorted(extra)
+        columns = "".join(", " + name for name in names)
         return await insert_row(
             conn,
             "INSERT INTO jobs (guild_id, channel_id, thread_id, user_id, family, model_key, provider, mode, prompt,"
-            " request_json, attachment_ids, cost, status, created_at, deadline_at, next_due_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            f" request_json, attachment_ids, cost, status, created_at, deadline_at, next_due_at{columns})"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?{', ?' * len(names)})",
             (
                 guild_id, channel_id, thread_id, user_id, spec.family.value, spec.model_key, spec.provider.value,
                 spec.mode.value, spec.prompt, spec.model_dump_json(), json.dumps(attachment_ids), cost,
-                now, deadline_at, now,
+                now, deadline_at, now, *(extra[name] for name in names),
             ),
         )
 

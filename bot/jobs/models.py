@@ -90,6 +90,12 @@ class JobRecord:
     result_message_id: int | None
     delivered_at: float | None
     progress: float | None = None  # the vendor's last progress reading while running (0..1)
+    locale: str | None = None  # the requester's Discord locale (public card and result language)
+    guild_locale: str | None = None  # the server's locale, the fallback
+    cancelled_by: int | None = None  # who cancelled it: the requester or a moderator
+    parent_job_id: int | None = None  # the job whose button made this one
+    follow_up: str | None = None  # which button: again, remix, extend, 1080p, 4k
+    request_key: str | None = None  # the click that asked for it (one job per click)
 
     @classmethod
     def from_row(cls, row: Any) -> "JobRecord":
@@ -114,6 +120,11 @@ class JobRecord:
     @property
     def is_active(self) -> bool:
         return self.status.is_active
+
+    @property
+    def reader_locale(self) -> str | None:
+        """The language public messages about this job are written in."""
+        return self.locale or self.guild_locale
 
     @property
     def destination_channel_id(self) -> int:

@@ -7,6 +7,7 @@ is called; the poller (woken here) does everything after that.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from bot.audit import AuditRecorder, quote, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.errors import Refusal
+from bot.i18n import _
 from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus, deadline_for
 from bot.jobs.repository import JobRepository
 from bot.providers.base import ProviderClient
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec, validate_request
+from storage.cards import CardStore
 from storage.database import Database
 from storage.snapshot import MemberSnapshot, read_snapshot
 
@@ -40,6 +43,17 @@ class Requester:
     role_ids: tuple[int, ...] = ()
     parent_channel_id: int | None = None  # a thread's parent, for the channel allowlist
     display_name: str = ""
+    locale: str | None = None  # the member's Discord locale: their job's public card and result use it
+    guild_locale: str | None = None  # the server's, when the member's is unknown
+
+
+@dataclass(frozen=True)
+class JobOrigin:
+    """Where a job came from beyond the member: the job whose button made it, and the click."""
+
+    parent_job_id: int | None = None
+    follow_up: str | None = None
+    request_key: str | None = None
 
 
 class JobService:
@@ -65,6 +79,7 @@ class JobService:
         self.repository = repository or JobRepository(db)
         self.record_audit: AuditRecorder = audit_recorder or record_in
         self.wake_poller = wake_poller
+        self.cards = CardStore(db)
 
     def available_providers(self) -> set[ProviderName]:
         return set(self.providers)
@@ -111,12 +126,31 @@ class JobService:
         except Exception:  # the member's answer matters more than the audit line
             log.exception("could not record a %s refusal for user %s", refusal.kind, requester.user_id)
 
-    async def create_job(self, requester: Requester, spec: JobSpec) -> JobRecord:
-        """Job row + credit hold + audit event in one transaction; raises Refusal and writes nothing."""
-        async with self._audited_refusals(requester, spec):
-            return await self._create_job(requester, spec)
+    async def create_job(self, requester: Requester, spec: JobSpec, *, request_key: str | None = None,
+                         parent_job_id: int | None = None, follow_up: str | None = None) -> JobRecord:
+        """Job row + credit hold + audit event in one transaction; raises Refusal and writes nothing.
 
-    async def _create_job(self, requester: Requester, spec: JobSpec) -> JobRecord:
+        `request_key` names the click that asked (a button's interaction): a second call with the
+        same key returns the first job instead of making (and paying the vendor for) another."""
+        origin = JobOrigin(parent_job_id=parent_job_id, follow_up=follow_up, request_key=request_key)
+        if request_key is not None:
+            existing = await self._job_for_key(request_key)
+            if existing is not None:
+                return existing
+        async with self._audited_refusals(requester, spec):
+            try:
+                return await self._create_job(requester, spec, origin)
+            except sqlite3.IntegrityError:
+                existing = await self._job_for_key(request_key) if request_key is not None else None
+                if existing is None:
+                    raise
+                return existing
+
+    async def _job_for_key(self, request_key: str) -> JobRecord | None:
+        job_id = await self.cards.job_id_for_key(request_key)
+        return await self.repository.get(job_id) if job_id is not None else None
+
+    async def _create_job(self, requester: Requester, spec: JobSpec, origin: JobOrigin) -> JobRecord:
         snapshot = await self._snapshot(requester)
         await self.policy.check(requester, spec, snapshot=snapshot)
         cost = await self.quota.cost_of(requester.guild_id, spec, snapshot=snapshot)
@@ -125,6 +159,9 @@ class JobService:
             job_id = await self.repository.insert_in(
                 conn, guild_id=requester.guild_id, channel_id=requester.channel_id, user_id=requester.user_id,
                 spec=spec, cost=cost, now=now, deadline_at=deadline_for(self.settings, spec.model_key, now),
+                origin={"locale": requester.locale, "guild_locale": requester.guild_locale,
+                        "parent_job_id": origin.parent_job_id, "follow_up": origin.follow_up,
+                        "request_key": origin.request_key},
             )
             await self.quota.reserve_in(
                 conn, guild_id=requester.guild_id, user_id=requester.user_id, role_ids=requester.role_ids,
@@ -165,22 +202,25 @@ class JobService:
         return await self.repository.list_for_member(guild_id, user_id, max(1, min(limit, MAX_LIST_LIMIT)))
 
     async def cancel_job(self, guild_id: int, job_id: int, actor_id: int) -> JobRecord:
-        """A moderator stops a job: hold released, audited, and the member gets a "cancelled" message."""
+        """A moderator (or the requester) stops a job: hold released, audited, the card says who, and
+        the member gets a "cancelled" message. Who may cancel is the caller's check."""
         now = self.clock.now()
         async with self.db.transaction() as conn:
             job = await self.repository.get_in(conn, job_id)
             if job is None or job.guild_id != guild_id:
-                raise Refusal("not_found", f"There is no job #{job_id} in this server.")
+                raise Refusal("not_found", _("There is no job #{id} in this server.", id=job_id))
             if job.status not in ACTIVE_STATUSES:
-                raise Refusal("finished", f"Job #{job_id} has already finished ({job.status.value}).")
+                raise Refusal("finished", _("Job #{id} has already finished ({status}).", id=job_id,
+                                                     status=job.status.value.replace("_", " ")))
             # The lease is cleared on purpose: a worker still busy with the job fails its own
             # status-conditioned write, and any worker may now deliver the cancellation.
             changed = await self.repository.update_unleased_in(conn, job_id, ACTIVE_STATUSES, {
                 "status": JobStatus.CANCELLED.value, "finished_at": now, "next_due_at": now,
-                "error_message": "Cancelled by a moderator.", "lease_owner": None, "lease_until": None,
+                "error_message": "Cancelled by its requester." if actor_id == job.user_id else "Cancelled by a moderator.",
+                "cancelled_by": actor_id, "lease_owner": None, "lease_until": None,
             })
             if not changed:
-                raise Refusal("finished", f"Job #{job_id} has already finished.")
+                raise Refusal("finished", _("Job #{id} has already finished.", id=job_id))
             await self.quota.settle_in(conn, job_id=job_id, charge=False, now=now)
             await self.record_audit(
                 conn, guild_id=guild_id, kind="job_cancelled", actor_id=actor_id, target_id=job.user_id,

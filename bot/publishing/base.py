@@ -7,9 +7,12 @@ implementation that talks to Discord is `bot/publishing/discord_publisher.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.jobs.models import JobRecord, JobStatus
+
+if TYPE_CHECKING:
+    from bot.jobs.cards import Button
 
 NONCE_MAX_CHARS = 25  # Discord's limit for a message nonce
 
@@ -40,6 +43,7 @@ class ResultMessage:
     mention_user_id: int
     nonce: str
     video_url: str | None = None
+    buttons: tuple["Button", ...] = ()  # persistent buttons under the result (Again, Remix, ...)
 
 
 class DeliveryError(Exception):

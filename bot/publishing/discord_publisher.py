@@ -21,6 +21,7 @@ import asyncio
 import io
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -28,7 +29,9 @@ import discord
 import httpx
 
 from bot.clock import Clock, SystemClock
+from bot.jobs.cards import Button, Card
 from bot.publishing.base import DeliveryError, ResultMessage
+from bot.publishing.components import button_view, edit_card_message
 from bot.publishing.render import thread_name
 
 if TYPE_CHECKING:
@@ -131,7 +134,7 @@ class DiscordPublisher:
                 if found is not None:
                     log.info("job %s: result already posted in %s as %s", job.id, where, found)
                     return found
-            sent = await self._send(target, content, message.nonce, mentions, video, job.id)
+            sent = await self._send(target, content, message.nonce, mentions, video, job.id, message.buttons)
             log.info("job %s: result posted in %s as message %s", job.id, where, sent)
             return sent
 
@@ -185,18 +188,21 @@ class DiscordPublisher:
         return finished is not None and self._clock.now() - finished > NONCE_MEMORY_SECONDS
 
     async def _send(self, target: Any, content: str, nonce: str, mentions: discord.AllowedMentions,
-                    video: bytes | None, job_id: int) -> int:
+                    video: bytes | None, job_id: int, buttons: Sequence[Button] = ()) -> int:
         where = f"channel {getattr(target, 'id', '?')}"
+        extra: dict[str, Any] = {"nonce": nonce, "allowed_mentions": mentions}
+        view = button_view(buttons)
+        if view is not None:
+            extra["view"] = view
         try:
             try:
                 file = discord.File(io.BytesIO(video), filename=f"framecast-{job_id}.mp4") if video else None
-                sent = await target.send(content, file=file, nonce=nonce, allowed_mentions=mentions) if file \
-                    else await target.send(content, nonce=nonce, allowed_mentions=mentions)
+                sent = await target.send(content, file=file, **extra) if file else await target.send(content, **extra)
             except discord.HTTPException as exc:
                 if video is None or exc.code != FILE_TOO_LARGE_CODE and exc.status != 413:
                     raise
                 # Our idea of the upload limit was wrong; the link alone still works.
-                sent = await target.send(content, nonce=nonce, allowed_mentions=mentions)
+                sent = await target.send(content, **extra)
         except Exception as exc:  # noqa: BLE001 - classified, then re-raised
             raise _classify(exc, where) from exc
         if not sent or not getattr(sent, "id", None):
@@ -262,6 +268,12 @@ class DiscordPublisher:
                      job.id, type(exc).__name__)
             return None
         return b"".join(chunks) or None
+
+    # --- cards --------------------------------------------------------------------------------------
+
+    async def edit_card(self, job: "JobRecord", channel_id: int, message_id: int, card: Card) -> bool:
+        """Edit a job's card; False when it is gone (never re-made). Other failures raise (retried)."""
+        return await edit_card_message(self.bot, job.guild_id, channel_id, message_id, card)
 
     # --- audit --------------------------------------------------------------------------------------
 

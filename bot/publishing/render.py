@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from bot.catalog import MODELS_BY_KEY
+from bot.i18n import _, translate
+from bot.jobs.cards import AGAIN, BUTTON_LABELS, REMIX, Button
 from bot.publishing.base import ResultMessage, job_nonce
 from bot.jobs.models import JobRecord, JobStatus
 
@@ -43,25 +45,60 @@ def plain_reason(reason: str | None) -> str:
     return defuse_mentions(text).replace("`", "'") if text else DEFAULT_FAILURE_REASON
 
 
+def result_buttons(job: JobRecord) -> tuple[Button, ...]:
+    """The next steps under a result: Again and Remix on a video (with Extend, 1080p and 4K where the
+    catalog allows them), Again after a failure. Buttons that cannot apply are not shown."""
+    if job.status is JobStatus.SUCCEEDED:
+        actions = [AGAIN, REMIX, *follow_up_actions(job)]
+    elif job.status in (JobStatus.FAILED, JobStatus.TIMED_OUT):
+        actions = [AGAIN]
+    else:
+        return ()
+    return tuple(Button(action, job.id, BUTTON_LABELS[action]) for action in actions)
+
+
+def follow_up_actions(job: JobRecord) -> list[str]:
+    """Extend / 1080p / 4K where the catalog allows them for this job (model, aspect ratio, resolution)."""
+    from bot.validation import follow_ups_for
+
+    if not job.provider_task_id:
+        return []
+    try:
+        return [str(action.value) for action in follow_ups_for(job.spec)]
+    except Exception:  # noqa: BLE001 - an unreadable stored request: no follow-ups rather than no result
+        return []
+
+
 def render_result(job: JobRecord) -> ResultMessage:
-    """The message for a terminal job."""
+    """The message for a terminal job, in the requester's language."""
     mention = f"<@{job.user_id}>"
     label = _label(job)
     if job.status is JobStatus.SUCCEEDED:
-        body = f"{mention} your {label} video is ready (job #{job.id}):\n{job.video_url}"
-    elif job.status is JobStatus.FAILED:
-        body = (f"{mention} your {label} video (job #{job.id}) could not be made: "
-                f"{plain_reason(job.error_message)}. Nothing was charged.")
-    elif job.status is JobStatus.TIMED_OUT:
-        body = (f"{mention} your {label} video (job #{job.id}) took far longer than usual, so we stopped "
-                "waiting for it. Nothing was charged; please try again.")
-    elif job.status is JobStatus.CANCELLED:
-        body = (f"{mention} your {label} video (job #{job.id}) was cancelled by a moderator. "
-                "Nothing was charged.")
+        body = _("{mention} your {label} video is ready (job #{id}):", mention=mention, label=label, id=job.id)
+        body_text = f"{translate(body, job.reader_locale)}\n{job.video_url}"
     else:
-        raise ValueError(f"job {job.id} is not finished (status {job.status})")
+        body_text = translate(_ending(job, mention, label), job.reader_locale)
     return ResultMessage(
-        job_id=job.id, outcome=job.status, content=f"{body}\n{_prompt_line(job)}",
+        job_id=job.id, outcome=job.status, content=f"{body_text}\n{_prompt_line(job)}",
         mention_user_id=job.user_id, nonce=job_nonce(job.id),
         video_url=job.video_url if job.status is JobStatus.SUCCEEDED else None,
+        buttons=result_buttons(job),
     )
+
+
+def _ending(job: JobRecord, mention: str, label: str) -> str:
+    if job.status is JobStatus.FAILED:
+        return _("{mention} your {label} video (job #{id}) could not be made: {reason}. "
+                                 "Nothing was charged.", mention=mention, label=label, id=job.id,
+                                 reason=plain_reason(job.error_message))
+    if job.status is JobStatus.TIMED_OUT:
+        return _("{mention} your {label} video (job #{id}) took far longer than usual, so we "
+                                    "stopped waiting for it. Nothing was charged; please try again.",
+                                    mention=mention, label=label, id=job.id)
+    if job.status is JobStatus.CANCELLED:
+        if job.cancelled_by == job.user_id:
+            return _("{mention} your {label} video (job #{id}) was cancelled as you asked. "
+                                        "Nothing was charged.", mention=mention, label=label, id=job.id)
+        return _("{mention} your {label} video (job #{id}) was cancelled by a moderator. "
+                                    "Nothing was charged.", mention=mention, label=label, id=job.id)
+    raise ValueError(f"job {job.id} is not finished (status {job.status})")

@@ -54,15 +54,18 @@ async def test_valid_veo_creates_a_job_a_summary_and_a_thread(harness: Harness) 
     assert reply.ephemeral
     [summary] = harness.public_messages(CHANNEL)
     assert summary.allowed_mentions == {"parse": []}
-    assert "Veo 3.1 Fast (unified API)" in summary.content and f"<@{USER}>" in summary.content
-    assert "> a cat surfing" in summary.content and "@everyone" not in summary.content
-    assert summary.id in harness.fake.threads  # a public thread on the summary
+    card = summary.embed_text
+    assert "Veo 3.1 Fast (unified API)" in card and f"<@{USER}>" in card
+    assert "> a cat surfing" in card and "@everyone" not in card
+    assert "Queued" in card and summary.embeds[0]["color"] == 0x95A5A6
+    assert summary.custom_ids == ["fc:cancel:1"]  # the running card's Cancel button
+    assert summary.id in harness.fake.threads  # a public thread on the card
 
     job = await harness.job_row(1)
     assert job is not None and job.user_id == USER and job.model_key == "veo-fast-kkiai"
     assert job.thread_id == summary.id and job.summary_message_id == summary.id and job.channel_id == CHANNEL
     assert job.spec.params["aspect_ratio"] == "9:16"
-    assert reply.content.startswith(f"Job #1 accepted, follow it in <#{summary.id}>")
+    assert reply.content == f"Job #1 accepted: [see its card](https://discord.com/channels/{GUILD}/{CHANNEL}/{summary.id})."
     assert await harness.count("credit_ledger WHERE kind = 'hold'") == 1
 
 

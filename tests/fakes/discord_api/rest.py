@@ -217,6 +217,34 @@ class RestMixin(DiscordState):
         found.sort(key=lambda m: m.id, reverse=True)
         return _json([m.payload for m in found[:limit]])
 
+    async def patch_message(self, request: web.Request, body: Any, files: list[dict[str, Any]], channel_id: str,
+                            message_id: str) -> web.Response:
+        """Edit a message the bot posted (a job card): content, embeds, components."""
+        cid, mid = int(channel_id), int(message_id)
+        if (error := self._channel_error(cid)) is not None:
+            return error
+        message = self.messages.get(mid)
+        if message is None or message.channel_id != cid or mid in self.deleted_messages:
+            return _error(404, 10008, "Unknown Message")
+        body = body or {}
+        if "content" in body:
+            message.content = body["content"] or ""
+        if "embeds" in body:
+            message.embeds = body["embeds"] or []
+        if "components" in body:
+            message.payload["components"] = body["components"] or []
+        message.edits += 1
+        message.payload.update(content=message.content, embeds=message.embeds, edited_timestamp=_iso())
+        return _json(message.payload)
+
+    async def delete_message(self, request: web.Request, body: Any, files: Any, channel_id: str,
+                             message_id: str) -> web.Response:
+        mid = int(message_id)
+        if mid not in self.messages or mid in self.deleted_messages:
+            return _error(404, 10008, "Unknown Message")
+        self.deleted_messages.add(mid)
+        return web.Response(status=204)
+
     async def post_thread_on_message(self, request: web.Request, body: Any, files: Any, channel_id: str,
                                      message_id: str) -> web.Response:
         cid, mid = int(channel_id), int(message_id)
@@ -292,7 +320,7 @@ class RestMixin(DiscordState):
             "author": self.users[self.BOT_USER_ID], "embeds": body.get("embeds") or [], "attachments": attachments,
             "timestamp": _iso(), "edited_timestamp": None, "tts": False, "mention_everyone": False,
             "mentions": [], "mention_roles": [], "pinned": False, "flags": int(body.get("flags") or 0),
-            "components": [],
+            "components": body.get("components") or [],
         }
         if channel.get("guild_id"):
             payload["guild_id"] = channel["guild_id"]
@@ -327,6 +355,8 @@ _ROUTES: list[tuple[str, str]] = [
     (r"/channels/(\d+)", "get_channel"),
     (r"/channels/(\d+)/messages", "post_message"),
     (r"/channels/(\d+)/messages", "get_messages"),
+    (r"/channels/(\d+)/messages/(\d+)", "patch_message"),
+    (r"/channels/(\d+)/messages/(\d+)", "delete_message"),
     (r"/channels/(\d+)/messages/(\d+)/threads", "post_thread_on_message"),
     (r"/channels/(\d+)/threads", "post_thread"),
     (r"/users/@me/channels", "post_dm_channel"),

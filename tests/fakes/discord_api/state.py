@@ -58,6 +58,27 @@ class RecordedMessage:
     flags: int
     via: str  # "channel" | "interaction" | "followup"
     payload: dict[str, Any] = field(repr=False, default_factory=dict)
+    edits: int = 0  # PATCHes of this message (a job card's status changes)
+
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        return list(self.payload.get("components") or [])
+
+    @property
+    def custom_ids(self) -> list[str]:
+        """Every button's custom id, row by row."""
+        return [c["custom_id"] for row in self.components for c in row.get("components", []) if "custom_id" in c]
+
+    @property
+    def embed_text(self) -> str:
+        """The first embed as one string (title, description, fields, footer), for assertions."""
+        if not self.embeds:
+            return ""
+        embed = self.embeds[0]
+        parts = [embed.get("title", ""), embed.get("description", "")]
+        parts += [f"{f.get('name', '')}: {f.get('value', '')}" for f in embed.get("fields", [])]
+        parts.append((embed.get("footer") or {}).get("text", ""))
+        return "\n".join(parts)
 
     @property
     def ephemeral(self) -> bool:
@@ -112,6 +133,7 @@ class DiscordState:
         self.forbidden_thread_channels: set[int | None] = set()  # None = every channel
         self.forbidden_send_channels: set[int] = set()
         self.deleted_channels: set[int] = set()
+        self.deleted_messages: set[int] = set()
         self.allow_privileged_intents = False
         self._ids = itertools.count(((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) + 1)
         self._nonces: dict[tuple[int, str], tuple[float, int]] = {}
