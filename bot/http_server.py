@@ -25,13 +25,13 @@ from bot import metrics
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
 from bot.jobs.repository import JobRepository
+from bot.jobs.submission import CALLBACK_PATH
 from bot.providers.kie import callback_task_id, parse_kie_callback, verify_kie_signature
 from bot.settings import Settings
 from storage.database import Database
 
 log = logging.getLogger(__name__)
 
-CALLBACK_PATH = "/callbacks/kie/{job_id}"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 MAX_CALLBACK_AGE_SECONDS = 600.0  # a signed callback older (or further in the future) than this is a replay
@@ -116,13 +116,6 @@ class _JobGauge:
             for status, family, jobs in rows:
                 metrics.JOBS_BY_STATE.labels(state=status, family=family).set(jobs)
             self._refreshed_at = time.monotonic()
-
-
-def callback_url_for(settings: Settings, job_id: int) -> str | None:
-    """The `callBackUrl` to hand kie.ai for this job, or None when no public address is configured."""
-    if not settings.public_base_url:
-        return None
-    return settings.public_base_url.rstrip("/") + CALLBACK_PATH.format(job_id=job_id)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -283,7 +276,6 @@ __all__ = [
     "CallbackReceiver",
     "HealthChecks",
     "OperatorsServer",
-    "callback_url_for",
     "heartbeat_from_metrics",
     "parse_listen",
     "start_http_server",

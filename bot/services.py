@@ -9,18 +9,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
 from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
 from bot.jobs.cards import CardKeeper
-from bot.publishing.base import Publisher
 from bot.jobs.poller import Poller
 from bot.jobs.repository import JobRepository
 from bot.jobs.service import JobService
 from bot.moderation.policy import PolicyService
 from bot.providers.base import ProviderClient
 from bot.providers.registry import build_providers, close_providers
+from bot.publishing.base import Publisher
 from bot.quota.service import QuotaService
+from bot.server_admin import ServerAdmin
 from bot.settings import Settings
 from storage.cards import CardStore
 from storage.database import Database
@@ -41,6 +43,7 @@ class Services:
     audit: AuditService
     poller: Poller
     guild_settings: GuildSettingsStore
+    admin: ServerAdmin
     cards: CardKeeper | None = None
     owns_providers: bool = field(default=True)
 
@@ -80,6 +83,7 @@ async def build_services(
                         publisher=publisher, audit_service=audit, repository=repository, instance_id=instance_id)
         jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
                           repository=repository, wake_poller=poller.wake)
+        admin = ServerAdmin(db, clock, store, wake_poller=poller.wake)
         cards = CardKeeper(store=CardStore(db), repository=repository, clock=clock, settings=settings,
                            publisher=publisher)
     except BaseException:
@@ -87,5 +91,5 @@ async def build_services(
         raise
     log.info("services built: providers %s, poller %s", sorted(p.value for p in clients), poller.owner)
     return Services(settings=settings, db=db, clock=clock, providers=clients, jobs=jobs, quota=quota,
-                    policy=policy, audit=audit, poller=poller, guild_settings=store, cards=cards,
+                    policy=policy, audit=audit, poller=poller, guild_settings=store, admin=admin, cards=cards,
                     owns_providers=owns_providers)

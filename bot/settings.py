@@ -12,8 +12,6 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_DISCORD_API_BASE = "https://discord.com/api/v10"
-
 
 class Settings(BaseSettings):
     """Framecast's settings; names are the environment variables, case-insensitive."""

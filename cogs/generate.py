@@ -21,15 +21,16 @@ from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ProviderName, families_available, models_for
 from bot.i18n import _, translate
 from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
+from bot.jobs.service import Requester
+from bot.providers.registry import image_host
 from bot.publishing.components import button_view, card_embed
 from bot.publishing.render import thread_name
-from bot.providers.registry import image_host
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
+from cogs.interaction import member_role_ids, require_guild
 
 if TYPE_CHECKING:
     from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
-    from bot.jobs.service import Requester
     from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,6 @@ Attachment = Optional[discord.Attachment]
 
 def member_cooldown_key(interaction: discord.Interaction) -> tuple[int | None, int]:
     return (interaction.guild_id, interaction.user.id)
-
-
-def _require_guild(interaction: discord.Interaction) -> bool:
-    """`guild_only()` only hides the command in DMs; this refuses it if a DM invocation arrives anyway."""
-    if interaction.guild_id is None:
-        raise app_commands.NoPrivateMessage()
-    return True
 
 
 class MemberCooldowns:
@@ -82,7 +76,7 @@ class MemberCooldowns:
     def checks(self, func: Any) -> Any:
         """The checks every generation command carries: guild only and this per-member cooldown."""
         func = app_commands.checks.dynamic_cooldown(self.bucket_for, key=member_cooldown_key)(func)
-        func = app_commands.check(_require_guild)(func)
+        func = app_commands.check(require_guild)(func)
         return app_commands.guild_only()(func)
 
 
@@ -98,20 +92,15 @@ def image_inputs(**attachments: discord.Attachment | None) -> dict[ImageRole, Im
     }
 
 
-def requester_from(interaction: discord.Interaction) -> "Requester":
+def requester_from(interaction: discord.Interaction) -> Requester:
     """Who asked and where, as plain ids for the services."""
-    from bot.jobs.service import (
-        Requester,  # the service module imports the whole job stack
-    )
-
     user = interaction.user
-    roles = tuple(getattr(user, "_roles", ()) or ())
     channel = interaction.channel
     parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
     assert interaction.guild_id is not None and interaction.channel_id is not None
     return Requester(
         guild_id=interaction.guild_id, channel_id=interaction.channel_id, user_id=user.id,
-        role_ids=tuple(int(r) for r in roles), parent_channel_id=parent_id,
+        role_ids=member_role_ids(user), parent_channel_id=parent_id,
         display_name=getattr(user, "display_name", "") or user.name,
         locale=str(interaction.locale) if interaction.locale else None,
         guild_locale=str(interaction.guild_locale) if interaction.guild_locale else None,

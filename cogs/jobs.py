@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot.catalog import MODELS_BY_KEY
 from bot.errors import Refusal
 from cogs.generate import describe_options, quote
+from cogs.interaction import member_role_ids, require_guild
 
 if TYPE_CHECKING:
     from bot.discord_bot import FramecastBot
@@ -33,12 +34,6 @@ STATUS_WORD: dict[str, str] = {
     "queued": "queued", "submitting": "submitting", "running": "generating", "uncertain": "checking with the vendor",
     "succeeded": "done", "failed": "failed", "timed_out": "timed out", "cancelled": "cancelled",
 }
-
-
-def _guild_check(interaction: discord.Interaction) -> bool:
-    if interaction.guild_id is None:
-        raise app_commands.NoPrivateMessage()
-    return True
 
 
 def status_text(job: "JobRecord") -> str:
@@ -111,7 +106,7 @@ async def is_moderator(interaction: discord.Interaction, services: Services) -> 
     if interaction.guild_id is None:
         return False
     role_id = (await services.guild_settings.get(interaction.guild_id)).moderator_role_id
-    return role_id is not None and role_id in getattr(interaction.user, "_roles", ())
+    return role_id is not None and role_id in member_role_ids(interaction.user)
 
 
 class JobsCog(commands.Cog):
@@ -124,7 +119,7 @@ class JobsCog(commands.Cog):
 
     @app_commands.command(name="jobs", description="Your recent video jobs in this server")
     @app_commands.guild_only()
-    @app_commands.check(_guild_check)
+    @app_commands.check(require_guild)
     async def jobs(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None
@@ -138,7 +133,7 @@ class JobsCog(commands.Cog):
     @app_commands.command(name="job", description="One of your video jobs in full")
     @app_commands.describe(id="The job number, as in “Job #12”")
     @app_commands.guild_only()
-    @app_commands.check(_guild_check)
+    @app_commands.check(require_guild)
     async def job(self, interaction: discord.Interaction, id: app_commands.Range[int, 1, None]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         assert interaction.guild_id is not None

@@ -7,32 +7,21 @@ moderator's change - a new budget, a grant, a reset - shows on the very next `/q
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.quota.service import Balance, credits_text
+from cogs.interaction import guild_id_of, member_role_ids
+
 if TYPE_CHECKING:
     from bot.discord_bot import FramecastBot
-    from bot.quota.service import Balance
     from bot.services import Services
 
 
-def member_role_ids(user: discord.abc.User | Any) -> tuple[int, ...]:
-    """The member's role ids straight from the interaction payload.
-
-    `Member.roles` needs the guild's roles in the cache, which a bot without the members intent may
-    not have; the payload's id list (`_roles`) is always there. A plain `User` (no guild) has none.
-    """
-    return tuple(int(role_id) for role_id in (getattr(user, "_roles", None) or ()))
-
-
-def _credits(amount: int) -> str:
-    return f"{amount} credit" if amount == 1 else f"{amount} credits"
-
-
-def balance_lines(balance: "Balance") -> list[str]:
+def balance_lines(balance: Balance) -> list[str]:
     """Remaining credits, what is on hold, when credits come back, and jobs running / allowed."""
     if balance.budget is None:
         lines = ["Credits: **unlimited**"]
@@ -40,7 +29,7 @@ def balance_lines(balance: "Balance") -> list[str]:
         remaining = max(0, balance.remaining if balance.remaining is not None else 0)
         lines = [f"Credits left: **{remaining}** (daily budget {balance.budget}, over a rolling 24 hours)"]
     if balance.held:
-        lines.append(f"On hold: {_credits(balance.held)} for videos in progress (given back if they fail)")
+        lines.append(f"On hold: {credits_text(balance.held)} for videos in progress (given back if they fail)")
     else:
         lines.append("On hold: nothing")
     if balance.budget is not None:
@@ -67,10 +56,8 @@ class QuotaCog(commands.Cog):
     @app_commands.command(name="quota", description="Your credits in this server: left, on hold, and when they come back")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction) -> None:
-        if interaction.guild_id is None:
-            raise app_commands.NoPrivateMessage()
         balance = await self.services.quota.balance(
-            interaction.guild_id, interaction.user.id, member_role_ids(interaction.user)
+            guild_id_of(interaction), interaction.user.id, member_role_ids(interaction.user)
         )
         text = "\n".join(["**Your credits in this server**", *balance_lines(balance)])
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.database import Connection, Database, Row, change_rows, fetch_row, insert_row
+from storage.database import Connection, Database, Row, change_rows, insert_row
 from storage.guild_settings import query_all, query_one
 
 WINDOW_SECONDS = 24 * 60 * 60
@@ -178,30 +178,6 @@ async def insert_moderator_row(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (guild_id, user_id, kind, amount, actor_id, note, now),
     )
-
-
-async def charge_of(source: Source, job_id: int) -> LedgerEntry | None:
-    row = await query_one(source, "SELECT * FROM credit_ledger WHERE job_id = ? AND kind = 'charge'", (job_id,))
-    return None if row is None else _entry(row)
-
-
-async def refund_of(source: Source, job_id: int) -> LedgerEntry | None:
-    row = await query_one(source, "SELECT * FROM credit_ledger WHERE job_id = ? AND kind = 'refund'", (job_id,))
-    return None if row is None else _entry(row)
-
-
-async def insert_refund(conn: Connection, *, job_id: int, actor_id: int, note: str | None, now: float) -> int:
-    """Give back a charged job's credits; 0 if it has no charge or was refunded already."""
-    row = await fetch_row(
-        conn,
-        "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, actor_id, note, created_at) "
-        "SELECT guild_id, user_id, job_id, 'refund', amount, ?, ?, ? FROM credit_ledger "
-        "WHERE job_id = ? AND kind = 'charge' "
-        "AND NOT EXISTS (SELECT 1 FROM credit_ledger WHERE job_id = ? AND kind = 'refund') "
-        "ON CONFLICT DO NOTHING RETURNING amount",
-        (actor_id, note, now, job_id, job_id),
-    )
-    return 0 if row is None else int(row[0])
 
 
 async def recent_entries(source: Source, *, guild_id: int, user_id: int, limit: int) -> list[LedgerEntry]:

@@ -19,11 +19,11 @@ from bot.clock import FakeClock
 from bot.http_server import (
     HealthChecks,
     OperatorsServer,
-    callback_url_for,
     parse_listen,
     start_http_server,
 )
 from bot.settings import Settings
+from bot.jobs.submission import callback_url_for
 from storage.database import Database
 
 HMAC_KEY = "webhook-test-key"

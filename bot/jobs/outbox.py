@@ -15,11 +15,11 @@ from typing import Any
 from bot import metrics
 from bot.audit import quote
 from bot.clock import Clock
-from bot.publishing.base import DeliveryError, Publisher, audit_nonce
-from bot.publishing.render import render_result
 from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord
 from bot.jobs.schedule import PollSchedule
+from bot.publishing.base import DeliveryError, Publisher, audit_nonce
+from bot.publishing.render import render_result
 
 log = logging.getLogger(__name__)
 

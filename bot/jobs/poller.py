@@ -29,7 +29,6 @@ from bot import metrics
 from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
-from bot.publishing.base import Publisher
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
@@ -39,6 +38,7 @@ from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_providers
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
+from bot.publishing.base import Publisher
 from bot.settings import Settings
 from storage.database import Database, background_priority, mark_background
 

@@ -33,6 +33,17 @@ LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not
                        "Nothing was charged; please try again.")
 NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
 
+CALLBACK_PATH = "/callbacks/kie/{job_id}"
+"""Where kie.ai reports a job's completion, under PUBLIC_BASE_URL (served by bot.http_server)."""
+
+
+def callback_url_for(settings: Settings, job_id: int) -> str | None:
+    """The `callBackUrl` to hand kie.ai for this job, or None when no public address is configured."""
+    if not settings.public_base_url:
+        return None
+    return settings.public_base_url.rstrip("/") + CALLBACK_PATH.format(job_id=job_id)
+
+
 def callback_providers(settings: Settings) -> frozenset[ProviderName]:
     """Vendors that will call back on completion: kie.ai, once the bot has a public address."""
     return frozenset({ProviderName.KIE}) if settings.public_base_url else frozenset()
@@ -100,7 +111,7 @@ class Submission:
         """Where kie should report completion; None when the bot has no public address, or the job's
         kind is never called back (kie's 1080p endpoint): then we poll."""
         if job.provider in callback_providers(self.settings) and calls_back(job.mode):
-            return f"{self.settings.public_base_url}/callbacks/kie/{job.id}"
+            return callback_url_for(self.settings, job.id)
         return None
 
     async def _submit(self, job: JobRecord, provider: ProviderClient) -> None:

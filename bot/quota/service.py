@@ -18,6 +18,7 @@ from bot import audit
 from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
 from bot.errors import Refusal
+from bot.i18n import _
 from bot.quota import ledger
 from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
 from bot.settings import Settings
@@ -51,8 +52,11 @@ def _t(when: float) -> str:
     return f"<t:{int(when)}:R>"
 
 
-def _credits(n: int) -> str:
-    return f"{n} credit" if n == 1 else f"{n} credits"
+def credits_text(amount: int | None) -> str:
+    """"1 credit", "5 credits", or "unlimited" for a budget without a limit (None)."""
+    if amount is None:
+        return _("unlimited")
+    return _("{amount} credit", amount=amount) if amount == 1 else _("{amount} credits", amount=amount)
 
 
 def comeback(rows: Sequence[WindowRow], remaining: int, cost: int) -> tuple[float, int] | None:
@@ -181,9 +185,9 @@ class QuotaService:
     ) -> str:
         assert state.budget is not None and state.remaining is not None
         if cost > state.budget:
-            return f"This video costs {_credits(cost)}, more than your daily budget of {_credits(state.budget)}."
+            return f"This video costs {credits_text(cost)}, more than your daily budget of {credits_text(state.budget)}."
         left = max(0, state.remaining)
-        head = f"This video costs {_credits(cost)}; you have {left} left"
+        head = f"This video costs {credits_text(cost)}; you have {left} left"
         rows = await ledger.window_rows(conn, guild_id=guild_id, user_id=user_id, now=now)
         back = comeback(rows, state.remaining, cost)
         if back is not None:
@@ -217,7 +221,7 @@ class QuotaService:
             why = f" ({audit.quote(note)})" if note else ""
             await audit.record_in(
                 conn, guild_id=guild_id, kind="quota_grant", actor_id=actor_id, target_id=user_id, now=now,
-                text=f"<@{actor_id}> granted {_credits(amount)} to <@{user_id}> for the next 24 hours{why}.",
+                text=f"<@{actor_id}> granted {credits_text(amount)} to <@{user_id}> for the next 24 hours{why}.",
             )
         return row_id
 
@@ -235,28 +239,6 @@ class QuotaService:
                 text=f"<@{actor_id}> reset the credit usage of <@{user_id}>{why}.",
             )
         return row_id
-
-    async def refund(
-        self, job_id: int, actor_id: int, *, guild_id: int | None = None, note: str | None = None
-    ) -> int:
-        """Give back a charged job's credits; returns the amount. Refusal if there is nothing to refund.
-
-        Pass `guild_id` from a command so one server's moderators cannot touch another's jobs.
-        """
-        now = self.clock.now()
-        async with self.db.transaction() as conn:
-            charge = await ledger.charge_of(conn, job_id)
-            if charge is None or (guild_id is not None and charge.guild_id != guild_id):
-                raise Refusal("not_found", f"Job #{job_id} was not charged, so there is nothing to refund.")
-            amount = await ledger.insert_refund(conn, job_id=job_id, actor_id=actor_id, note=note, now=now)
-            if amount == 0:
-                raise Refusal("not_found", f"Job #{job_id} was already refunded.")
-            await audit.record_in(
-                conn, guild_id=charge.guild_id, kind="quota_refund", actor_id=actor_id, target_id=charge.user_id,
-                job_id=job_id, now=now,
-                text=f"<@{actor_id}> refunded {_credits(amount)} to <@{charge.user_id}> for job #{job_id}.",
-            )
-        return amount
 
     async def usage(self, guild_id: int, user_id: int, limit: int = 20) -> list[LedgerEntry]:
         """The member's latest ledger rows, newest first (for moderators)."""

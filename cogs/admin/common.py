@@ -1,5 +1,5 @@
 """What every `/framecast` module shares: limits, option types, the subgroups, reply helpers and
-`AdminBase` (the transaction + audit plumbing the command mixins call through `self`).
+`AdminBase` (what the command mixins reach through `self`: the services, the store, replies).
 
 The subgroups are declared here, once and in their display order, so that each command module can add
 its commands to them and `AdminCog` lists them exactly as before the split.
@@ -7,7 +7,7 @@ its commands to them and `AdminCog` lists them exactly as before the split.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -16,7 +16,7 @@ from discord import app_commands
 from bot import audit
 from bot.catalog import COST_KEYS, Family
 from bot.validation import InputError
-from storage.database import Connection
+from cogs.interaction import guild_id_of
 
 if TYPE_CHECKING:
     from bot.discord_bot import FramecastBot
@@ -28,7 +28,6 @@ MESSAGE_LIMIT = 1900  # under Discord's 2000, leaving room for a "... and N more
 JOBS_SHOWN = 10
 LEDGER_SHOWN = 8
 
-Write = Callable[[Connection, float], Awaitable[Any]]
 Credits = app_commands.Range[int, 0, MAX_CREDITS]
 
 COST_CHOICES = [app_commands.Choice(name=key, value=key) for key in COST_KEYS]
@@ -63,12 +62,6 @@ class TextChannelOption(app_commands.Transformer):
 
 
 TextChannel = app_commands.Transform[app_commands.AppCommandChannel, TextChannelOption]
-
-
-def _credits(amount: int | None) -> str:
-    if amount is None:
-        return "unlimited"
-    return f"{amount} credit" if amount == 1 else f"{amount} credits"
 
 
 def _clip(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
@@ -128,45 +121,19 @@ class AdminBase:
     def services(self) -> Services:
         return self.bot.services
 
-    # --- plumbing -----------------------------------------------------------------------------
-
-    async def _change(
-        self, interaction: discord.Interaction, *, kind: str, text: str, write: Write | None,
-        target_id: int | None = None,
-    ) -> None:
-        """Apply `write` and its audit event ("<@moderator> {text}") in one transaction."""
-        guild_id, actor_id = _guild(interaction), interaction.user.id
-        now = self.services.clock.now()
-        async with self.services.db.transaction() as conn:
-            if write is not None:
-                await write(conn, now)
-            await audit.record_in(conn, guild_id=guild_id, kind=kind, actor_id=actor_id, target_id=target_id,
-                                  text=f"<@{actor_id}> {text}", now=now)
-        self._wake_audit_poster()
-
-    def _wake_audit_poster(self) -> None:
-        self.services.poller.wake()
-
     @property
     def store(self) -> Any:
         return self.services.guild_settings
 
+    def _wake_audit_poster(self) -> None:
+        """After a change audited by another service (policy, quota): post its audit line now."""
+        self.services.poller.wake()
+
     async def _update_settings(
         self, interaction: discord.Interaction, fields: dict[str, Any], said: str, *, hint: str = ""
     ) -> None:
-        guild_id = _guild(interaction)
-
-        async def write(conn: Connection, now: float) -> None:
-            await self.store.update(guild_id, fields, now=now, conn=conn)
-
-        await self._change(interaction, kind="settings", text=f"{said}.", write=write)
+        await self.services.admin.update_settings(guild_id_of(interaction), interaction.user.id, fields, said)
         await _reply(interaction, f"Done: {said}.{hint}")
-
-
-def _guild(interaction: discord.Interaction) -> int:
-    if interaction.guild_id is None:  # interaction_check has refused DMs already
-        raise app_commands.NoPrivateMessage()
-    return interaction.guild_id
 
 
 def _cost_key(value: str) -> str:

@@ -11,9 +11,9 @@ from bot import audit
 from bot.errors import Refusal
 from bot.moderation.rules import InvalidRule
 from bot.validation import InputError
-from cogs.admin.common import AdminBase, TextChannel, _clip, _code, _guild, _reply
+from cogs.admin.common import AdminBase, TextChannel, _clip, _code, _reply
+from cogs.interaction import guild_id_of
 from cogs.jobs import is_moderator
-from storage.database import Connection
 
 channels, rules = AdminBase.channels, AdminBase.rules
 
@@ -31,7 +31,7 @@ class ModerationCommands(AdminBase):
         pattern: app_commands.Range[str, 1, 200],
     ) -> None:
         try:  # PolicyService validates (compiles, bounds, rejects catastrophic regexes) and audits
-            rule = await self.services.policy.add_rule(_guild(interaction), kind, pattern,
+            rule = await self.services.policy.add_rule(guild_id_of(interaction), kind, pattern,
                                                        actor_id=interaction.user.id)
         except InvalidRule as exc:
             raise InputError("pattern", exc.message) from None
@@ -41,7 +41,7 @@ class ModerationCommands(AdminBase):
     @rules.command(name="remove", description="Remove a prompt rule")
     @app_commands.describe(rule="The rule's number (see /framecast rules list)")
     async def rules_remove(self, interaction: discord.Interaction, rule: app_commands.Range[int, 1, None]) -> None:
-        guild_id = _guild(interaction)
+        guild_id = guild_id_of(interaction)
         found = next((r for r in await self.store.prompt_rules(guild_id) if r.id == rule), None)
         if found is None or not await self.services.policy.remove_rule(guild_id, rule, actor_id=interaction.user.id):
             raise Refusal("not_found", f"There is no rule #{rule} in this server.")
@@ -62,7 +62,7 @@ class ModerationCommands(AdminBase):
 
     @rules.command(name="list", description="Every prompt rule")
     async def rules_list(self, interaction: discord.Interaction) -> None:
-        found = await self.store.prompt_rules(_guild(interaction))
+        found = await self.store.prompt_rules(guild_id_of(interaction))
         lines = ["**Prompt rules**"] + [f"#{r.id} {r.kind} {_code(r.pattern)}" for r in found]
         if not found:
             lines.append("None: no prompt is blocked. Add one with `/framecast rules add`.")
@@ -72,34 +72,19 @@ class ModerationCommands(AdminBase):
 
     @channels.command(name="allow", description="Allow video commands in a channel (and its threads)")
     async def channels_allow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
-        guild_id = _guild(interaction)
-
-        async def write(conn: Connection, now: float) -> None:
-            await self.store.allow_channel(guild_id, channel.id, conn=conn)
-
-        await self._change(interaction, kind="channels", text=f"allowed video commands in <#{channel.id}>.",
-                           write=write)
-        allowed = await self.store.allowed_channels(guild_id)
+        allowed = await self.services.admin.allow_channel(guild_id_of(interaction), interaction.user.id, channel.id)
         await _reply(interaction, "Video commands now work only in " + " ".join(f"<#{c}>" for c in allowed) + ".")
 
     @channels.command(name="disallow", description="Remove a channel from the allowed list")
     async def channels_disallow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
-        guild_id = _guild(interaction)
-        if channel.id not in await self.store.allowed_channels(guild_id):
-            raise Refusal("not_found", f"<#{channel.id}> is not on the allowed list.")
-
-        async def write(conn: Connection, now: float) -> None:
-            await self.store.disallow_channel(guild_id, channel.id, conn=conn)
-
-        await self._change(interaction, kind="channels", text=f"disallowed video commands in <#{channel.id}>.",
-                           write=write)
-        allowed = await self.store.allowed_channels(guild_id)
+        allowed = await self.services.admin.disallow_channel(guild_id_of(interaction), interaction.user.id,
+                                                             channel.id)
         where = " ".join(f"<#{c}>" for c in allowed) if allowed else "every channel (the list is empty)"
         await _reply(interaction, f"Removed <#{channel.id}>. Video commands now work in {where}.")
 
     @channels.command(name="list", description="Where video commands may be used")
     async def channels_list(self, interaction: discord.Interaction) -> None:
-        allowed = await self.store.allowed_channels(_guild(interaction))
+        allowed = await self.store.allowed_channels(guild_id_of(interaction))
         text = ("Video commands work only in " + " ".join(f"<#{c}>" for c in allowed) + "." if allowed
                 else "Video commands work in every channel (no allowed list).")
         await _reply(interaction, text)
@@ -111,7 +96,7 @@ class ModerationCommands(AdminBase):
         self, interaction: discord.Interaction, member: discord.User,
         reason: Optional[app_commands.Range[str, 1, 300]] = None,
     ) -> None:
-        guild_id, actor_id = _guild(interaction), interaction.user.id
+        guild_id, actor_id = guild_id_of(interaction), interaction.user.id
         if member.id == actor_id:
             raise InputError("member", "you cannot ban yourself.")
         await self.services.policy.ban(guild_id, member.id, reason=reason, actor_id=actor_id)  # audited there
@@ -121,14 +106,14 @@ class ModerationCommands(AdminBase):
 
     @app_commands.command(name="unban", description="Let a banned member make videos again")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
-        if not await self.services.policy.unban(_guild(interaction), member.id, actor_id=interaction.user.id):
+        if not await self.services.policy.unban(guild_id_of(interaction), member.id, actor_id=interaction.user.id):
             raise Refusal("not_found", f"<@{member.id}> is not banned here.")
         self._wake_audit_poster()
         await _reply(interaction, f"<@{member.id}> may make videos again.")
 
     @app_commands.command(name="bans", description="Members banned from making videos")
     async def bans(self, interaction: discord.Interaction) -> None:
-        found = await self.store.bans(_guild(interaction))
+        found = await self.store.bans(guild_id_of(interaction))
         lines = ["**Banned members**"] + [
             f"<@{b.user_id}> <t:{int(b.created_at)}:R>" + (f" by <@{b.banned_by}>" if b.banned_by else "")
             + (f": {audit.quote(b.reason)}" if b.reason else "")

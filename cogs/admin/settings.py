@@ -8,12 +8,12 @@ import discord
 from discord import app_commands
 
 from bot.catalog import Family
+from bot.quota.service import credits_text
 from bot.validation import InputError
 from cogs.admin.common import (
-    COST_CHOICES, FAMILY_CHOICES, MAX_CONCURRENT, AdminBase, Credits, TextChannel, _clip, _cost_key, _credits, _guild,
-    _reply,
+    COST_CHOICES, FAMILY_CHOICES, MAX_CONCURRENT, AdminBase, Credits, TextChannel, _clip, _cost_key, _reply,
 )
-from storage.database import Connection
+from cogs.interaction import guild_id_of
 
 audit_log, cost, family, settings = AdminBase.audit_log, AdminBase.cost, AdminBase.family, AdminBase.settings
 
@@ -25,7 +25,7 @@ class SettingsCommands(AdminBase):
 
     @settings.command(name="show", description="Show this server's Framecast settings")
     async def settings_show(self, interaction: discord.Interaction) -> None:
-        guild_id = _guild(interaction)
+        guild_id = guild_id_of(interaction)
         current = await self.store.get(guild_id)
         defaults = self.services.settings
         families = await self.store.family_toggles(guild_id)
@@ -113,35 +113,25 @@ class SettingsCommands(AdminBase):
     @app_commands.choices(model=COST_CHOICES)
     async def cost_set(self, interaction: discord.Interaction, model: str, credits: Credits) -> None:
         key = _cost_key(model)
-        guild_id = _guild(interaction)
-
-        async def write(conn: Connection, now: float) -> None:
-            await self.store.set_cost(guild_id, key, credits, conn=conn)
-
-        await self._change(interaction, kind="cost", text=f"set the cost of {key} to {_credits(credits)}.",
-                           write=write)
-        await _reply(interaction, f"{key} now costs {_credits(credits)}.")
+        await self.services.admin.set_cost(guild_id_of(interaction), interaction.user.id, key, credits)
+        await _reply(interaction, f"{key} now costs {credits_text(credits)}.")
 
     @cost.command(name="reset", description="Put one model's cost back to the default")
     @app_commands.choices(model=COST_CHOICES)
     async def cost_reset(self, interaction: discord.Interaction, model: str) -> None:
         key = _cost_key(model)
-        guild_id = _guild(interaction)
-
-        async def write(conn: Connection, now: float) -> None:
-            await self.store.clear_cost(guild_id, key, conn=conn)
-
-        await self._change(interaction, kind="cost", text=f"reset the cost of {key} to the default.", write=write)
+        guild_id = guild_id_of(interaction)
+        await self.services.admin.reset_cost(guild_id, interaction.user.id, key)
         table = await self.services.quota.cost_table(guild_id)
-        await _reply(interaction, f"{key} is back to its default cost, {_credits(table[key])}.")
+        await _reply(interaction, f"{key} is back to its default cost, {credits_text(table[key])}.")
 
     @cost.command(name="list", description="What every model costs here")
     async def cost_list(self, interaction: discord.Interaction) -> None:
-        guild_id = _guild(interaction)
+        guild_id = guild_id_of(interaction)
         table = await self.services.quota.cost_table(guild_id)
         overridden = await self.store.costs(guild_id)
         lines = ["**Costs**"] + [
-            f"{key}: {_credits(cost)}" + (" (set here)" if key in overridden else "") for key, cost in table.items()
+            f"{key}: {credits_text(cost)}" + (" (set here)" if key in overridden else "") for key, cost in table.items()
         ]
         await _reply(interaction, _clip(lines))
 
@@ -162,13 +152,8 @@ class SettingsCommands(AdminBase):
             name = Family(family).value
         except ValueError:
             raise InputError("family", "pick one of " + ", ".join(f.value for f in Family) + ".") from None
-        guild_id = _guild(interaction)
-
-        async def write(conn: Connection, now: float) -> None:
-            await self.store.set_family_enabled(guild_id, name, enabled, conn=conn)
-
+        await self.services.admin.set_family_enabled(guild_id_of(interaction), interaction.user.id, name, enabled)
         state = "on" if enabled else "off"
-        await self._change(interaction, kind="family", text=f"turned /{name} {state}.", write=write)
         await _reply(interaction, f"/{name} is now {state} in this server.")
 
     # --- audit channel ------------------------------------------------------------------------

@@ -184,23 +184,6 @@ async def test_grant_adds_credits_for_a_rolling_day(db: Database, quota: QuotaSe
         await quota.grant(GUILD, USER, 0, actor_id=MOD)
 
 
-async def test_refund_gives_back_a_charged_job_once(db: Database, quota: QuotaService, clock: FakeClock) -> None:
-    job_id = await create_job(db, quota, guild_id=GUILD, user_id=USER, cost=6, now=T0)
-    with pytest.raises(Refusal, match="was not charged"):
-        await quota.refund(job_id, MOD)  # still only held
-    await finish_job(db, quota, job_id, succeeded=True, now=T0 + 5)
-    with pytest.raises(Refusal, match="was not charged"):
-        await quota.refund(job_id, MOD, guild_id=OTHER_GUILD)  # another server's moderator
-    clock.advance(10)
-    assert await quota.refund(job_id, MOD, guild_id=GUILD) == 6
-    assert (await quota.balance(GUILD, USER, ())).remaining == 10
-    with pytest.raises(Refusal, match="already refunded"):
-        await quota.refund(job_id, MOD)
-    kinds = [entry.kind for entry in await quota.usage(GUILD, USER)]
-    assert kinds == ["refund", "charge", "hold"]
-    assert await db.fetchval("SELECT COUNT(*) FROM audit_events WHERE kind = 'quota_refund' AND job_id = ?", (job_id,)) == 1
-
-
 async def test_concurrency_limit(db: Database, quota: QuotaService, store: GuildSettingsStore) -> None:
     first = await create_job(db, quota, guild_id=GUILD, user_id=USER, cost=1, now=T0)
     await create_job(db, quota, guild_id=GUILD, user_id=USER, cost=1, now=T0)
