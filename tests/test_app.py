@@ -150,6 +150,7 @@ class _StubPoller:
 class _StubServices:
     def __init__(self) -> None:
         self.poller = _StubPoller()
+        self.cards = None
         self.closed = 0
         self.publisher: Any = None
 
