@@ -140,8 +140,9 @@ async def insert_hold(
     )
 
 
-async def settle(conn: Connection, *, job_id: int, charge: bool, now: float) -> bool:
+async def settle(conn: Connection, *, job_id: int, charge: bool, now: float, amount: int | None = None) -> bool:
     """Turn the job's hold into a charge or a release; False if there is no hold or it is settled.
+    `amount`: a charge below the hold (never above it); a release is always the whole hold.
 
     The NOT EXISTS makes the usual second call a no-op; `ledger_one_settle` would stop a second
     settle even if that check were ever wrong.
@@ -149,11 +150,11 @@ async def settle(conn: Connection, *, job_id: int, charge: bool, now: float) -> 
     written = await change_rows(
         conn,
         "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at) "
-        "SELECT h.guild_id, h.user_id, h.job_id, ?, h.amount, ? FROM credit_ledger AS h "
+        "SELECT h.guild_id, h.user_id, h.job_id, ?, MIN(h.amount, COALESCE(?, h.amount)), ? FROM credit_ledger AS h "
         "WHERE h.job_id = ? AND h.kind = 'hold' "
         "AND NOT EXISTS (SELECT 1 FROM credit_ledger AS s WHERE s.job_id = h.job_id AND s.kind IN ('charge', 'release')) "
         "ON CONFLICT DO NOTHING",
-        ("charge" if charge else "release", now, job_id),
+        ("charge" if charge else "release", amount if charge else None, now, job_id),
     )
     return written > 0
 

@@ -339,7 +339,8 @@ class Poller:
             await self.lease.transition(job, values)
         elif result.state is TaskState.SUCCEEDED and result.video_url:
             await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=result.video_url, poll_count=polls,
-                               raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
+                               raw_status=result.raw_status, vendor_seconds=result.vendor_seconds,
+                               note=result.note, uncharged=result.uncharged)
         else:
             reason = result.error_message if result.state is TaskState.FAILED else NO_URL_MESSAGE
             await self.finisher.finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,

@@ -36,6 +36,10 @@ class PollResult(BaseModel):
     # Terminal results: how long the task took by the vendor's own clock, where the vendor says
     # (finish - create). Recorded instead of the moment we looked, which is up to a poll gap late.
     vendor_seconds: float | None = None
+    # SUCCEEDED with less than was ordered (a failed 1080p pass, its 720p video delivered): a sentence
+    # for the member's result message, and the cost keys the delivered video did not earn.
+    note: str | None = None
+    uncharged: tuple[str, ...] = ()
 
 
 class ErrorKind(StrEnum):

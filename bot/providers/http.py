@@ -13,7 +13,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 
 from bot.catalog import ProviderName
 from bot.clock import Clock
+from bot.i18n import _
 from bot.metrics import VENDOR_LATENCY, VENDOR_REQUESTS
 from bot.providers.base import ErrorKind, ProviderError
 from bot.providers.transport import AiohttpTransport
@@ -107,6 +109,28 @@ def plain_body_text(response: httpx.Response) -> str:
     return trim_reason(text)
 
 
+def unwrap_upstream(payload: Any) -> Any:
+    """A gateway error relaying the upstream's own error body as a JSON *string* in `message` (new-api
+    does, e.g. Kling's `{"code":1301,"message":"..."}`): that inner body, else the payload as it is."""
+    if not isinstance(payload, dict):
+        return payload
+    for text in (payload.get("message"), dig(payload, "error", "message"), payload.get("msg")):
+        inner = _json_text(text)
+        if isinstance(inner, dict):
+            return unwrap_upstream(inner)
+    return payload
+
+
+def _json_text(text: Any) -> Any:
+    """`text` parsed as JSON when it is a string holding a JSON object or array, else None."""
+    if not isinstance(text, str) or not text.strip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def first_text(*candidates: object) -> str:
     """The first candidate that is a non-empty string (or an object with a `message`)."""
     for candidate in candidates:
@@ -133,7 +157,10 @@ def dig(payload: Any, *path: str | int) -> Any:
 
 
 def error_text(payload: Any, fallback: str = "") -> str:
-    """A vendor's reason from the usual places in an error body, never a raw JSON dump."""
+    """A vendor's reason from the usual places in an error body, never a raw JSON dump (a JSON string
+    relayed from upstream is unwrapped first)."""
+    inner = _json_text(payload)
+    payload = unwrap_upstream(inner if isinstance(inner, dict) else payload)
     if isinstance(payload, dict):
         found = first_text(
             payload.get("error"), payload.get("message"), payload.get("msg"),
@@ -145,6 +172,63 @@ def error_text(payload: Any, fallback: str = "") -> str:
     if isinstance(payload, str):
         return trim_reason(payload)
     return trim_reason(fallback)
+
+
+def error_code(payload: Any) -> str:
+    """An error body's code as text (new-api: `code`, or `error.code`; upstream bodies unwrapped)."""
+    payload = unwrap_upstream(payload)
+    if not isinstance(payload, dict):
+        return ""
+    for candidate in (dig(payload, "error", "code"), payload.get("code")):
+        if isinstance(candidate, (str, int)) and not isinstance(candidate, bool) and str(candidate).strip():
+            return str(candidate).strip()
+    return ""
+
+
+@dataclass(frozen=True)
+class KnownAnswer:
+    """One answer a vendor documents, as a row of a client's table: what identifies it (an HTTP
+    status, a body or error code, optionally words in the reason), whether it is final for the task
+    (the job ends at once, and it is no outage: the breaker is not tripped) and the member's sentence."""
+
+    codes: frozenset[str]  # matched against the HTTP status, the body code and the error code, as text
+    kind: ErrorKind
+    sentence: Callable[[str, str], str]  # (vendor label, vendor reason) -> the member's sentence
+    words: re.Pattern[str] | None = None
+    operator_note: str = ""  # logged as an error: something only the operator can fix
+
+    def matches(self, codes: Sequence[int | str | None], reason: str) -> bool:
+        if not any(str(code) in self.codes for code in codes if code is not None):
+            return False
+        return self.words is None or bool(self.words.search(reason))
+
+
+def known_answer(
+    table: Sequence[KnownAnswer], codes: Sequence[int | str | None], reason: str, provider: ProviderName,
+    *, status: int | None = None, retry_after: float | None = None,
+) -> ProviderError | None:
+    """The first row of `table` that this answer matches, as a ProviderError; None when none does."""
+    for row in table:
+        if row.matches(codes, reason):
+            label = VENDOR_LABELS.get(provider, str(provider))
+            if row.operator_note:
+                log.error("%s: %s (HTTP %s: %s)", label, row.operator_note, status, trim_reason(reason, 120))
+            return ProviderError(row.kind, row.sentence(label, trim_reason(reason)), retry_after=retry_after,
+                                 status_code=status, detail=trim_reason(reason))
+    return None
+
+
+# Answers of the new-api gateway (the Kling resellers, and unified APIs built on it), from its source.
+GATEWAY_ANSWERS: tuple[KnownAnswer, ...] = (
+    # An unknown task is HTTP 400 `task_not_exist` (not 404): final for that job, whatever the phase.
+    KnownAnswer(frozenset({"task_not_exist"}), ErrorKind.FINAL, lambda label, reason: _(
+        "{vendor} no longer knows this video's task, so it cannot finish.", vendor=label)),
+    # HTTP 403 `insufficient_user_quota`: the operator's gateway account is empty, the key is fine.
+    KnownAnswer(frozenset({"insufficient_user_quota"}), ErrorKind.FINAL, lambda label, reason: _(
+        "The bot's {vendor} account is out of credit; tell the server owner.", vendor=label),
+        operator_note="the gateway account behind the bot's API key is out of credit "
+                      "(insufficient_user_quota): top it up"),
+)
 
 
 def final_error(
@@ -341,6 +425,9 @@ class VendorClient:
     calls, the usual "2xx with a JSON object" check, and `aclose`. Subclasses set `name` and parse."""
 
     name: ProviderName
+    # The vendor's documented answers (final or retryable, with their sentences), checked before the
+    # generic classification by HTTP status.
+    answers: tuple[KnownAnswer, ...] = ()
 
     def __init__(
         self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
@@ -360,13 +447,24 @@ class VendorClient:
         return await self._http.call(operation, Phase.POLL, "GET", path, parse, **kwargs)
 
     def _json_object(self, response: httpx.Response, phase: Phase) -> dict[str, Any]:
-        """The body of a successful answer, or the classified error: HTTP status first, then shape."""
-        if not response.is_success:
-            raise classify_http_error(self.name, phase, response, self._clock.now())
+        """The body of a successful answer, or the classified error: a documented answer first, then
+        the HTTP status, then the shape."""
         payload = json_or_none(response)
+        if not response.is_success:
+            raise self._known_answer(response, payload) or classify_http_error(
+                self.name, phase, response, self._clock.now())
         if not isinstance(payload, dict):
             raise unreadable_body(self.name, phase, response.status_code, "not JSON")
         return payload
+
+    def _known_answer(self, response: httpx.Response, payload: Any) -> ProviderError | None:
+        """The row of `answers` this response matches (by HTTP status or error code), as an error."""
+        if not self.answers:
+            return None
+        return known_answer(
+            self.answers, (response.status_code, error_code(payload)), error_text(payload), self.name,
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After"), self._clock.now()))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -24,11 +24,13 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.catalog import ImageRole, Mode, ProviderName
+from bot.catalog import UPSAMPLE_COST_KEY, ImageRole, Mode, ProviderName
 from bot.clock import Clock
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from bot.i18n import _
 from bot.providers.http import (
     VENDOR_LABELS,
+    KnownAnswer,
     Phase,
     VendorClient,
     dig,
@@ -36,6 +38,8 @@ from bot.providers.http import (
     final_error,
     first_text,
     json_or_none,
+    known_answer,
+    looks_like_policy,
     parse_retry_after,
     plain_body_text,
     soften_for_upload,
@@ -60,6 +64,9 @@ UPSCALE_PATHS = {"1080p": ("GET", "/api/v1/veo/get-1080p-video"), "4k": ("POST",
 _NOT_READY = re.compile(r"is processing|not ready|ready in|check back", re.IGNORECASE)
 # How long after the task completed we wait for the 1080p file before delivering the 720p one.
 HD_GRACE_SECONDS = 600.0
+HD_FAILED_NOTE = _("The 1080p pass failed, so this is the 720p video; the 1080p surcharge was not charged.")
+HD_LATE_NOTE = _("The 1080p file did not come in time, so this is the 720p video; the 1080p surcharge was "
+                 "not charged.")
 FIRST_SEEN_PRUNE_AT = 256  # sightings kept before old ones are looked for and dropped
 UPLOAD_PATH = "framecast"
 _LABEL = VENDOR_LABELS[ProviderName.KIE]
@@ -141,41 +148,90 @@ def as_int(value: Any) -> int | None:
         return None
 
 
+def _refusal(label: str, reason: str) -> str:
+    """kie's 400/422 about a task: its content policy, else its own words."""
+    if looks_like_policy(reason) or "rejected" in reason.lower():
+        return _("The vendor rejected the prompt or images under its content policy: {reason}", reason=reason)
+    if reason:
+        return _("The vendor refused the request: {reason}", reason=reason)
+    return KIE_CODE_MEANINGS[400]
+
+
+def _generation_failed(label: str, reason: str) -> str:
+    return failure_message(reason) if reason else KIE_CODE_MEANINGS[501]
+
+
+def _codes(*codes: int) -> frozenset[str]:
+    return frozenset(str(code) for code in codes)
+
+
+# What kie's codes mean when it gives nothing else (a failed record may carry only `errorCode`).
+KIE_CODE_MEANINGS: dict[int, str] = {
+    400: _("The vendor refused the prompt or images: flagged under its content policy, or an image it "
+           "could not fetch."),
+    422: _("The vendor's checks rejected the request."),
+    500: _("The vendor had an internal error while making this video."),
+    501: _("The vendor's video generation failed."),
+}
+
+# kie's answers that are final for the task, in any phase and whatever the HTTP status beside the
+# envelope's code (kie's pages; record-info answers 400/422 about a task, not about an outage).
+# First match wins; answers not listed keep the generic handling (busy, auth, 5xx).
+KIE_ANSWERS: tuple[KnownAnswer, ...] = (
+    KnownAnswer(_codes(451), ErrorKind.FINAL, lambda label, reason: _(
+        "The vendor could not download the attached images: {reason}", reason=reason or "-")),
+    KnownAnswer(_codes(400), ErrorKind.FINAL, lambda label, reason: _(
+        "The vendor could not download the attached images: {reason}", reason=reason),
+        words=re.compile(r"fetch the image|download", re.IGNORECASE)),
+    KnownAnswer(_codes(422), ErrorKind.FINAL, lambda label, reason: _(
+        "The vendor keeps videos for 14 days only; this one is no longer there."),
+        words=re.compile(r"14 days", re.IGNORECASE)),
+    KnownAnswer(_codes(422), ErrorKind.FINAL, lambda label, reason: _(
+        "The vendor has no record of this video's task."), words=re.compile(r"record is null", re.IGNORECASE)),
+    KnownAnswer(_codes(400, 422), ErrorKind.FINAL, _refusal),
+    # The 4K endpoint's failure ("The 4K version of this video is unavailable...").
+    KnownAnswer(_codes(500), ErrorKind.FINAL, lambda label, reason: _(
+        "The vendor cannot make a 4K version of this video."),
+        words=re.compile(r"version of this video is unavailable", re.IGNORECASE)),
+    KnownAnswer(_codes(501), ErrorKind.FINAL, _generation_failed),
+    KnownAnswer(_codes(505), ErrorKind.FINAL, lambda label, reason: _(
+        "This kind of video is switched off at the vendor right now: {reason}", reason=reason or "-")),
+)
+
+
 def classify_kie_code(
     code: int | None, reason: str, phase: Phase, *, retry_after: float | None = None
 ) -> ProviderError:
-    """A kie failure code (HTTP or body) as a ProviderError."""
+    """A kie failure code (HTTP or body) as a ProviderError: the documented answers first."""
     reason = trim_reason(reason)
+    known = known_answer(KIE_ANSWERS, (code,), reason, ProviderName.KIE, status=code, retry_after=retry_after)
+    if known is not None:
+        return soften_for_upload(known, phase)
     if phase is Phase.POLL:
         return ProviderError(
-            ErrorKind.RETRYABLE, f"{_LABEL} answered code {code}; asking again later.",
+            ErrorKind.RETRYABLE, _("{vendor} answered code {code}; asking again later.", vendor=_LABEL, code=code),
             retry_after=retry_after, status_code=code, detail=reason,
         )
     if code in (429, 455, 503):
         return ProviderError(
-            ErrorKind.RETRYABLE, f"{_LABEL} is busy or in maintenance; the request will be sent again shortly.",
+            ErrorKind.RETRYABLE,
+            _("{vendor} is busy or in maintenance; the request will be sent again shortly.", vendor=_LABEL),
             retry_after=retry_after, status_code=code, detail=reason,
         )
-    if code in (401, 402, 403):
-        return final_error(ProviderName.KIE, code, reason)
-    if code == 422:
-        policy = "rejected" in reason.lower()
-        return final_error(ProviderName.KIE, code, reason, policy=policy)
-    if code == 451:
-        message = "The vendor could not download the attached images" + (f": {reason}" if reason else ".")
-        return ProviderError(ErrorKind.FINAL, message, status_code=code, detail=reason)
-    if code == 501:
-        return ProviderError(ErrorKind.FINAL, failure_message(reason), status_code=code, detail=reason)
-    if code == 505:
-        message = "This kind of video is switched off at the vendor right now" + (f": {reason}" if reason else ".")
-        return ProviderError(ErrorKind.FINAL, message, status_code=code, detail=reason)
     if code is not None and 400 <= code < 500 and code != 408:
         return soften_for_upload(final_error(ProviderName.KIE, code, reason), phase)
     error = ProviderError(
-        ErrorKind.UNCERTAIN, f"{_LABEL} failed while handling the request (code {code}).",
+        ErrorKind.UNCERTAIN, _("{vendor} failed while handling the request (code {code}).", vendor=_LABEL, code=code),
         retry_after=retry_after, status_code=code, detail=reason,
     )
     return soften_for_upload(error, phase)
+
+
+def failure_sentence(reason: str, code: int | None) -> str:
+    """A failed task's sentence: the vendor's words, else what its code documents (never a bare code)."""
+    if reason.strip() or code not in KIE_CODE_MEANINGS:
+        return failure_message(reason)
+    return KIE_CODE_MEANINGS[code]  # type: ignore[index]
 
 
 class _Record(BaseModel):
@@ -188,6 +244,7 @@ class _Record(BaseModel):
     complete_time: float | None = None
     took: float | None = None  # the vendor's completeTime - createTime
     error: str = ""
+    error_code: int | None = None
 
 
 class KieClient(VendorClient):
@@ -209,14 +266,14 @@ class KieClient(VendorClient):
         """The `data` of a good envelope, or the classified error."""
         payload = json_or_none(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.now())
+        code = as_int(payload.get("code")) if isinstance(payload, dict) else None
+        if code is not None and code != 200:  # the envelope's code is the real status, whatever the HTTP one
+            raise classify_kie_code(code, error_text(payload), phase, retry_after=retry_after)
         if not response.is_success:
             reason = error_text(payload, fallback=plain_body_text(response))
             raise classify_kie_code(response.status_code, reason, phase, retry_after=retry_after)
         if not isinstance(payload, dict):
             raise unreadable_body(self.name, phase, response.status_code, "not JSON")
-        code = as_int(payload.get("code"))
-        if code is not None and code != 200:
-            raise classify_kie_code(code, error_text(payload), phase, retry_after=retry_after)
         data = payload.get("data")
         return data if isinstance(data, dict) else {}
 
@@ -268,7 +325,8 @@ class KieClient(VendorClient):
         if flag in (2, 3):
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.FAILED, raw_status=f"successFlag={flag}",
-                              error_message=failure_message(record.error), vendor_seconds=record.took)
+                              error_message=failure_sentence(record.error, record.error_code),
+                              vendor_seconds=record.took)
         if flag != 1:
             return PollResult(state=TaskState.RUNNING, raw_status="generating")
         if not record.urls:
@@ -302,7 +360,8 @@ class KieClient(VendorClient):
             fallback=bool(data.get("fallbackFlag")),
             complete_time=epoch_seconds(data.get("completeTime")),
             took=vendor_duration(data.get("createTime"), data.get("completeTime")),
-            error=first_text(data.get("errorMessage"), data.get("errorCode") and str(data.get("errorCode"))),
+            error=first_text(data.get("errorMessage")),
+            error_code=as_int(data.get("errorCode")),
         )
 
     async def _poll_upscale(self, resolution: str, source: str) -> PollResult:
@@ -317,8 +376,13 @@ class KieClient(VendorClient):
         """Ask for the 1080p file; not ready = still RUNNING, until the grace period ends."""
         try:
             hd_url = await self._upscale("1080p", task_id, Phase.POLL)
-        except ProviderError:
-            hd_url = None  # "not ready" is reported as an error code; either way, ask again later
+        except ProviderError as error:
+            if error.kind is ErrorKind.FINAL:  # kie will never make it: the 720p video is the result now
+                self._first_success_seen.pop(task_id, None)
+                return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
+                                  video_url=record.urls[0], progress=1.0, note=HD_FAILED_NOTE,
+                                  uncharged=(UPSAMPLE_COST_KEY,))
+            hd_url = None  # a passing failure: ask again later
         if hd_url:
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success_1080p", video_url=hd_url, progress=1.0)
@@ -333,7 +397,8 @@ class KieClient(VendorClient):
         if now >= completed + HD_GRACE_SECONDS:
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
-                              video_url=record.urls[0], progress=1.0)
+                              video_url=record.urls[0], progress=1.0, note=HD_LATE_NOTE,
+                              uncharged=(UPSAMPLE_COST_KEY,))
         # Still waiting for 1080p, but the 720p file exists: the poller delivers it if the job's deadline
         # comes before the 1080p file does.
         return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", finishing=True,
@@ -389,7 +454,7 @@ def parse_kie_callback(payload: Any) -> tuple[str | None, PollResult]:
         return task_id, PollResult(state=TaskState.RUNNING, raw_status="callback_unreadable")
     reason = first_text(payload.get("msg"), payload.get("message"))
     return task_id, PollResult(state=TaskState.FAILED, raw_status=f"callback_code={code}",
-                               error_message=failure_message(reason))
+                               error_message=failure_sentence(reason, code))
 
 
 def verify_kie_signature(

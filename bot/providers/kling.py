@@ -8,6 +8,7 @@ SUCCESS), the simple form, and Kling's native `task_status`/`task_result`. The p
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -16,29 +17,47 @@ from pydantic import SecretStr
 from bot.catalog import ImageRole, Mode, ProviderName
 from bot.clock import Clock
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from bot.i18n import _
 from bot.providers.http import (
+    GATEWAY_ANSWERS,
     VENDOR_LABELS,
+    KnownAnswer,
     Phase,
     VendorClient,
     dig,
+    error_code,
     error_text,
-    final_error,
     first_text,
     json_or_none,
-    parse_retry_after,
-    trim_reason,
+    known_answer,
     unreadable_body,
 )
 from bot.providers.vendor_time import vendor_duration
-from bot.providers.unified import failure_message
+from bot.providers.unified import NO_REASON, failure_message
 from bot.settings import Settings
 from bot.validation import JobSpec
 
 SUCCESS_STATUSES = frozenset({"completed", "succeeded", "succeed", "success", "complete"})
 FAILURE_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled", "expired"})
-POLICY_CODES = frozenset({1300, 1301})
-BUSY_CODES = frozenset({1302, 1303})  # rate / concurrency limit: nothing was created
 POLL_PATHS = ("/v1/videos/{id}", "/v1/video/generations/{id}")
+# The route that carries `fail_reason` when the other one reports a bare failure (older new-api).
+REASON_PATH = "/v1/video/generations/{id}"
+
+
+def _policy_sentence(label: str, reason: str) -> str:
+    if reason:
+        return _("The vendor rejected the prompt or images under its content policy: {reason}", reason=reason)
+    return _("The vendor rejected the prompt or images under its content policy.")
+
+
+# Kling's own error codes (relayed by the gateway, often as a JSON string in `message`), then the
+# gateway's answers. Kling: 1300/1301 content policy; 1302/1303 rate / concurrency limit (nothing made).
+KLING_ANSWERS: tuple[KnownAnswer, ...] = (
+    KnownAnswer(frozenset({"1300", "1301"}), ErrorKind.FINAL, _policy_sentence),
+    KnownAnswer(frozenset({"1302", "1303"}), ErrorKind.RETRYABLE, lambda label, reason: _(
+        "{vendor} is busy; the request will be sent again shortly.", vendor=label)),
+    *GATEWAY_ANSWERS,
+)
 
 
 def build_kling_body(job: JobSpec) -> dict[str, Any]:
@@ -118,6 +137,28 @@ def _video_url(node: dict[str, Any], success: bool) -> str:
     return url.strip()
 
 
+def _failure_sentence(node: dict[str, Any], payload: dict[str, Any]) -> str:
+    """A failed task's reason for the member: Kling's codes by the table, else the vendor's words
+    (a relayed JSON error unwrapped first); None-free: "gave no reason" when there is none."""
+    reason = error_text(first_text(node.get("error"), node.get("fail_reason"), node.get("task_status_msg"),
+                                   payload.get("error"), payload.get("message")))
+    code = error_code(node.get("error")) or error_code(_as_object(node.get("fail_reason")))
+    known = known_answer(KLING_ANSWERS, (code,), reason, ProviderName.KLING)
+    if known is not None and known.kind is ErrorKind.FINAL:
+        return known.user_message
+    return failure_message(reason)
+
+
+def _as_object(value: Any) -> Any:
+    """A JSON object held in a string (a relayed upstream error), else the value itself."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def parse_kling_task(payload: Any) -> PollResult:
     """Any of the documented poll shapes as a PollResult."""
     if not isinstance(payload, dict):
@@ -137,15 +178,8 @@ def parse_kling_task(payload: Any) -> PollResult:
         return PollResult(state=TaskState.SUCCEEDED, raw_status=raw_status, video_url=url, progress=1.0,
                           vendor_seconds=took)
     if normalized in FAILURE_STATUSES:
-        reason = first_text(node.get("error"), node.get("fail_reason"), node.get("task_status_msg"),
-                            payload.get("error"), payload.get("message"))
-        code = _int_code(dig(node, "error", "code"))
-        message = failure_message(reason)
-        if code in POLICY_CODES and "content policy" not in message:
-            message = "The vendor rejected the prompt or images under its content policy" + (
-                f": {trim_reason(reason)}" if reason else "."
-            )
-        return PollResult(state=TaskState.FAILED, raw_status=raw_status, error_message=message, vendor_seconds=took)
+        return PollResult(state=TaskState.FAILED, raw_status=raw_status, error_message=_failure_sentence(node, payload),
+                          vendor_seconds=took)
     return PollResult(state=TaskState.RUNNING, raw_status=raw_status, progress=progress)
 
 
@@ -153,6 +187,7 @@ class KlingClient(VendorClient):
     """Kling v3 via the OpenAI-style video gateway."""
 
     name = ProviderName.KLING
+    answers = KLING_ANSWERS
 
     def __init__(
         self, base_url: str, api_key: SecretStr, settings: Settings, clock: Clock,
@@ -166,16 +201,9 @@ class KlingClient(VendorClient):
         return await self._submit("/v1/video/generations", self._parse_create, build_kling_body(job))
 
     def _parse_create(self, response: httpx.Response) -> str:
-        payload = json_or_none(response)
-        vendor_code = _int_code(dig(payload, "error", "code"), dig(payload, "code")) if isinstance(payload, dict) else None
-        if vendor_code in POLICY_CODES:
-            raise final_error(self.name, response.status_code, error_text(payload), policy=True)
-        if vendor_code in BUSY_CODES:
-            raise ProviderError(
-                ErrorKind.RETRYABLE, f"{VENDOR_LABELS[self.name]} is busy; the request will be sent again shortly.",
-                retry_after=parse_retry_after(response.headers.get("Retry-After"), self._clock.now()),
-                status_code=response.status_code, detail=error_text(payload),
-            )
+        known = self._known_answer(response, json_or_none(response))  # Kling's codes come with any status
+        if known is not None:
+            raise known
         payload = self._json_object(response, Phase.SUBMIT)
         data = payload.get("data")
         task_id = first_text(
@@ -187,7 +215,25 @@ class KlingClient(VendorClient):
         return task_id.strip()
 
     async def poll(self, task_id: str, job: JobSpec) -> PollResult:
-        """GET the task on the path that works here, falling back to the other one on 404."""
+        """GET the task on the path that works here (falling back to the other one on 404); a failure
+        reported without a reason is asked of the route that carries `fail_reason`, once."""
+        result = await self._poll_task(task_id)
+        if result.state is TaskState.FAILED and result.error_message == NO_REASON:
+            result = await self._reason_from_other_route(task_id, result)
+        return result
+
+    async def _reason_from_other_route(self, task_id: str, result: PollResult) -> PollResult:
+        """Older gateways' `/v1/videos/{id}` says "failed" and nothing else; `/v1/video/generations/{id}`
+        carries `fail_reason`. One request, only for such a failure; any trouble keeps what we have."""
+        try:
+            other = await self._poll(REASON_PATH.format(id=task_id), self._parse_task, operation="poll_reason")
+        except ProviderError:
+            return result
+        if other.state is TaskState.FAILED and other.error_message and other.error_message != NO_REASON:
+            return result.model_copy(update={"error_message": other.error_message})
+        return result
+
+    async def _poll_task(self, task_id: str) -> PollResult:
         last_error: ProviderError | None = None
         for path in list(self._poll_paths):
             try:

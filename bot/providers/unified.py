@@ -10,22 +10,26 @@ from typing import Any
 
 import httpx
 
-from bot.catalog import Family, ImageRole, Mode, ProviderName
+from bot.catalog import UPSAMPLE_COST_KEY, Family, ImageRole, Mode, ProviderName
 from bot.providers.base import PollResult, TaskState
+from bot.i18n import _
 from bot.providers.http import (
+    GATEWAY_ANSWERS,
     Phase,
     VendorClient,
     dig,
+    error_text,
     final_error,
     first_text,
     looks_like_policy,
-    trim_reason,
     unreadable_body,
 )
 from bot.providers.vendor_time import vendor_duration
 from bot.validation import JobSpec
 
 SUCCESS_STATUSES = frozenset({"completed", "complete", "success", "succeeded", "succeed"})
+UPSAMPLING_FAILED = "video_upsampling_failed"
+UPSAMPLING_FAILED_NOTE = _("The 1080p pass failed, so this is the 720p video; the 1080p surcharge was not charged.")
 FAILURE_STATUSES = frozenset({"failed", "failure", "error", "cancelled", "canceled"})
 
 
@@ -39,14 +43,18 @@ def map_unified_status(status: str) -> TaskState:
     return TaskState.RUNNING
 
 
+NO_REASON = _("The vendor could not make this video and gave no reason.")
+
+
 def failure_message(reason: str) -> str:
-    """The sentence a member reads when the vendor could not make the video."""
-    reason = trim_reason(reason)
+    """The sentence a member reads when the vendor could not make the video (a relayed JSON error
+    body is unwrapped to its message first)."""
+    reason = error_text(reason)
     if looks_like_policy(reason):
-        return f"The vendor rejected the prompt or images under its content policy: {reason}"
+        return _("The vendor rejected the prompt or images under its content policy: {reason}", reason=reason)
     if reason:
-        return f"The vendor could not make this video: {reason}"
-    return "The vendor could not make this video and gave no reason."
+        return _("The vendor could not make this video: {reason}", reason=reason)
+    return NO_REASON
 
 
 def parse_unified_query(payload: Any) -> PollResult:
@@ -60,6 +68,11 @@ def parse_unified_query(payload: Any) -> PollResult:
     state = map_unified_status(raw_status)
     took = vendor_duration(detail.get("created_at"),
                            detail.get("completed_at") or payload.get("status_update_time"))
+    lesser = first_text(detail.get("video_url"))
+    if raw_status.strip().lower() == UPSAMPLING_FAILED and lesser:
+        # The 1080p pass failed after the video was made: that 720p video is the result, not a failure.
+        return PollResult(state=TaskState.SUCCEEDED, raw_status=raw_status, video_url=lesser.strip(), progress=1.0,
+                          vendor_seconds=took, note=UPSAMPLING_FAILED_NOTE, uncharged=(UPSAMPLE_COST_KEY,))
     if state is TaskState.SUCCEEDED:
         url = first_text(payload.get("video_url"), detail.get("upsample_video_url"), detail.get("video_url"))
         if not url:
@@ -120,6 +133,7 @@ class UnifiedClient(VendorClient):
     """kkiai's unified API: Veo 3.1 and Sora 2."""
 
     name = ProviderName.KKIAI
+    answers = GATEWAY_ANSWERS
 
     async def submit(self, job: JobSpec, *, callback_url: str | None = None) -> str:
         """POST /v1/video/create; the vendor has no callbacks, so `callback_url` is ignored."""

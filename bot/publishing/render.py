@@ -76,6 +76,8 @@ def render_result(job: JobRecord) -> ResultMessage:
     if job.status is JobStatus.SUCCEEDED:
         body = _("{mention} your {label} video is ready (job #{id}):", mention=mention, label=label, id=job.id)
         body_text = f"{translate(body, job.reader_locale)}\n{job.video_url}"
+        if job.error_message:  # delivered with less than was ordered: say so (e.g. the 1080p pass failed)
+            body_text += f"\n{plain_reason(job.error_message)}."
     else:
         body_text = translate(_ending(job, mention, label), job.reader_locale)
     return ResultMessage(

@@ -98,6 +98,11 @@ class QuotaService:
         overrides = snapshot.costs if snapshot is not None else await self.store.costs(guild_id)
         return sum(overrides.get(key, default_cost(key)) for key in spec.cost_keys)
 
+    async def price(self, guild_id: int, keys: Sequence[str]) -> int:
+        """These cost keys at this server's prices (what a video delivered with less than ordered earns)."""
+        overrides = await self.store.costs(guild_id)
+        return sum(overrides.get(key, default_cost(key)) for key in keys)
+
     # --- budgets and balances ---------------------------------------------------------------
 
     def _budget(self, snapshot: MemberSnapshot) -> tuple[int | None, int]:
@@ -197,12 +202,14 @@ class QuotaService:
             return f"{head}; {state.held} are held by videos in progress and come back if they fail."
         return f"{head}."
 
-    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float) -> None:
+    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float,
+                        amount: int | None = None) -> None:
         """Charge (video delivered-ready) or release (failed, timed out, refused, cancelled) the job's hold.
+        `amount`: charge less than the hold (a video delivered without what it was ordered with).
 
         Idempotent: a job with no hold or already settled is left alone.
         """
-        await ledger.settle(conn, job_id=job_id, charge=charge, now=now)
+        await ledger.settle(conn, job_id=job_id, charge=charge, now=now, amount=amount)
 
     # --- moderator actions ------------------------------------------------------------------
 

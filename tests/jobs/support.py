@@ -125,11 +125,16 @@ class LedgerQuota:
             "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
             " VALUES (?, ?, ?, 'hold', ?, ?)", (guild_id, user_id, job_id, cost, now))
 
-    async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float) -> None:
+    async def price(self, guild_id: int, keys: Any) -> int:
+        return self.cost - 1 if "1080p" not in keys else self.cost  # the 1080p surcharge is 1 credit here
+
+    async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float,
+                        amount: int | None = None) -> None:
         await conn.execute(
             "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
-            " SELECT guild_id, user_id, job_id, ?, amount, ? FROM credit_ledger WHERE job_id = ? AND kind = 'hold'",
-            ("charge" if charge else "release", now, job_id))
+            " SELECT guild_id, user_id, job_id, ?, COALESCE(?, amount), ? FROM credit_ledger"
+            " WHERE job_id = ? AND kind = 'hold'",
+            ("charge" if charge else "release", amount, now, job_id))
 
 
 class AllowAll:

@@ -216,3 +216,44 @@ def test_an_empty_poll_interval_means_the_learned_schedule(monkeypatch: pytest.M
     assert make_settings().poll_interval_seconds is None
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "15")
     assert make_settings().poll_interval_seconds == 15
+
+
+async def test_a_failed_1080p_pass_delivers_720p_and_charges_without_the_surcharge(
+        db: Database, fake_clock: FakeClock) -> None:
+    async with FakeUnifiedVendor(api_key="k", clock=fake_clock, duration=120, upsampling_fails=True) as vendor:
+        settings = make_settings(kkiai_api_key="k", kkiai_base_url=vendor.base_url)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a harbour", model="veo-fast-kkiai",
+                                                   upsample=True))
+            job = await jobs.create_job(REQUESTER, spec)  # LedgerQuota: 2 credits held
+            await _drive(poller, fake_clock, jobs, job.id)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED and done.cost == 1
+            assert done.video_url == vendor.video_url(vendor.tasks[done.provider_task_id or ""])  # the 720p file
+            rows = await db.fetchall("SELECT kind, amount FROM credit_ledger WHERE job_id = ? ORDER BY id", (job.id,))
+            assert [(r["kind"], r["amount"]) for r in rows] == [("hold", 2), ("charge", 1)]
+            assert "1080p pass failed" in publisher.delivered[0][1].content
+        finally:
+            await close_providers(providers)
+
+
+async def test_a_final_status_answer_ends_the_job_at_once_without_tripping_the_breaker(
+        db: Database, fake_clock: FakeClock) -> None:
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=95) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="a lighthouse at dawn"))
+            job = await jobs.create_job(REQUESTER, spec)
+            kie.inject("query", *[Fault.http(500, {"code": 422, "msg": "record is null", "data": None})] * 20)
+            await _drive(poller, fake_clock, jobs, job.id)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.FAILED
+            assert done.error_message == "The vendor has no record of this video's task."
+            assert kie.requests["query"] == 1  # one answer was enough
+            assert poller.limits.for_provider(ProviderName.KIE).breaker.failures == 0  # an answer, not an outage
+        finally:
+            await close_providers(providers)

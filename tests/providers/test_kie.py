@@ -391,7 +391,7 @@ async def test_extend_of_an_unknown_task_is_refused_for_good(client: KieClient, 
     source, _ = await finished_video(client, fake_clock)
     with pytest.raises(ProviderError) as refused:
         await client.submit(build_follow_up(source, "veo_task_gone", FollowUp.EXTEND))
-    assert refused.value.kind is ErrorKind.FINAL and "record is null" in refused.value.user_message
+    assert refused.value.kind is ErrorKind.FINAL and "no record of this video" in refused.value.user_message
 
 
 async def test_1080p_follow_up_polls_until_the_file_is_ready(client: KieClient, vendor: FakeKieVendor,
@@ -442,3 +442,64 @@ async def test_4k_callback_names_the_source_task(settings: Settings, fake_clock:
     assert verify_kie_signature(named, headers["X-Webhook-Timestamp"], headers["X-Webhook-Signature"], "hook-key")
     assert callback_task_id(job.mode, named) == task_id  # the job knows the pass by its derived id
     assert callback_task_id(source.mode, named) == named
+
+
+# --- final answers end the job at once ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("http_status", "code", "msg", "words"), [
+    (200, 400, "Your prompt was flagged by Website as violating content policies", "under its content policy"),
+    (200, 400, "Failed to fetch the image. Kindly verify any access limits", "could not download the attached images"),
+    (500, 400, "public error unsafe image upload", "under its content policy"),
+    (200, 422, "record is null", "no record of this video"),
+    (422, 422, "Temporarily supports records within 14 days", "14 days only"),
+])
+async def test_final_record_info_answers(client: KieClient, vendor: FakeKieVendor, http_status: int, code: int,
+                                         msg: str, words: str) -> None:
+    job = spec(Family.VEO, KIE)
+    task_id = await client.submit(job)
+    vendor.inject("query", Fault.http(http_status, {"code": code, "msg": msg, "data": None}))
+    with pytest.raises(ProviderError) as caught:
+        await client.poll(task_id, job)
+    assert caught.value.kind is ErrorKind.FINAL and caught.value.status_code == code
+    assert words in caught.value.user_message
+
+
+@pytest.mark.parametrize(("code", "sentence"), [
+    (400, "The vendor refused the prompt or images: flagged under its content policy, or an image it could not fetch."),
+    (500, "The vendor had an internal error while making this video."),
+    (501, "The vendor's video generation failed."),
+])
+async def test_error_code_only_failures_get_the_documented_sentence(settings: Settings, fake_clock: FakeClock,
+                                                                    code: int, sentence: str) -> None:
+    async with FakeKieVendor(api_key=API_KEY, clock=fake_clock, duration=1, outcome=Outcome.fail("", code=code)) as fake:
+        client = KieClient(fake.base_url, SecretStr(API_KEY), settings, fake_clock)
+        job = spec(Family.VEO, KIE)
+        task_id = await client.submit(job)
+        fake_clock.advance(1)
+        result = await client.poll(task_id, job)
+        await client.aclose()
+    assert result.state is TaskState.FAILED and result.error_message == sentence
+    assert parse_kie_callback({"code": code, "msg": "", "data": {"taskId": "t"}})[1].error_message == sentence
+
+
+async def test_4k_unavailable_is_final(client: KieClient, vendor: FakeKieVendor, fake_clock: FakeClock) -> None:
+    source, source_id = await finished_video(client, fake_clock)
+    job = build_follow_up(source, source_id, FollowUp.UPSCALE_4K)
+    task_id = await client.submit(job)
+    vendor.uhd_unavailable = True
+    with pytest.raises(ProviderError) as caught:
+        await client.poll(task_id, job)
+    assert caught.value.kind is ErrorKind.FINAL
+    assert caught.value.user_message == "The vendor cannot make a 4K version of this video."
+
+
+async def test_1080p_refused_for_good_delivers_the_720p_video_now(client: KieClient, vendor: FakeKieVendor,
+                                                                  fake_clock: FakeClock) -> None:
+    job = spec(Family.VEO, KIE, upsample=True)
+    task_id = await client.submit(job)
+    fake_clock.advance(100)
+    vendor.inject("1080p", Fault.http(200, {"code": 422, "msg": "record is null", "data": None}))
+    result = await client.poll(task_id, job)
+    assert result.state is TaskState.SUCCEEDED and result.raw_status == "success_720p_fallback"
+    assert result.video_url == vendor.video_url(vendor.tasks[task_id])
+    assert result.uncharged == ("1080p",) and result.note and "1080p" in result.note

@@ -167,3 +167,69 @@ def test_the_openai_video_object_dates_its_own_finish() -> None:
     envelope = {"code": "success", "data": {"task_id": "t", "status": "SUCCESS", "progress": "100%",
                                             "result_url": "https://cdn.example/k.mp4"}}
     assert parse_kling_task(envelope).vendor_seconds is None  # the gateway envelope does not say
+
+
+# --- new-api's own answers ------------------------------------------------------------------------------
+
+async def test_unknown_task_is_final_on_new_api(settings: Settings, fake_clock: FakeClock) -> None:
+    """new-api answers an unknown task with HTTP 400 `task_not_exist`: the job ends at once."""
+    async with FakeKlingVendor(api_key=API_KEY, clock=fake_clock, new_api=True) as fake:
+        client = KlingClient(fake.base_url, SecretStr(API_KEY), settings, fake_clock)
+        with pytest.raises(ProviderError) as caught:
+            await client.poll("task_gone", spec(Family.KLING, KLING))
+        await client.aclose()
+    assert caught.value.kind is ErrorKind.FINAL and caught.value.status_code == 400
+    assert caught.value.user_message == "Kling gateway no longer knows this video's task, so it cannot finish."
+    assert fake.requests["query"] == 1  # final: no second route, no retry
+
+
+async def test_bare_failure_reads_the_reason_from_the_other_route_once(settings: Settings,
+                                                                       fake_clock: FakeClock) -> None:
+    outcome = Outcome.fail("image aspect ratio out of range")
+    async with FakeKlingVendor(api_key=API_KEY, clock=fake_clock, duration=10, outcome=outcome, new_api=True,
+                               bare_video_failures=True) as fake:
+        client = KlingClient(fake.base_url, SecretStr(API_KEY), settings, fake_clock)
+        job = spec(Family.KLING, KLING)
+        healthy, failing = await client.submit(job), await client.submit(job)
+        fake.finish_now(healthy, Outcome.ok())
+        assert (await client.poll(healthy, job)).state is TaskState.SUCCEEDED
+        assert fake.requests["query"] == 1  # a healthy job costs no extra request
+        fake_clock.advance(10)
+        result = await client.poll(failing, job)
+        await client.aclose()
+    assert result.state is TaskState.FAILED
+    assert result.error_message == "The vendor could not make this video: image aspect ratio out of range"
+    assert fake.requests["query"] == 3  # the failing job: its poll and one reading of fail_reason
+
+
+async def test_upstream_error_wrapped_as_a_json_string_is_unwrapped(client: KlingClient,
+                                                                    vendor: FakeKlingVendor) -> None:
+    kling_body = '{"code":1301,"message":"Your prompt contains sensitive content","request_id":"req-9"}'
+    vendor.inject("create", Fault.http(400, {"code": "fail_to_submit", "message": kling_body, "data": None}))
+    with pytest.raises(ProviderError) as caught:
+        await client.submit(spec(Family.KLING, KLING))
+    assert caught.value.kind is ErrorKind.FINAL
+    assert caught.value.user_message == (
+        "The vendor rejected the prompt or images under its content policy: Your prompt contains sensitive content")
+    assert "{" not in caught.value.user_message
+
+
+async def test_wrapped_policy_code_in_a_failed_task(client: KlingClient, vendor: FakeKlingVendor) -> None:
+    job = spec(Family.KLING, KLING)
+    task_id = await client.submit(job)
+    vendor.finish_now(task_id, Outcome.fail('{"code":1301,"message":"risk control"}'))
+    result = await client.poll(task_id, job)
+    assert result.error_message == "The vendor rejected the prompt or images under its content policy: risk control"
+
+
+async def test_gateway_out_of_credit_is_the_operators_to_fix(client: KlingClient, vendor: FakeKlingVendor,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    vendor.inject("create", Fault.http(403, {"error": {
+        "message": "用户额度不足, 剩余额度: ＄0.000000", "type": "new_api_error", "code": "insufficient_user_quota"}}))
+    with pytest.raises(ProviderError) as caught:
+        await client.submit(spec(Family.KLING, KLING))
+    assert caught.value.kind is ErrorKind.FINAL
+    assert caught.value.user_message == "The bot's Kling gateway account is out of credit; tell the server owner."
+    assert "refused" not in caught.value.user_message
+    operator = [r for r in caplog.records if r.levelname == "ERROR" and "out of credit" in r.getMessage()]
+    assert operator and "insufficient_user_quota" in operator[0].getMessage()

@@ -9,10 +9,10 @@ from pydantic import SecretStr
 
 from bot.catalog import Family, ImageRole, ProviderName
 from bot.clock import FakeClock
-from bot.providers.base import TaskState
+from bot.providers.base import ErrorKind, ProviderError, TaskState
 from bot.providers.unified import UnifiedClient, map_unified_status, parse_unified_query
 from bot.settings import Settings
-from tests.fakes.vendors import FakeUnifiedVendor, Outcome
+from tests.fakes.vendors import Fault, FakeUnifiedVendor, Outcome
 from tests.providers.conftest import API_KEY, spec
 
 KKIAI = ProviderName.KKIAI
@@ -171,3 +171,30 @@ def test_vendor_duration_from_completed_at_else_status_update_time() -> None:
     assert parse_unified_query(failed).vendor_seconds == pytest.approx(20.0)
     backwards = {"id": "x", "status": "failed", "status_update_time": 1, "detail": {"created_at": 1770350082099}}
     assert parse_unified_query(backwards).vendor_seconds is None
+
+
+async def test_failed_upsampling_delivers_the_720p_video(settings: Settings, fake_clock: FakeClock) -> None:
+    async with FakeUnifiedVendor(api_key=API_KEY, clock=fake_clock, duration=100, upsampling_fails=True) as fake:
+        client = UnifiedClient(fake.base_url, SecretStr(API_KEY), settings, fake_clock)
+        job = spec(Family.VEO, KKIAI, upsample=True)
+        task_id = await client.submit(job)
+        fake_clock.advance(100)
+        result = await client.poll(task_id, job)
+        await client.aclose()
+    assert result.state is TaskState.SUCCEEDED and result.raw_status == "video_upsampling_failed"
+    assert result.video_url == fake.video_url(fake.tasks[task_id])  # the 720p file
+    assert result.note is not None and "1080p pass failed" in result.note
+    assert result.uncharged == ("1080p",)
+
+
+def test_failed_upsampling_without_a_video_is_a_failure() -> None:
+    result = parse_unified_query({"id": "t", "status": "video_upsampling_failed",
+                                  "detail": {"error_message": "upsample failed"}})
+    assert result.state is TaskState.FAILED and result.error_message == "The vendor could not make this video: upsample failed"
+
+
+async def test_unknown_task_on_a_new_api_gateway_is_final(client: UnifiedClient, vendor: FakeUnifiedVendor) -> None:
+    vendor.inject("query", Fault.http(400, {"code": "task_not_exist", "message": "task_not_exist", "data": None}))
+    with pytest.raises(ProviderError) as caught:
+        await client.poll("veo3.1-fast:1-x", spec(Family.VEO, KKIAI))
+    assert caught.value.kind is ErrorKind.FINAL

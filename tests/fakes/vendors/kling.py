@@ -32,7 +32,10 @@ class FakeKlingVendor(FakeVendor):
     native) for create and poll answers; `serve_paths` (which poll paths exist: "videos" =
     /v1/videos/{id}, "generations" = /v1/video/generations/{id}; the other answers 404);
     `progress` ("linear": the share of the run done, truncated to whole percents; "stages": new-api's
-    fixed figure per stage, 10% / 20% / 30% until done).
+    fixed figure per stage, 10% / 20% / 30% until done); `new_api` (as new-api's source answers: an
+    unknown task is HTTP 400 `{"code": "task_not_exist", ...}`, and /v1/video/generations/{id} answers
+    in the gateway envelope with `fail_reason`, whatever `shape` /v1/videos/{id} uses);
+    `bare_video_failures` (older new-api: /v1/videos/{id} reports a failed task with no error at all).
     """
 
     vendor = "kling"
@@ -43,12 +46,16 @@ class FakeKlingVendor(FakeVendor):
         shape: KlingShape = "openai",
         serve_paths: frozenset[str] = frozenset({"videos", "generations"}),
         progress: ProgressStyle = "linear",
+        new_api: bool = False,
+        bare_video_failures: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.shape: KlingShape = shape
         self.serve_paths = serve_paths
         self.progress: ProgressStyle = progress
+        self.new_api = new_api
+        self.bare_video_failures = bare_video_failures
 
     def routes(self) -> list[tuple[str, str, Handler, str]]:
         return [
@@ -86,15 +93,24 @@ class FakeKlingVendor(FakeVendor):
 
     def _query(self, path: str, task_id: str) -> web.Response:
         task = self.tasks.get(task_id)
+        if path in self.serve_paths and task is None and self.new_api:
+            return web.json_response({"code": "task_not_exist", "message": "task_not_exist", "data": None},
+                                     status=400)
         if path not in self.serve_paths or task is None:
             return web.json_response({"error": {"message": "not found", "type": "not_found"}}, status=404)
         task.status_calls += 1
-        return web.json_response(self.task_answer(task))
+        if path == "generations" and self.new_api:
+            return web.json_response(self.task_answer(task, "envelope"))
+        answer = self.task_answer(task)
+        if path == "videos" and self.bare_video_failures:
+            answer.pop("error", None)
+        return web.json_response(answer)
 
-    def task_answer(self, task: FakeTask) -> dict[str, Any]:
-        """The poll answer in the configured shape."""
+    def task_answer(self, task: FakeTask, shape: KlingShape | None = None) -> dict[str, Any]:
+        """The poll answer in the configured shape (or `shape`)."""
         now = self.clock.now()
-        running, success, failure = _KLING_STATUSES[self.shape]
+        shape = shape or self.shape
+        running, success, failure = _KLING_STATUSES[shape]
         done = task.done(now)
         stage = min(len(running) - 1, int(task.fraction(now) * len(running)))
         if not done:
@@ -108,22 +124,22 @@ class FakeKlingVendor(FakeVendor):
         percent = int(task.fraction(now) * 100)
         if self.progress == "stages":
             percent = 100 if done else _STAGE_PERCENT[-1] if stage == len(running) - 1 else _STAGE_PERCENT[min(stage, 1)]
-        if self.shape == "openai":
+        if shape == "openai":
             answer: dict[str, Any] = {"id": task.id, "object": "video", "status": status, "progress": percent}
             if url:
                 answer["metadata"] = {"url": url}
             if reason:
                 answer["error"] = {"code": code, "message": reason}
             return answer
-        if self.shape in ("envelope", "envelope_legacy"):
+        if shape in ("envelope", "envelope_legacy"):
             data: dict[str, Any] = {"task_id": task.id, "status": status, "progress": f"{percent}%",
                                     "fail_reason": reason}
-            if url and self.shape == "envelope":
+            if url and shape == "envelope":
                 data["result_url"] = url
             elif url:
                 data["fail_reason"] = url  # old gateway versions
             return {"code": "success", "message": "", "data": data}
-        if self.shape == "simple":
+        if shape == "simple":
             answer = {"task_id": task.id, "status": status, "url": url}
             if reason:
                 answer["error"] = {"code": code, "message": reason}

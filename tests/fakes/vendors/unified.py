@@ -15,7 +15,8 @@ class FakeUnifiedVendor(FakeVendor):
 
     Knobs: `running_statuses` (walked through over the task's duration), `success_status`,
     `failure_status`, `stale_error_text` (completed answers carry leftover error text, as in the
-    vendor's own example), `echo_id_without_prefix` (the query echoes the id minus its model prefix).
+    vendor's own example), `echo_id_without_prefix` (the query echoes the id minus its model prefix),
+    `upsampling_fails` (a 1080p task ends `video_upsampling_failed`, its 720p video in `detail.video_url`).
     The query only knows the full id (prefix included), as the client must send it.
     """
 
@@ -29,6 +30,7 @@ class FakeUnifiedVendor(FakeVendor):
         failure_status: str = "failed",
         stale_error_text: bool = True,
         echo_id_without_prefix: bool = True,
+        upsampling_fails: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -37,6 +39,7 @@ class FakeUnifiedVendor(FakeVendor):
         self.failure_status = failure_status
         self.stale_error_text = stale_error_text
         self.echo_id_without_prefix = echo_id_without_prefix
+        self.upsampling_fails = upsampling_fails
 
     def routes(self) -> list[tuple[str, str, Handler, str]]:
         return [
@@ -75,7 +78,11 @@ class FakeUnifiedVendor(FakeVendor):
             plain = self.video_url(task)
             detail.update(status=status, running=False, video_url=plain, completed_at=int(task.finishes_at * 1000))
             payload["video_url"] = plain
-            if task.body.get("enable_upsample"):
+            if task.body.get("enable_upsample") and self.upsampling_fails:
+                status = "video_upsampling_failed"
+                payload["video_url"] = None
+                detail.update(status=status, error_message="upsample failed: upstream 1080p job error")
+            elif task.body.get("enable_upsample"):
                 upsampled = self.video_url(task, "-1080p")
                 detail["upsample_video_url"] = upsampled
                 payload["video_url"] = upsampled
