@@ -53,7 +53,7 @@ def load_settings() -> Settings:
     if not settings.discord_token.get_secret_value().strip():
         raise ConfigError([MISSING_TOKEN_LINE])
     try:
-        settings.database_path
+        settings.database_engine
     except ValueError as exc:
         raise ConfigError([f"{PROG}: DATABASE_URL: {exc}"]) from None
     if settings.public_base_url and not settings.http_listen:

@@ -7,9 +7,14 @@ with themselves we take the stricter reading and say so (see README "Model famil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from enum import StrEnum
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+
+_V = TypeVar("_V")
 
 
 class Family(StrEnum):
@@ -107,7 +112,8 @@ class ModelSpec(BaseModel):
     default_duration: int | None = None
     seed_range: tuple[int, int] | None = None
     supports_enhance: bool = False
-    upsample_aspect_ratios: tuple[str, ...] = ()  # empty: no 1080p upsampling
+    # The `upsample` values a generation may ask ("1080p", "4k"), each on these aspect ratios; empty: none.
+    upscales: dict[str, tuple[str, ...]] = {}
     orientations: tuple[str, ...] = ()
     sizes: tuple[str, ...] = ()
     supports_watermark: bool = False
@@ -117,6 +123,9 @@ class ModelSpec(BaseModel):
     shot_types: tuple[str, ...] = ()
     max_shots: int = 0  # multi-shot prompts; 0 = not supported
     max_prompt_chars: int = 2000
+    # Whether a member who names no model may get this one (the default is the cheapest of these):
+    # a new, cheaper tier should not quietly replace what servers have priced and members know.
+    default_candidate: bool = True
     # Follow-ups a finished video of this model may get, each on these aspect ratios (None: all).
     follow_ups: dict[FollowUp, tuple[str, ...] | None] = {}
     default_cost: int
@@ -160,6 +169,10 @@ GENERATION_MODES = (Mode.TEXT, Mode.FRAMES, Mode.REFERENCE)
 _KIE_FOLLOW_UPS: dict[FollowUp, tuple[str, ...] | None] = {
     FollowUp.EXTEND: None, FollowUp.UPSCALE_1080P: None, FollowUp.UPSCALE_4K: None,
 }
+_KIE_UPSCALES: dict[str, tuple[str, ...]] = {"1080p": ("16:9", "9:16"), "4k": ("16:9", "9:16")}
+_KIE_REFERENCE = ModeRule(min_images=1, max_images=3, aspect_ratios=("16:9", "9:16"))
+# Lite: kie's cheapest, "for high-concurrency batch generation"; assumed a little quicker than Fast.
+_VEO_TIMING_LITE = Timing(p10=45, p50=120, p90=210, max_runtime=20 * 60)
 
 MODELS: tuple[ModelSpec, ...] = (
     # --- Veo through the unified API -----------------------------------------------------------
@@ -168,7 +181,7 @@ MODELS: tuple[ModelSpec, ...] = (
         vendor_model="veo3.1-fast", label="Veo 3.1 Fast (unified API)", tier="fast",
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
         aspect_ratios=("16:9", "9:16"), default_aspect_ratio="16:9",
-        supports_enhance=True, upsample_aspect_ratios=("16:9", "9:16"),
+        supports_enhance=True, upscales={"1080p": ("16:9", "9:16")},
         default_cost=2, timing=_VEO_TIMING_FAST,
     ),
     ModelSpec(
@@ -176,30 +189,34 @@ MODELS: tuple[ModelSpec, ...] = (
         vendor_model="veo3.1-pro", label="Veo 3.1 Quality (unified API)", tier="quality",
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
         aspect_ratios=("16:9", "9:16"), default_aspect_ratio="16:9",
-        supports_enhance=True, upsample_aspect_ratios=("16:9", "9:16"),
+        supports_enhance=True, upscales={"1080p": ("16:9", "9:16")},
         default_cost=4, timing=_VEO_TIMING_QUALITY,
     ),
     # --- Veo through kie.ai ------------------------------------------------------------------------
-    # Reference mode: "only supports veo3_fast model and 16:9" (the parameter's own note; the
-    # overview table also names 9:16 - we take the stricter). 1080p: "Only 16:9 supports 1080P".
+    # kie's current Veo 3.1 pages: Quality, Fast and Lite; REFERENCE_2_VIDEO on Fast and Lite, for
+    # 16:9 and 9:16; 1080p and 4K (a pass after the video is made) for 16:9 and 9:16.
     ModelSpec(
         key="veo-fast-kie", family=Family.VEO, provider=ProviderName.KIE,
         vendor_model="veo3_fast", label="Veo 3.1 Fast (kie.ai)", tier="fast",
-        modes={
-            Mode.TEXT: ModeRule(),
-            Mode.FRAMES: _VEO_FRAMES,
-            Mode.REFERENCE: ModeRule(min_images=1, max_images=3, aspect_ratios=("16:9",)),
-        },
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES, Mode.REFERENCE: _KIE_REFERENCE},
         aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
-        seed_range=(10000, 99999), supports_enhance=True, upsample_aspect_ratios=("16:9",),
+        seed_range=(10000, 99999), supports_enhance=True, upscales=_KIE_UPSCALES,
         follow_ups=_KIE_FOLLOW_UPS, default_cost=2, timing=_VEO_TIMING_FAST,
+    ),
+    ModelSpec(
+        key="veo-lite-kie", family=Family.VEO, provider=ProviderName.KIE,
+        vendor_model="veo3_lite", label="Veo 3.1 Lite (kie.ai)", tier="lite",
+        modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES, Mode.REFERENCE: _KIE_REFERENCE},
+        aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
+        seed_range=(10000, 99999), supports_enhance=True, upscales=_KIE_UPSCALES,
+        follow_ups=_KIE_FOLLOW_UPS, default_candidate=False, default_cost=1, timing=_VEO_TIMING_LITE,
     ),
     ModelSpec(
         key="veo-quality-kie", family=Family.VEO, provider=ProviderName.KIE,
         vendor_model="veo3", label="Veo 3.1 Quality (kie.ai)", tier="quality",
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
         aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
-        seed_range=(10000, 99999), supports_enhance=True, upsample_aspect_ratios=("16:9",),
+        seed_range=(10000, 99999), supports_enhance=True, upscales=_KIE_UPSCALES,
         follow_ups=_KIE_FOLLOW_UPS, default_cost=4, timing=_VEO_TIMING_QUALITY,
     ),
     # --- Sora 2 through the unified API ------------------------------------------------------------
@@ -275,13 +292,22 @@ def models_for(family: Family, providers: set[ProviderName] | None = None) -> li
 def default_model(
     family: Family, providers: set[ProviderName], preferred: ProviderName | None = None
 ) -> ModelSpec | None:
-    """The model used when the member picks none: the preferred provider's cheapest tier."""
-    candidates = models_for(family, providers)
+    """The model used when the member picks none: the preferred provider's cheapest default candidate."""
+    candidates = [m for m in models_for(family, providers) if m.default_candidate]
     if not candidates:
         return None
     if preferred is not None and any(m.provider == preferred for m in candidates):
         candidates = [m for m in candidates if m.provider == preferred]
     return min(candidates, key=lambda m: m.default_cost)
+
+
+def option_values(models: Iterable[ModelSpec], values: Callable[[ModelSpec], Iterable[_V]]) -> list[_V]:
+    """Every value the given models offer for one option, in catalog order, once each: the slash
+    commands' choices, so a new model's values show up without touching the commands."""
+    seen: list[_V] = []
+    for model in models:
+        seen.extend(value for value in values(model) if value not in seen)
+    return seen
 
 
 def families_available(providers: set[ProviderName]) -> list[Family]:

@@ -25,7 +25,7 @@ from bot.quota.service import QuotaService
 from bot.server_admin import ServerAdmin
 from bot.settings import Settings
 from storage.cards import CardStore
-from storage.database import Database
+from storage.database import Database, open_database
 from storage.guild_settings import GuildSettingsStore
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,9 @@ async def build_services(
     providers: Mapping[ProviderName, ProviderClient] | None = None,
     instance_id: str | None = None,
 ) -> Services:
-    """Open the database at settings.database_path and wire every service; the poller is not started."""
+    """Open the database DATABASE_URL names and wire every service; the poller is not started."""
     clock = clock or SystemClock()
-    db = await Database.open(settings.database_path)
+    db = await open_database(settings.database_url)
     try:
         owns_providers = providers is None
         clients = dict(providers) if providers is not None else build_providers(settings, clock)

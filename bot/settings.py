@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from storage.database import sqlite_path
+
 
 class Settings(BaseSettings):
     """Framecast's settings; names are the environment variables, case-insensitive."""
@@ -99,14 +101,17 @@ class Settings(BaseSettings):
     # --- Derived -------------------------------------------------------------------------------
     @property
     def database_path(self) -> Path:
-        """The SQLite file named by DATABASE_URL (`sqlite:///relative` or `sqlite:////absolute`)."""
-        url = self.database_url
-        for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
-            if url.startswith(prefix):
-                return Path(url[len(prefix):])
-        if "://" in url:
-            raise ValueError("DATABASE_URL must be a sqlite:/// URL")
-        return Path(url)
+        """The SQLite file named by DATABASE_URL (`sqlite:///relative` or `sqlite:////absolute`);
+        ValueError for a PostgreSQL URL (it names no file) or an unknown scheme."""
+        path = sqlite_path(self.database_url)
+        if path is None:
+            raise ValueError("DATABASE_URL names a PostgreSQL server, not a SQLite file")
+        return path
+
+    @property
+    def database_engine(self) -> str:
+        """'sqlite' or 'postgres', from DATABASE_URL's scheme; ValueError for any other scheme."""
+        return "sqlite" if sqlite_path(self.database_url) is not None else "postgres"
 
     @property
     def kkiai_configured(self) -> bool:

@@ -7,6 +7,8 @@ and what the provider clients turn into a vendor request body.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,13 +17,16 @@ from bot.catalog import (
     FOLLOW_UP_BY_MODE,
     FOLLOW_UP_OF_MODE,
     FOLLOW_UPS,
+    MODELS,
     MODELS_BY_KEY,
     REFERENCE_ROLES,
+    UHD_COST_KEY,
     UPSAMPLE_COST_KEY,
     Family,
     FollowUp,
     ImageRole,
     Mode,
+    ModeRule,
     ModelSpec,
     ProviderName,
     default_model,
@@ -59,7 +64,7 @@ class GenerationRequest(BaseModel):
     images: dict[ImageRole, ImageInput] = Field(default_factory=dict)
     aspect_ratio: str | None = None
     enhance_prompt: bool | None = None
-    upsample: bool | None = None
+    upsample: bool | str | None = None  # "1080p" / "4k" (True: 1080p, the historic form)
     seed: int | None = None
     orientation: str | None = None
     size: str | None = None
@@ -125,6 +130,8 @@ class JobSpec(BaseModel):
         keys = [self.model_key]
         if self.params.get("upsample") is True or self.params.get("size") == "large":
             keys.append(UPSAMPLE_COST_KEY)
+        if self.params.get("resolution") == "4k":
+            keys.append(UHD_COST_KEY)
         return keys
 
     def with_image_urls(self, urls: dict[ImageRole, str]) -> "JobSpec":
@@ -147,17 +154,17 @@ def resolve_model(
         audio = bool(request.audio) if request.audio is not None else False
         key = f"kling-v3-{tier}-{'audio' if audio else 'silent'}"
         if key not in MODELS_BY_KEY:
-            raise InputError("model", f"choose one of {_choices(['std', 'pro'])}.")
+            raise InputError("model", _("choose one of {choices}.", choices=_choices(["std", "pro"])))
         return MODELS_BY_KEY[key]
     if request.model:
         spec = MODELS_BY_KEY.get(request.model)
         allowed = [m.key for m in MODELS_BY_KEY.values() if m.family == family and m.provider in providers]
         if spec is None or spec.family != family or spec.provider not in providers:
-            raise InputError("model", f"choose one of {_choices(allowed)}.")
+            raise InputError("model", _("choose one of {choices}.", choices=_choices(allowed)))
         return spec
     spec = default_model(family, providers, preferred)
     if spec is None:
-        raise InputError("model", f"no provider for /{family.value} is configured on this bot.")
+        raise InputError("model", _("no provider for /{family} is configured on this bot.", family=family.value))
     return spec
 
 
@@ -166,31 +173,180 @@ def infer_mode(images: dict[ImageRole, ImageInput]) -> Mode:
     has_refs = any(role in images for role in REFERENCE_ROLES)
     has_frames = ImageRole.FIRST_FRAME in images or ImageRole.LAST_FRAME in images
     if has_refs and has_frames:
-        raise InputError(
-            "reference_1",
-            "use either frames (`first_frame`/`last_frame`) or references (`reference_1`-`reference_3`), not both.",
-        )
+        raise InputError("reference_1", _(
+            "use either frames (`first_frame`/`last_frame`) or references (`reference_1`-`reference_3`), not both."))
     if has_refs:
         return Mode.REFERENCE
     if ImageRole.LAST_FRAME in images and ImageRole.FIRST_FRAME not in images:
-        raise InputError("last_frame", "a last frame needs a `first_frame` too.")
+        raise InputError("last_frame", _("a last frame needs a `first_frame` too."))
     return Mode.FRAMES if has_frames else Mode.TEXT
 
 
 def _check_prompt(prompt: str, spec: ModelSpec) -> str:
     text = prompt.strip()
     if not text:
-        raise InputError("prompt", "write a prompt describing the video.")
+        raise InputError("prompt", _("write a prompt describing the video."))
     if len(text) > spec.max_prompt_chars:
-        raise InputError(
-            "prompt", f"is {len(text)} characters; {spec.label} accepts at most {spec.max_prompt_chars}."
-        )
+        raise InputError("prompt", _("is {count} characters; {model} accepts at most {limit}.",
+                                     count=len(text), model=spec.label, limit=spec.max_prompt_chars))
     return text
 
 
-def _require_supported(name: str, value: Any, supported: bool, spec: ModelSpec) -> None:
-    if value is not None and not supported:
-        raise InputError(name, f"is not supported by {spec.label}; leave it empty.")
+def _mode_rule(spec: ModelSpec, mode: Mode, providers: set[ProviderName]) -> ModeRule:
+    """The model's rule for this mode, or an InputError naming the models that take it."""
+    rule = spec.modes.get(mode)
+    if rule is not None:
+        return rule
+    option = "reference_1" if mode is Mode.REFERENCE else "first_frame"
+    takers = [m.key for m in MODELS if m.family == spec.family and mode in m.modes and m.provider in providers]
+    hint = _(" Models that take it: {models}.", models=_choices(takers)) if takers else ""
+    raise InputError(option, _("{model} does not take {mode} mode (it takes {modes}).{hint}", model=spec.label,
+                               mode=mode.value, modes=", ".join(m.value for m in spec.modes), hint=hint))
+
+
+def _check_images(images: dict[ImageRole, ImageInput], spec: ModelSpec, mode: Mode, rule: ModeRule) -> None:
+    if ImageRole.LAST_FRAME in images and rule.max_images < 2:
+        raise InputError("last_frame", _("{model} takes a first frame only.", model=spec.label))
+    if not rule.min_images <= len(images) <= rule.max_images:
+        raise InputError("first_frame" if mode is Mode.FRAMES else "reference_1", _(
+            "{model} takes {low}-{high} images in {mode} mode; you gave {count}.", model=spec.label,
+            low=rule.min_images, high=rule.max_images, mode=mode.value, count=len(images)))
+
+
+# --- the options, as a table ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Context:
+    """What an option's check may look at: the model, the mode and its rule, the params so far."""
+
+    spec: ModelSpec
+    mode: Mode
+    rule: ModeRule
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One slash-command option (a GenerationRequest field): which models take it, and how its value
+    (None when not given) becomes params or an InputError. Checked in table order."""
+
+    name: str
+    supported: Callable[[ModelSpec], bool]
+    resolve: Callable[[Any, Context], dict[str, Any]]
+
+
+def _one_of(name: str, value: Any, allowed: tuple[Any, ...], where: str = "") -> Any:
+    if value not in allowed:
+        raise InputError(name, _("choose {choices}{where}.", choices=_choices(allowed), where=where))
+    return value
+
+
+def _in_range(name: str, value: float, bounds: tuple[float, float] | None) -> float:
+    assert bounds is not None  # the option is offered only where the model has a range
+    low, high = bounds
+    if not low <= value <= high:
+        raise InputError(name, _("must be between {low} and {high}.", low=low, high=high))
+    return value
+
+
+def _aspect_ratio(value: str | None, ctx: Context) -> dict[str, Any]:
+    spec, rule = ctx.spec, ctx.rule
+    if spec.aspect_ratio_text_only and ctx.mode is not Mode.TEXT:
+        if value is not None:
+            raise InputError("aspect_ratio", _(
+                "applies to text-only videos; with a frame the video takes the image's shape. Leave it empty."))
+        return {}
+    allowed = rule.aspect_ratios or spec.aspect_ratios
+    ratio = value or (spec.default_aspect_ratio if spec.default_aspect_ratio in allowed else allowed[0])
+    where = _(" in {mode} mode", mode=ctx.mode.value) if rule.aspect_ratios else ""
+    return {"aspect_ratio": _one_of("aspect_ratio", ratio, allowed, where)}
+
+
+def _upsample(value: bool | str | None, ctx: Context) -> dict[str, Any]:
+    """`upsample`: a resolution ("1080p", "4k"; True means 1080p) on the aspect ratios the model has it."""
+    resolution = "1080p" if value is True else value
+    if resolution in (None, False, "720p"):
+        return {}
+    spec = ctx.spec
+    ratios = spec.upscales.get(str(resolution))
+    if ratios is None:
+        raise InputError("upsample", _("{model} offers {choices}.", model=spec.label, choices=_choices(
+            ["720p", *spec.upscales])))
+    if ctx.params.get("aspect_ratio") not in ratios:
+        raise InputError("upsample", _("{resolution} on {model} needs aspect_ratio {choices}.",
+                                       resolution=resolution, model=spec.label, choices=_choices(ratios)))
+    # 1080p keeps its historic param (the unified API's enable_upsample); 4K names its resolution.
+    return {"upsample": True} if resolution == "1080p" else {"resolution": resolution}
+
+
+def _duration(value: int | None, ctx: Context) -> dict[str, Any]:
+    spec = ctx.spec
+    chosen = value if value is not None else spec.default_duration
+    if chosen not in spec.durations:
+        shown = f"{spec.durations[0]}-{spec.durations[-1]}" if len(spec.durations) > 4 else _choices(spec.durations)
+        raise InputError("duration", _("{model} makes videos of {durations} seconds.", model=spec.label,
+                                       durations=shown))
+    return {"duration": chosen}
+
+
+def _negative_prompt(value: str | None, ctx: Context) -> dict[str, Any]:
+    negative = (value or "").strip()
+    if len(negative) > ctx.spec.max_prompt_chars:
+        raise InputError("negative_prompt", _("accepts at most {limit} characters.", limit=ctx.spec.max_prompt_chars))
+    return {"negative_prompt": negative} if negative else {}
+
+
+def _multi_prompt(value: str | None, ctx: Context) -> dict[str, Any]:
+    if value is None:
+        return {}
+    spec = ctx.spec
+    shots = [s.strip() for s in value.split("|") if s.strip()]
+    if not 2 <= len(shots) <= spec.max_shots:
+        raise InputError("multi_prompt", _("give 2-{limit} shot prompts separated by `|`; you gave {count}.",
+                                           limit=spec.max_shots, count=len(shots)))
+    if any(len(s) > spec.max_prompt_chars for s in shots):
+        raise InputError("multi_prompt", _("each shot prompt accepts at most {limit} characters.",
+                                           limit=spec.max_prompt_chars))
+    return {"multi_prompt": shots, "shot_type": ctx.params.get("shot_type", "customize")}
+
+
+def _given(name: str, check: Callable[[Any, Context], Any]) -> Callable[[Any, Context], dict[str, Any]]:
+    """An option that sets its param only when given (checked by `check`)."""
+    return lambda value, ctx: {} if value is None else {name: check(value, ctx)}
+
+
+def _defaulted(name: str, default: Callable[[ModelSpec], Any],
+               check: Callable[[Any, Context], Any] = lambda value, ctx: value,
+               ) -> Callable[[Any, Context], dict[str, Any]]:
+    """An option whose param is always set: the given value (checked), else the model's default."""
+    return lambda value, ctx: {name: check(default(ctx.spec) if value is None else value, ctx)}
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("aspect_ratio", lambda m: bool(m.aspect_ratios), _aspect_ratio),
+    Option("enhance_prompt", lambda m: m.supports_enhance, _defaulted("enhance_prompt", lambda m: True)),
+    Option("upsample", lambda m: bool(m.upscales), _upsample),
+    Option("seed", lambda m: m.seed_range is not None, _given(
+        "seed", lambda v, ctx: _in_range("seed", v, ctx.spec.seed_range))),
+    Option("orientation", lambda m: bool(m.orientations), _defaulted(
+        "orientation", lambda m: m.orientations[0], lambda v, ctx: _one_of("orientation", v, ctx.spec.orientations))),
+    Option("size", lambda m: bool(m.sizes), _defaulted(
+        "size", lambda m: m.sizes[0], lambda v, ctx: _one_of("size", v, ctx.spec.sizes))),
+    Option("watermark", lambda m: m.supports_watermark, _defaulted("watermark", lambda m: True)),
+    Option("duration", lambda m: bool(m.durations), _duration),
+    Option("negative_prompt", lambda m: m.supports_negative_prompt, _negative_prompt),
+    Option("cfg_scale", lambda m: m.cfg_scale_range is not None, _given(
+        "cfg_scale", lambda v, ctx: _in_range("cfg_scale", v, ctx.spec.cfg_scale_range))),
+    Option("shot_type", lambda m: bool(m.shot_types), _given(
+        "shot_type", lambda v, ctx: _one_of("shot_type", v, ctx.spec.shot_types))),
+    Option("multi_prompt", lambda m: m.max_shots > 0, _multi_prompt),
+)
+
+
+def _given_value(request: GenerationRequest, name: str) -> Any:
+    """The option's value, None when not given (`upsample=False` asks for nothing)."""
+    value = getattr(request, name)
+    return None if name == "upsample" and value is False else value
 
 
 def validate_request(
@@ -198,117 +354,21 @@ def validate_request(
     providers: set[ProviderName],
     preferred: ProviderName | None = None,
 ) -> JobSpec:
-    """Turn a request into a JobSpec or raise InputError; the whole capability check lives here."""
+    """Turn a request into a JobSpec or raise InputError: the model's capability table decides, option by
+    option (OPTIONS), so a new model is a catalog entry and a new option a row."""
     spec = resolve_model(request, providers, preferred)
     prompt = _check_prompt(request.prompt, spec)
     mode = infer_mode(request.images)
-    rule = spec.modes.get(mode)
-    if rule is None:
-        allowed_modes = [m.value for m in spec.modes]
-        option = "reference_1" if mode is Mode.REFERENCE else "first_frame"
-        hint = ""
-        if mode is Mode.REFERENCE:
-            ref_models = [m.key for m in MODELS_BY_KEY.values()
-                          if m.family == spec.family and Mode.REFERENCE in m.modes and m.provider in providers]
-            hint = f" Reference images work with: {_choices(ref_models)}." if ref_models else ""
-        raise InputError(option, f"{spec.label} does not take {mode.value} mode (it takes {', '.join(allowed_modes)}).{hint}")
-    if ImageRole.LAST_FRAME in request.images and rule.max_images < 2:
-        raise InputError("last_frame", f"{spec.label} takes a first frame only.")
-    count = len(request.images)
-    if not rule.min_images <= count <= rule.max_images:
-        raise InputError(
-            "first_frame" if mode is Mode.FRAMES else "reference_1",
-            f"{spec.label} takes {rule.min_images}-{rule.max_images} images in {mode.value} mode; you gave {count}.",
-        )
-
+    rule = _mode_rule(spec, mode, providers)
+    _check_images(request.images, spec, mode, rule)
     params: dict[str, Any] = {}
-
-    # Aspect ratio (veo, kling).
-    _require_supported("aspect_ratio", request.aspect_ratio, bool(spec.aspect_ratios), spec)
-    if spec.aspect_ratios:
-        if spec.aspect_ratio_text_only and mode is not Mode.TEXT:
-            if request.aspect_ratio is not None:
-                raise InputError("aspect_ratio", "applies to text-only videos; with a frame the video takes the image's shape. Leave it empty.")
-        else:
-            allowed = rule.aspect_ratios or spec.aspect_ratios
-            ratio = request.aspect_ratio or (spec.default_aspect_ratio if spec.default_aspect_ratio in allowed else allowed[0])
-            if ratio not in allowed:
-                where = f" in {mode.value} mode" if rule.aspect_ratios else ""
-                raise InputError("aspect_ratio", f"{spec.label} accepts {_choices(allowed)}{where}.")
-            params["aspect_ratio"] = ratio
-
-    # Veo extras.
-    _require_supported("enhance_prompt", request.enhance_prompt, spec.supports_enhance, spec)
-    if spec.supports_enhance:
-        params["enhance_prompt"] = True if request.enhance_prompt is None else request.enhance_prompt
-    _require_supported("upsample", request.upsample if request.upsample else None, bool(spec.upsample_aspect_ratios), spec)
-    if request.upsample:
-        ratio = params.get("aspect_ratio")
-        if ratio not in spec.upsample_aspect_ratios:
-            raise InputError("upsample", f"1080p on {spec.label} needs aspect_ratio {_choices(spec.upsample_aspect_ratios)}.")
-        params["upsample"] = True
-    _require_supported("seed", request.seed, spec.seed_range is not None, spec)
-    if request.seed is not None and spec.seed_range is not None:
-        low, high = spec.seed_range
-        if not low <= request.seed <= high:
-            raise InputError("seed", f"must be between {low} and {high}.")
-        params["seed"] = request.seed
-
-    # Sora.
-    _require_supported("orientation", request.orientation, bool(spec.orientations), spec)
-    if spec.orientations:
-        value = request.orientation or spec.orientations[0]
-        if value not in spec.orientations:
-            raise InputError("orientation", f"choose {_choices(spec.orientations)}.")
-        params["orientation"] = value
-    _require_supported("size", request.size, bool(spec.sizes), spec)
-    if spec.sizes:
-        value = request.size or spec.sizes[0]
-        if value not in spec.sizes:
-            raise InputError("size", f"choose {_choices(spec.sizes)}.")
-        params["size"] = value
-    _require_supported("watermark", request.watermark, spec.supports_watermark, spec)
-    if spec.supports_watermark:
-        params["watermark"] = True if request.watermark is None else request.watermark
-
-    # Duration (sora, kling).
-    _require_supported("duration", request.duration, bool(spec.durations), spec)
-    if spec.durations:
-        value = request.duration if request.duration is not None else spec.default_duration
-        if value not in spec.durations:
-            shown = f"{spec.durations[0]}-{spec.durations[-1]}" if len(spec.durations) > 4 else _choices(spec.durations)
-            raise InputError("duration", f"{spec.label} makes videos of {shown} seconds.")
-        params["duration"] = value
-
-    # Kling extras.
-    _require_supported("negative_prompt", request.negative_prompt, spec.supports_negative_prompt, spec)
-    if request.negative_prompt is not None and spec.supports_negative_prompt:
-        negative = request.negative_prompt.strip()
-        if len(negative) > spec.max_prompt_chars:
-            raise InputError("negative_prompt", f"accepts at most {spec.max_prompt_chars} characters.")
-        if negative:
-            params["negative_prompt"] = negative
-    _require_supported("cfg_scale", request.cfg_scale, spec.cfg_scale_range is not None, spec)
-    if request.cfg_scale is not None and spec.cfg_scale_range is not None:
-        low, high = spec.cfg_scale_range
-        if not low <= request.cfg_scale <= high:
-            raise InputError("cfg_scale", f"must be between {low} and {high}.")
-        params["cfg_scale"] = request.cfg_scale
-    _require_supported("shot_type", request.shot_type, bool(spec.shot_types), spec)
-    if request.shot_type is not None and spec.shot_types:
-        if request.shot_type not in spec.shot_types:
-            raise InputError("shot_type", f"choose {_choices(spec.shot_types)}.")
-        params["shot_type"] = request.shot_type
-    _require_supported("multi_prompt", request.multi_prompt, spec.max_shots > 0, spec)
-    if request.multi_prompt is not None and spec.max_shots:
-        shots = [s.strip() for s in request.multi_prompt.split("|") if s.strip()]
-        if not 2 <= len(shots) <= spec.max_shots:
-            raise InputError("multi_prompt", f"give 2-{spec.max_shots} shot prompts separated by `|`; you gave {len(shots)}.")
-        if any(len(s) > spec.max_prompt_chars for s in shots):
-            raise InputError("multi_prompt", f"each shot prompt accepts at most {spec.max_prompt_chars} characters.")
-        params["multi_prompt"] = shots
-        params.setdefault("shot_type", "customize")
-
+    for option in OPTIONS:
+        value = _given_value(request, option.name)
+        if not option.supported(spec):
+            if value is not None:
+                raise InputError(option.name, _("is not supported by {model}; leave it empty.", model=spec.label))
+            continue
+        params.update(option.resolve(value, Context(spec, mode, rule, params)))
     images = [
         JobImage(role=role, url=image.url, attachment_id=image.attachment_id, filename=image.filename)
         for role, image in sorted(request.images.items(), key=lambda item: list(ImageRole).index(item[0]))

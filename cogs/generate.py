@@ -10,6 +10,7 @@ for its family is configured, so members never see a command that cannot work.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Optional
 
 import discord
@@ -18,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.attachments import AttachmentError, AttachmentProcessor
-from bot.catalog import Family, ImageRole, ProviderName, families_available, models_for
+from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, models_for, option_values
 from bot.i18n import _, translate
 from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
 from bot.jobs.service import Requester
@@ -240,12 +241,13 @@ class GenerateCog(commands.Cog):
             model="Which Veo model",
             aspect_ratio="Shape of the video",
             enhance_prompt="Let the model improve the prompt (default on)",
-            upsample="Deliver in 1080p (costs extra)",
+            upsample="Deliver in 1080p or 4K (costs extra; 4K takes 5-10 minutes more)",
             seed="Seed for reproducible results",
         )
         @app_commands.choices(
             model=[app_commands.Choice(name=m.label, value=m.key) for m in models],
-            aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ("16:9", "9:16", "Auto")],
+            aspect_ratio=_choices(models, lambda m: m.aspect_ratios),
+            upsample=_choices(models, lambda m: m.upscales),
         )
         @cog.cooldowns.checks
         async def veo(
@@ -259,7 +261,7 @@ class GenerateCog(commands.Cog):
             model: Optional[str] = None,
             aspect_ratio: Optional[str] = None,
             enhance_prompt: Optional[bool] = None,
-            upsample: Optional[bool] = None,
+            upsample: Optional[str] = None,
             seed: Optional[app_commands.Range[int, 10000, 99999]] = None,
         ) -> None:
             images = image_inputs(first_frame=first_frame, last_frame=last_frame, reference_1=reference_1,
@@ -272,6 +274,7 @@ class GenerateCog(commands.Cog):
         return veo
 
     def _sora_command(self, providers: set[ProviderName]) -> app_commands.Command[Any, ..., Any]:
+        models = models_for(Family.SORA, providers)
         cog = self
 
         @app_commands.command(name="sora", description="Make a video with OpenAI Sora 2")
@@ -284,9 +287,9 @@ class GenerateCog(commands.Cog):
             watermark="Keep the Sora watermark (default on)",
         )
         @app_commands.choices(
-            orientation=[app_commands.Choice(name=v, value=v) for v in ("landscape", "portrait")],
-            size=[app_commands.Choice(name=v, value=v) for v in ("small", "large")],
-            duration=[app_commands.Choice(name=f"{v} s", value=v) for v in (10, 15)],
+            orientation=_choices(models, lambda m: m.orientations),
+            size=_choices(models, lambda m: m.sizes),
+            duration=_choices(models, lambda m: m.durations, "{} s"),
         )
         @cog.cooldowns.checks
         async def sora(
@@ -306,6 +309,7 @@ class GenerateCog(commands.Cog):
         return sora
 
     def _kling_command(self, providers: set[ProviderName]) -> app_commands.Command[Any, ..., Any]:
+        models = models_for(Family.KLING, providers)
         cog = self
 
         @app_commands.command(name="kling", description="Make a video with Kling v3")
@@ -323,9 +327,9 @@ class GenerateCog(commands.Cog):
             multi_prompt="Several shots, separated by |",
         )
         @app_commands.choices(
-            model=[app_commands.Choice(name=v, value=v) for v in ("std", "pro")],
-            aspect_ratio=[app_commands.Choice(name=r, value=r) for r in ("16:9", "9:16", "1:1")],
-            shot_type=[app_commands.Choice(name=v, value=v) for v in ("customize", "intelligent")],
+            model=_choices(models, lambda m: [m.tier]),
+            aspect_ratio=_choices(models, lambda m: m.aspect_ratios),
+            shot_type=_choices(models, lambda m: m.shot_types),
         )
         @cog.cooldowns.checks
         async def kling(
@@ -350,6 +354,13 @@ class GenerateCog(commands.Cog):
             ))
 
         return kling
+
+
+def _choices(
+    models: list[ModelSpec], values: Callable[[ModelSpec], Iterable[Any]], name: str = "{}"
+) -> list[app_commands.Choice[Any]]:
+    """An option's choices from the catalog: every value the configured models offer."""
+    return [app_commands.Choice(name=name.format(v), value=v) for v in option_values(models, values)]
 
 
 def _accepted_text(job: "JobRecord", summary: discord.Message | None, thread: discord.Thread | None) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.database import Connection, Database, Row, insert_row
+from storage.database import Connection, Database, Row, insert_row, is_postgres
 
 
 @dataclass(frozen=True)
@@ -75,11 +75,13 @@ class AuditStore:
 
     async def pending(self, now: float, limit: int = 20) -> list[AuditEvent]:
         """Unposted events that are due, for servers that have an audit channel, oldest first."""
+        # SQLite's CROSS JOIN fixes the loop order: servers with a channel first, then their pending
+        # rows (index audit_pending_guild), so servers without a channel cost nothing. PostgreSQL's
+        # planner picks that order from its statistics (and has no CROSS JOIN ... ON).
+        join = "JOIN" if is_postgres(self.db) else "CROSS JOIN"
         rows = await self.db.fetchall(
-            # CROSS JOIN fixes the loop order: servers with a channel first, then their pending rows
-            # (index audit_pending_guild), so servers without a channel cost nothing.
-            "SELECT e.*, g.audit_channel_id AS channel_id FROM guild_settings AS g "
-            "CROSS JOIN audit_events AS e ON e.guild_id = g.guild_id "
+            f"SELECT e.*, g.audit_channel_id AS channel_id FROM guild_settings AS g "
+            f"{join} audit_events AS e ON e.guild_id = g.guild_id "
             "WHERE g.audit_channel_id IS NOT NULL AND e.posted_at IS NULL AND e.next_attempt_at <= ? "
             "ORDER BY e.next_attempt_at, e.id LIMIT ?",
             (now, limit),

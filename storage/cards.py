@@ -6,12 +6,11 @@ the database, so a tick reads only the cards whose job moved on, not every open 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage.database import Database, change_rows, fetch_row
+from storage.database import Database, Row, change_rows, fetch_row
 
 # How a job's status shows on its card: the three running statuses read as one "generating".
 CARD_STATUS_SQL = (
@@ -34,7 +33,7 @@ class CardRow:
     edits: int
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> CardRow:
+    def from_row(cls, row: Row | dict[str, Any]) -> CardRow:
         return cls(job_id=int(row["card_job_id"]), channel_id=int(row["card_channel_id"]),
                    message_id=int(row["card_message_id"]), shown_status=str(row["shown_status"]),
                    shown_progress=row["shown_progress"], shown_position=row["shown_position"],
@@ -64,7 +63,7 @@ class CardStore:
                     " shown_at, edits, closed) VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
                     (job_id, channel_id, message_id, status, position, now))
 
-    async def due(self, *, now: float, progress_gap: float, max_edits: int, limit: int) -> list[sqlite3.Row]:
+    async def due(self, *, now: float, progress_gap: float, max_edits: int, limit: int) -> list[Row]:
         """Open cards that need an edit: the job finished (and its result went out, or delivery gave
         up), its card status changed, or (within the edit cap, at most every `progress_gap` s) the
         vendor's progress moved or it waits in the queue (its position may have moved)."""
@@ -132,7 +131,7 @@ class CardStore:
             " AND status IN ('queued', 'submitting', 'running', 'uncertain')", (guild_id, user_id))
         return int(value or 0)
 
-    async def recent_for_member(self, guild_id: int, user_id: int, prefix: str, limit: int) -> list[sqlite3.Row]:
+    async def recent_for_member(self, guild_id: int, user_id: int, prefix: str, limit: int) -> list[Row]:
         """The member's latest jobs whose number starts with `prefix` (for /job's autocomplete)."""
         if prefix.isdigit():
             return await self.db.fetchall(

@@ -1,38 +1,42 @@
-"""SQLite through aiosqlite: WAL, busy timeout, numbered migrations, and one writer transaction at a time.
+"""The database the bot runs on, whatever the engine: one interface, two backends.
 
-Three connections per process: a writer whose transactions are `BEGIN IMMEDIATE` (so two bot
-processes on one file serialise their writes and never interleave a read-modify-write), and two
-readers that never block behind the writer (WAL): one for background work, one for everything else.
+`open_database(url)` picks the engine from DATABASE_URL: `sqlite:///...` (the default, zero setup;
+storage.sqlite) or `postgresql://` / `postgres://` (several processes on one server; storage.postgres).
+Services see `Database` and the `Connection` a transaction yields, which they only hand back to
+storage functions: never a dialect, a placeholder style or a driver's row type.
 
 Background work (the poller marks itself with `background_priority()`) never makes a member wait
-in a queue: its reads go to their own connection (each aiosqlite connection is one thread serving
-calls FIFO), and a waiting interactive transaction takes the write lock before any waiting
-background one. So a slash command waits for at most the one poller transaction in progress.
+behind it: each backend serves interactive calls first (see their docstrings for how).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import sqlite3
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import aiosqlite
 
-log = logging.getLogger(__name__)
+# What `Database.transaction()` yields: pass it to storage functions, never use it directly.
+if TYPE_CHECKING:
+    from storage.postgres import PgConnection
 
-BUSY_TIMEOUT_MS = 10_000
+    Connection: TypeAlias = aiosqlite.Connection | PgConnection
+else:
+    Connection = Any
+Row: TypeAlias = Any
+"""A result row (`row["column"]`, `row[0]`); only storage modules read rows."""
+Params: TypeAlias = Sequence[Any] | Mapping[str, Any]
 
-Connection = aiosqlite.Connection
-"""What `Database.transaction()` yields: pass it to storage functions, never use it directly."""
-Row = sqlite3.Row
-"""A result row: `row["column"]` and `row[0]`; only storage modules read rows."""
+JOBS_CHANNEL = "framecast_jobs"
+"""Notified when a job becomes due at once (created, cancelled, called back): pollers wake."""
 
 # True inside background work (the poller's tasks inherit it from the task that set it).
 _background: contextvars.ContextVar[bool] = contextvars.ContextVar("framecast_db_background", default=False)
@@ -99,173 +103,202 @@ class PriorityLock:
         self._held = False
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every `NNNN_name.sql` shipped in storage/migrations, in order."""
+def migrations_for(dialect: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every `NNNN_name.sql` in storage/migrations/<dialect>, in order.
+
+    Both dialects carry the same version numbers (tests/storage/test_schemas.py holds them to the
+    same tables, columns and indexes)."""
     found = []
-    for entry in resources.files("storage.migrations").iterdir():
+    for entry in (resources.files("storage.migrations") / dialect).iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
     return sorted(found)
 
 
-async def _pragma(conn: aiosqlite.Connection, statement: str) -> None:
-    """Run a PRAGMA and finalise its cursor (an open statement would hold a lock)."""
-    cursor = await conn.execute(statement)
-    await cursor.fetchall()
-    await cursor.close()
+class Database(ABC):
+    """The bot's database; open one with `await open_database(url)` (or `Database.open(path)`)."""
 
-
-async def _configure(conn: aiosqlite.Connection) -> None:
-    conn.row_factory = aiosqlite.Row
-    await _pragma(conn, f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    await _pragma(conn, "PRAGMA foreign_keys = ON")
-    await _pragma(conn, "PRAGMA synchronous = NORMAL")
-
-
-class Database:
-    """The bot's database; open with `await Database.open(path)`."""
-
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
-                 background_reader: aiosqlite.Connection | None = None) -> None:
-        self.path = path
-        self._writer = writer
-        self._reader = reader
-        self._background_reader = background_reader or reader
-        self._write_lock = PriorityLock()
+    dialect: str = ""
+    url: str = ""
 
     @classmethod
-    async def open(cls, path: str | Path) -> "Database":
-        path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(path, isolation_level=None)
-        await _configure(writer)
-        await _pragma(writer, "PRAGMA journal_mode = WAL")
-        reader = await aiosqlite.connect(path, isolation_level=None)
-        await _configure(reader)
-        background_reader = await aiosqlite.connect(path, isolation_level=None)
-        await _configure(background_reader)
-        db = cls(path, writer, reader, background_reader)
-        await db.migrate()
-        return db
+    async def open(cls, target: str | Path) -> Database:
+        """A SQLite file path, or any DATABASE_URL."""
+        return await open_database(target)
 
-    async def close(self) -> None:
-        if self._background_reader is not self._reader:
-            await self._background_reader.close()
-        await self._reader.close()
-        await self._writer.close()
+    @abstractmethod
+    async def close(self) -> None: ...
 
+    @abstractmethod
     async def migrate(self) -> None:
-        """Apply every migration not yet applied, each in its own transaction."""
-        async with self.transaction() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-            )
-        rows = await self.fetchall("SELECT version FROM schema_migrations")
-        applied = {row["version"] for row in rows}
-        for version, name, sql in _migrations():
-            if version in applied:
-                continue
-            async with self.transaction() as conn:
-                # Another process may have applied it while we waited for the write lock.
-                cursor = await conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
-                if await cursor.fetchone():
-                    continue
-                for statement in _split_sql(sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, strftime('%s','now'))",
-                    (version, name),
-                )
-            log.info("applied migration %s", name)
+        """Apply every migration of this dialect not yet applied."""
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction (`BEGIN IMMEDIATE`): commit on success, roll back on any exception.
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """A write transaction yielding a `Connection`: commit on success, roll back on any exception."""
 
-        Interactive callers waiting for the write lock go before background ones.
-        """
-        await self._write_lock.acquire(background=_background.get())
-        try:
-            await self._writer.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._writer
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            else:
-                await self._writer.execute("COMMIT")
-        finally:
-            self._write_lock.release()
-
-    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
         """One write statement in its own transaction; returns the rows changed."""
-        async with self.transaction() as conn:
-            return await change_rows(conn, sql, params)
 
-    def _read_connection(self) -> aiosqlite.Connection:
-        return self._background_reader if _background.get() else self._reader
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
 
-    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        return await fetch_rows(self._read_connection(), sql, params)
-
-    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
-        rows = await fetch_rows(self._read_connection(), sql, params)
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+    async def subscribe(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` when another process commits a `notify` on `channel`. SQLite has no such
+        signal: its pollers keep their timer (and in-process wake-ups)."""
+
+
+class DuplicateKey(Exception):
+    """A write broke a unique index (SQLite's or PostgreSQL's integrity error, named once for services)."""
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """Whether a driver's error is a unique-index violation."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE" in str(exc).upper()
+    return type(exc).__name__ == "UniqueViolationError"  # asyncpg's, without importing it here
+
+
+class UnsupportedDatabaseURL(ValueError):
+    """DATABASE_URL names an engine Framecast does not run on."""
+
+
+def sqlite_path(url: str | Path) -> Path | None:
+    """The SQLite file a DATABASE_URL names (`sqlite:///relative`, `sqlite:////absolute`, a bare path);
+    None for a PostgreSQL URL; UnsupportedDatabaseURL for anything else."""
+    if isinstance(url, Path):
+        return url
+    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            return Path(url[len(prefix):])
+    if url.startswith(("postgresql://", "postgres://")):
+        return None
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise UnsupportedDatabaseURL(
+            f"unsupported scheme {scheme!r}: use sqlite:///path/to/bot.db or postgresql://user:password@host:port/db")
+    return Path(url)
+
+
+async def open_database(url: str | Path) -> Database:
+    """Open (and migrate) the database a DATABASE_URL names."""
+    path = sqlite_path(url)
+    if path is None:
+        from storage.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(str(url))
+    from storage.sqlite import SqliteDatabase
+
+    return await SqliteDatabase.open(path)
+
+
+def is_postgres(source: Database | Connection) -> bool:
+    """Whether SQL for `source` must be PostgreSQL's (storage modules only)."""
+    return getattr(source, "dialect", "sqlite") == "postgres"
 
 
 # One trip each. Every aiosqlite call is a hop to the connection's thread and back through the event
 # loop; under load each hop waits behind a loop turn of other work, so a member's command costs
 # about as many loop turns as it makes hops. These helpers do in one hop what execute + fetch +
-# close would do in three.
+# close would do in three. On PostgreSQL they are one round trip each.
 
-async def fetch_rows(conn: aiosqlite.Connection, sql: str,
-                     params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-    """Every row of a query (also `... RETURNING`), the cursor closed on the connection's thread."""
-    return list(await conn.execute_fetchall(sql, params))
+async def fetch_rows(conn: Connection, sql: str, params: Params = ()) -> list[Row]:
+    """Every row of a query (also `... RETURNING`) inside a transaction."""
+    if isinstance(conn, aiosqlite.Connection):
+        return list(await conn.execute_fetchall(sql, params))  # type: ignore[arg-type]
+    return await conn.fetch_rows(sql, params)
 
 
-async def fetch_row(conn: aiosqlite.Connection, sql: str,
-                    params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+async def fetch_row(conn: Connection, sql: str, params: Params = ()) -> Row | None:
     """The first row of a query that yields at most a few (by key, `COUNT(*)`, `LIMIT 1`)."""
     rows = await fetch_rows(conn, sql, params)
     return rows[0] if rows else None
 
 
-async def insert_row(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+async def insert_row(conn: Connection, sql: str, params: Params = ()) -> int:
     """Run one INSERT and return the new row's id."""
-    row = await conn.execute_insert(sql, params)
+    if not isinstance(conn, aiosqlite.Connection):
+        return await conn.insert_row(sql, params)
+    row = await conn.execute_insert(sql, params)  # type: ignore[arg-type]
     if row is None or row[0] is None:
-        raise sqlite3.DatabaseError("INSERT returned no row id")
+        raise RuntimeError("INSERT returned no row id")
     return int(row[0])
 
 
 _COUNTABLE = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
-async def change_rows(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+async def change_rows(conn: Connection, sql: str, params: Params = ()) -> int:
     """Run one statement and return how many rows it changed.
 
-    Plain INSERT/UPDATE/DELETE are counted with `RETURNING 1` in one hop; anything else (DDL, a
-    statement with its own RETURNING) goes through a cursor.
+    On SQLite plain INSERT/UPDATE/DELETE are counted with `RETURNING 1` in one hop; anything else
+    (DDL, a statement with its own RETURNING) goes through a cursor.
     """
+    if not isinstance(conn, aiosqlite.Connection):
+        return await conn.change_rows(sql, params)
     head = sql.lstrip()[:7].upper()
     if head.startswith(_COUNTABLE) and "RETURNING" not in sql.upper():
         return len(await fetch_rows(conn, f"{sql.rstrip().rstrip(';')} RETURNING 1", params))
-    cursor = await conn.execute(sql, params)
+    cursor = await conn.execute(sql, params)  # type: ignore[arg-type]
     changed = cursor.rowcount
     await cursor.close()
     return changed
 
 
-def _split_sql(script: str) -> Iterable[str]:
+async def execute_many(conn: Connection, sql: str, rows: Iterable[Params]) -> None:
+    """One statement over many parameter rows (bulk loads: tests, benchmarks, migrations of data)."""
+    if isinstance(conn, aiosqlite.Connection):
+        await conn.executemany(sql, rows)  # type: ignore[arg-type]
+    else:
+        await conn.execute_many(sql, rows)
+
+
+async def lock_in(conn: Connection, *name: object) -> None:
+    """Serialise a decision across processes: on PostgreSQL an advisory lock on `name` held to the end
+    of the transaction. SQLite's `BEGIN IMMEDIATE` already serialises every write transaction."""
+    if not isinstance(conn, aiosqlite.Connection):
+        await conn.lock(*name)
+
+
+async def notify_in(conn: Connection, channel: str) -> None:
+    """Tell every listening process at commit (PostgreSQL's NOTIFY); nothing on SQLite."""
+    if not isinstance(conn, aiosqlite.Connection):
+        await conn.notify(channel)
+
+
+def split_sql(script: str) -> Iterable[str]:
     """Statements of a migration file (comments dropped; no semicolons inside literals)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
     for statement in "\n".join(lines).split(";"):
         if statement.strip():
             yield statement.strip()
+
+
+# Kept for callers of the old single-engine module.
+_split_sql = split_sql
+
+__all__ = [
+    "JOBS_CHANNEL", "Connection", "Database", "DuplicateKey", "PriorityLock", "Row", "UnsupportedDatabaseURL",
+    "background_priority", "change_rows", "fetch_row", "fetch_rows", "insert_row", "is_background",
+    "is_postgres", "lock_in", "mark_background", "migrations_for", "notify_in", "open_database", "sqlite_path",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """`storage.database.SqliteDatabase` / `BUSY_TIMEOUT_MS` for old imports, without a cycle."""
+    if name in ("SqliteDatabase", "BUSY_TIMEOUT_MS"):
+        from storage import sqlite
+
+        return getattr(sqlite, name)
+    raise AttributeError(name)
+

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage.database import Connection, Database, Row, change_rows, fetch_rows
+from storage.database import Connection, Database, Row, change_rows, fetch_rows, is_postgres
 
 # Columns of guild_settings a moderator may change (guild_id and updated_at are ours).
 SETTINGS_FIELDS = frozenset({"daily_credits", "max_concurrent", "paused", "audit_channel_id", "moderator_role_id"})
@@ -75,6 +75,12 @@ class Ban:
     reason: str | None
     banned_by: int | None
     created_at: float
+
+
+_ROLE_LIMITS = ("SELECT credits FROM guild_role_budgets WHERE guild_id = ? "
+                "AND role_id IN (SELECT value FROM json_each(?))")
+_ROLE_LIMITS_PG = ("SELECT credits FROM guild_role_budgets WHERE guild_id = ? "
+                   "AND role_id IN (SELECT value::bigint FROM json_array_elements_text(CAST(? AS json)))")
 
 
 class GuildSettingsStore:
@@ -158,12 +164,8 @@ class GuildSettingsStore:
         role_json = id_list(role_ids)
         if role_json == "[]":
             return []
-        rows = await query_all(
-            self._src(conn),
-            "SELECT credits FROM guild_role_budgets WHERE guild_id = ? "
-            "AND role_id IN (SELECT value FROM json_each(?))",
-            (guild_id, role_json),
-        )
+        source = self._src(conn)
+        rows = await query_all(source, _ROLE_LIMITS_PG if is_postgres(source) else _ROLE_LIMITS, (guild_id, role_json))
         return [Limit(row["credits"]) for row in rows]
 
     async def set_role_budget(

@@ -15,7 +15,10 @@ from typing import Any
 from bot.catalog import ProviderName
 from bot.jobs.models import IN_FLIGHT_STATUSES, JOB_COLUMNS, JobRecord, JobStatus
 from bot.validation import JobSpec
-from storage.database import Connection, Database, change_rows, fetch_row, fetch_rows, insert_row
+from storage.database import (  # noqa: F401  (JOBS_CHANNEL, notify_in: the heartbeat step uses them)
+    JOBS_CHANNEL, Connection, Database, DuplicateKey, change_rows, fetch_row, fetch_rows, insert_row,
+    is_duplicate_key, is_postgres, lock_in, notify_in,
+)
 
 # Columns a state change may set; anything else is a programming error, caught before SQL is built.
 _UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}
@@ -61,24 +64,29 @@ class JobRepository:
         """Insert a queued job, due now, inside the caller's transaction; returns its id.
 
         `origin`: the requester's locale and, for a button's job, its parent and click (ORIGIN_COLUMNS);
-        a repeated `request_key` raises the driver's integrity error (one job per click)."""
+        a repeated `request_key` raises DuplicateKey (one job per click)."""
         attachment_ids = [i.attachment_id for i in spec.images if i.attachment_id is not None]
         extra = {k: v for k, v in (origin or {}).items() if v is not None}
         if set(extra) - ORIGIN_COLUMNS:
             raise ValueError(f"not origin columns: {sorted(set(extra) - ORIGIN_COLUMNS)}")
         names = sorted(extra)
         columns = "".join(", " + name for name in names)
-        return await insert_row(
-            conn,
-            "INSERT INTO jobs (guild_id, channel_id, thread_id, user_id, family, model_key, provider, mode, prompt,"
-            f" request_json, attachment_ids, cost, status, created_at, deadline_at, next_due_at{columns})"
-            f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?{', ?' * len(names)})",
-            (
-                guild_id, channel_id, thread_id, user_id, spec.family.value, spec.model_key, spec.provider.value,
-                spec.mode.value, spec.prompt, spec.model_dump_json(), json.dumps(attachment_ids), cost,
-                now, deadline_at, now, *(extra[name] for name in names),
-            ),
-        )
+        try:
+            return await insert_row(
+                conn,
+                "INSERT INTO jobs (guild_id, channel_id, thread_id, user_id, family, model_key, provider, mode, prompt,"
+                f" request_json, attachment_ids, cost, status, created_at, deadline_at, next_due_at{columns})"
+                f" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?{', ?' * len(names)})",
+                (
+                    guild_id, channel_id, thread_id, user_id, spec.family.value, spec.model_key, spec.provider.value,
+                    spec.mode.value, spec.prompt, spec.model_dump_json(), json.dumps(attachment_ids), cost,
+                    now, deadline_at, now, *(extra[name] for name in names),
+                ),
+            )
+        except Exception as exc:
+            if is_duplicate_key(exc):
+                raise DuplicateKey(str(exc)) from exc
+            raise
 
     # --- reads ---------------------------------------------------------------------------------
     async def get(self, job_id: int) -> JobRecord | None:
@@ -116,7 +124,13 @@ class JobRepository:
         return {row["provider"]: int(row["n"]) for row in rows}
 
     async def count_in_flight_in(self, conn: Connection, provider: ProviderName) -> int:
-        """Jobs holding a vendor slot, read inside the writer's transaction so two processes agree."""
+        """Jobs holding a vendor slot, read inside the writer's transaction so two processes agree.
+
+        Takes the vendor's lock first (PostgreSQL: an advisory lock held to commit; SQLite's single
+        writer needs none), so the count, the rate window and the move to `submitting` are one
+        decision however many processes submit.
+        """
+        await lock_in(conn, "vendor", provider.value)
         marks = ",".join("?" for _ in IN_FLIGHT_STATUSES)
         row = await fetch_row(conn, f"SELECT COUNT(*) FROM jobs WHERE provider = ? AND status IN ({marks})",
                               (provider.value, *sorted(s.value for s in IN_FLIGHT_STATUSES)))
@@ -126,7 +140,9 @@ class JobRepository:
         self, conn: Connection, provider: ProviderName, since: float
     ) -> tuple[int, float | None]:
         """Submits to `provider` after `since` and the oldest of them, read inside the writer's
-        transaction so every process shares one rate window (the vendor counts per account)."""
+        transaction so every process shares one rate window (the vendor counts per account).
+        Under the vendor's lock, like `count_in_flight_in`."""
+        await lock_in(conn, "vendor", provider.value)
         row = await fetch_row(conn, "SELECT COUNT(*), MIN(submitted_at) FROM jobs WHERE provider = ? AND submitted_at > ?",
                               (provider.value, since))
         if not row:
@@ -152,9 +168,10 @@ class JobRepository:
         """(jobs, mean status requests, share that reported progress) over the kind's latest `limit`
         successes: what its jobs really cost when something other than the plan paced them."""
         row = await self.db.fetchone(
-            "SELECT COUNT(*) AS jobs, AVG(poll_count) AS requests, AVG(progress IS NOT NULL) AS progress FROM ("
+            "SELECT COUNT(*) AS jobs, AVG(poll_count) AS requests,"
+            " AVG(CASE WHEN progress IS NOT NULL THEN 1.0 ELSE 0.0 END) AS progress FROM ("
             " SELECT poll_count, progress FROM jobs WHERE status = 'succeeded' AND model_key = ? AND mode = ?"
-            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)",
+            " AND submitted_at IS NOT NULL AND vendor_done_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?) AS latest",
             (model_key, mode, limit),
         )
         if row is None or not row["jobs"]:
@@ -166,7 +183,7 @@ class JobRepository:
         request budget is shared over (newest ids first, through the primary key)."""
         rows = await self.db.fetchall(
             "SELECT model_key, mode, COUNT(*) AS jobs FROM ("
-            " SELECT model_key, mode FROM jobs WHERE submitted_at IS NOT NULL ORDER BY id DESC LIMIT ?)"
+            " SELECT model_key, mode FROM jobs WHERE submitted_at IS NOT NULL ORDER BY id DESC LIMIT ?) AS latest"
             " GROUP BY model_key, mode",
             (limit,),
         )
@@ -179,13 +196,14 @@ class JobRepository:
         Only jobs whose end the vendor itself reported (vendor_done_at): timeouts, lost submits and
         cancellations say nothing about when the vendor fails a job (jobs_vendor_outcomes index).
         """
+        aggregate = "json_agg" if is_postgres(self.db) else "json_group_array"
         row = await self.db.fetchone(
-            "SELECT COUNT(*) AS finished, json_group_array(vendor_done_at - submitted_at)"
+            f"SELECT COUNT(*) AS finished, {aggregate}(vendor_done_at - submitted_at)"
             " FILTER (WHERE status = 'failed') AS failures FROM ("
             "  SELECT status, vendor_done_at, submitted_at FROM jobs"
             "  WHERE provider = ? AND vendor_done_at IS NOT NULL"
             "  AND status IN ('succeeded', 'failed') AND submitted_at IS NOT NULL"
-            "  ORDER BY finished_at DESC LIMIT ?)",
+            "  ORDER BY finished_at DESC LIMIT ?) AS latest",
             (provider.value, limit),
         )
         if row is None:
@@ -196,12 +214,14 @@ class JobRepository:
     # --- leases ----------------------------------------------------------------------------------
     async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
         """Lease up to `limit` due jobs in one statement; the only way work is picked up."""
+        # PostgreSQL: rows another process is claiming right now are skipped, not waited for.
+        skip_locked = " FOR UPDATE SKIP LOCKED" if is_postgres(self.db) else ""
         async with self.db.transaction() as conn:
             rows = await fetch_rows(
                 conn,
                 "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE next_due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-                " ORDER BY next_due_at LIMIT ?) RETURNING *",
+                f" ORDER BY next_due_at LIMIT ?{skip_locked}) RETURNING *",
                 (owner, now + lease_seconds, now, now, limit),
             )
         jobs = [JobRecord.from_row(r) for r in rows]

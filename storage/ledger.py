@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.database import Connection, Database, Row, change_rows, insert_row
+from storage.database import Connection, Database, Row, change_rows, insert_row, is_postgres, lock_in
 from storage.guild_settings import query_all, query_one
 
 WINDOW_SECONDS = 24 * 60 * 60
@@ -118,6 +118,10 @@ async def usage_and_active(source: Source, *, guild_id: int, user_id: int, now: 
     """The member's rolling-day totals, the credits held by unsettled jobs, and their jobs still in
     progress (the `jobs_active` partial index), in one statement: one hop for a member's command."""
     params = {**_window_params(guild_id, user_id, now), "exclude": -1 if exclude_job_id is None else exclude_job_id}
+    if not isinstance(source, Database):
+        # Inside a transaction this read decides (a reservation): hold the member's lock until commit,
+        # so two commands of one member on two processes decide one after the other.
+        await lock_in(source, "member", guild_id, user_id)
     row = await query_one(source, _USAGE_AND_ACTIVE, params)
     assert row is not None
     return _usage(row), int(row["active"])
@@ -147,10 +151,13 @@ async def settle(conn: Connection, *, job_id: int, charge: bool, now: float, amo
     The NOT EXISTS makes the usual second call a no-op; `ledger_one_settle` would stop a second
     settle even if that check were ever wrong.
     """
+    await lock_in(conn, "settle", job_id)
+    least = "LEAST" if is_postgres(conn) else "MIN"  # SQLite's two-argument MIN is PostgreSQL's LEAST
     written = await change_rows(
         conn,
         "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at) "
-        "SELECT h.guild_id, h.user_id, h.job_id, ?, MIN(h.amount, COALESCE(?, h.amount)), ? FROM credit_ledger AS h "
+        f"SELECT h.guild_id, h.user_id, h.job_id, CAST(? AS TEXT), {least}(h.amount, COALESCE(CAST(? AS INTEGER), h.amount)),"
+        " CAST(? AS DOUBLE PRECISION) FROM credit_ledger AS h "
         "WHERE h.job_id = ? AND h.kind = 'hold' "
         "AND NOT EXISTS (SELECT 1 FROM credit_ledger AS s WHERE s.job_id = h.job_id AND s.kind IN ('charge', 'release')) "
         "ON CONFLICT DO NOTHING",

@@ -63,10 +63,18 @@ def test_each_invalid_setting_is_its_own_line_and_secrets_are_not_echoed(clean_e
 
 def test_bad_database_url_is_a_config_error(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DISCORD_TOKEN", "tok")
-    clean_env.setenv("DATABASE_URL", "postgres://db/framecast")
+    clean_env.setenv("DATABASE_URL", "mysql://db/framecast")
     stderr = io.StringIO()
     assert main([], stderr=stderr) == EXIT_CONFIG
     assert stderr.getvalue().startswith("framecast: DATABASE_URL:") and stderr.getvalue().count("\n") == 1
+    assert "'mysql'" in stderr.getvalue() and "postgresql://" in stderr.getvalue()
+
+
+def test_a_postgres_url_is_accepted(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DISCORD_TOKEN", "tok")
+    for url in ("postgresql://bot:pw@db:5432/framecast", "postgres://db/framecast"):
+        clean_env.setenv("DATABASE_URL", url)
+        assert load_settings().database_engine == "postgres"
 
 
 def test_a_callback_address_without_a_listener_is_a_config_error(clean_env: pytest.MonkeyPatch) -> None:

@@ -34,7 +34,8 @@ R1, R2, R3 = ImageRole.REFERENCE_1, ImageRole.REFERENCE_2, ImageRole.REFERENCE_3
 @pytest.mark.parametrize(
     ("req", "providers", "expected_model", "expected_mode"),
     [
-        (request(Family.VEO), ALL, "veo-fast-kie", Mode.TEXT),
+        (request(Family.VEO), ALL, "veo-fast-kie", Mode.TEXT),  # Lite is cheaper, but only ever picked by name
+        (request(Family.VEO, R1, R2, aspect_ratio="9:16", model="veo-lite-kie"), ALL, "veo-lite-kie", Mode.REFERENCE),
         (request(Family.VEO), {ProviderName.KKIAI}, "veo-fast-kkiai", Mode.TEXT),
         (request(Family.VEO, F, L, model="veo-quality-kkiai"), ALL, "veo-quality-kkiai", Mode.FRAMES),
         (request(Family.VEO, R1, R2, R3, model="veo-fast-kie"), ALL, "veo-fast-kie", Mode.REFERENCE),
@@ -59,6 +60,16 @@ def test_defaults_are_filled_from_the_table() -> None:
     assert veo.params == {"aspect_ratio": "16:9", "enhance_prompt": True, "upsample": True, "seed": 12345}
 
 
+def test_upsample_values_come_from_the_table() -> None:
+    uhd = validate_request(request(Family.VEO, model="veo-quality-kie", upsample="4k", aspect_ratio="9:16"), ALL)
+    assert uhd.params == {"aspect_ratio": "9:16", "enhance_prompt": True, "resolution": "4k"}
+    assert uhd.resolution == "4k" and uhd.cost_keys == ["veo-quality-kie", "4k"] and follow_ups_for(uhd) == []
+    hd = validate_request(request(Family.VEO, model="veo-lite-kie", upsample="1080p", aspect_ratio="9:16"), ALL)
+    assert hd.params["upsample"] is True and hd.cost_keys == ["veo-lite-kie", "1080p"]
+    plain = validate_request(request(Family.VEO, model="veo-fast-kkiai", upsample=False), ALL)
+    assert "upsample" not in plain.params and plain.resolution == "720p"
+
+
 def test_multi_prompt_is_split_into_shots() -> None:
     spec = validate_request(request(Family.KLING, multi_prompt="wide shot | close up |  "), ALL)
     assert spec.params["multi_prompt"] == ["wide shot", "close up"]
@@ -74,12 +85,15 @@ BAD = [
     (request(Family.VEO, F, R1), ALL, "reference_1", "not both"),
     (request(Family.VEO, R1, model="veo-quality-kie"), ALL, "reference_1", "veo-fast-kie"),
     (request(Family.VEO, R1), {ProviderName.KKIAI}, "reference_1", "does not take reference"),
-    (request(Family.VEO, R1, aspect_ratio="9:16", model="veo-fast-kie"), ALL, "aspect_ratio", "`16:9`"),
+    (request(Family.VEO, R1, aspect_ratio="Auto", model="veo-fast-kie"), ALL, "aspect_ratio", "`16:9`, `9:16`"),
     (request(Family.VEO, aspect_ratio="1:1"), ALL, "aspect_ratio", "`9:16`"),
     (request(Family.VEO, seed=9999), ALL, "seed", "10000 and 99999"),
     (request(Family.VEO, seed=100000), ALL, "seed", "10000 and 99999"),
     (request(Family.VEO, seed=12345, model="veo-fast-kkiai"), ALL, "seed", "not supported"),
-    (request(Family.VEO, upsample=True, aspect_ratio="9:16", model="veo-fast-kie"), ALL, "upsample", "`16:9`"),
+    (request(Family.VEO, upsample=True, aspect_ratio="Auto", model="veo-fast-kie"), ALL, "upsample", "`16:9`, `9:16`"),
+    (request(Family.VEO, upsample="4k", model="veo-fast-kkiai"), ALL, "upsample", "`720p`, `1080p`"),
+    (request(Family.VEO, upsample="8k", model="veo-quality-kie"), ALL, "upsample", "`4k`"),
+    (request(Family.SORA, upsample="1080p"), ALL, "upsample", "not supported"),
     (request(Family.VEO, model="veo-fast-kie"), {ProviderName.KKIAI}, "model", "veo-fast-kkiai"),
     (request(Family.VEO, model="sora-2"), ALL, "model", "choose one of"),
     (request(Family.SORA, F, L), ALL, "last_frame", "first frame only"),

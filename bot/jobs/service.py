@@ -7,7 +7,6 @@ is called; the poller (woken here) does everything after that.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from bot.providers.base import ProviderClient
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec, validate_request
 from storage.cards import CardStore
-from storage.database import Database
+from storage.database import Database, DuplicateKey
 from storage.snapshot import MemberSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
@@ -140,7 +139,7 @@ class JobService:
         async with self._audited_refusals(requester, spec):
             try:
                 return await self._create_job(requester, spec, origin)
-            except sqlite3.IntegrityError:
+            except DuplicateKey:
                 existing = await self._job_for_key(request_key) if request_key is not None else None
                 if existing is None:
                     raise

@@ -12,7 +12,9 @@ poller's lease (directly in a transaction conditioned on it, or through its `Job
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Mapping
 
 from bot.catalog import ProviderName, calls_back
@@ -64,6 +66,10 @@ class Submission:
         self.limits = limits
         self.lease = lease
         self.finisher = finisher
+        # This process decides a vendor's submits one at a time, in the order the jobs were claimed
+        # (oldest first): the database's lock makes the decision safe across processes, this keeps
+        # the queue's order within one (an engine with many connections grants its locks in any order).
+        self._deciding: defaultdict[ProviderName, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def handle_queued(self, job: JobRecord) -> None:
         """Move a queued job to `submitting` if the provider's limits allow, then submit it; else requeue."""
@@ -77,7 +83,7 @@ class Submission:
             await self._requeue(job, limits.breaker.retry_at(), "circuit open")
             return
         moved = False
-        async with self.db.transaction() as conn:
+        async with self._deciding[job.provider], self.db.transaction() as conn:
             in_flight = await self.repository.count_in_flight_in(conn, job.provider)
             recent, oldest = await self.repository.recent_submits_in(conn, job.provider, now - limits.window_seconds)
             if in_flight >= limits.max_in_flight:

@@ -19,12 +19,13 @@ import hmac
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from bot.catalog import UPSAMPLE_COST_KEY, ImageRole, Mode, ProviderName
+from bot.catalog import UHD_COST_KEY, UPSAMPLE_COST_KEY, ImageRole, Mode, ProviderName
 from bot.clock import Clock
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.i18n import _
@@ -64,9 +65,31 @@ UPSCALE_PATHS = {"1080p": ("GET", "/api/v1/veo/get-1080p-video"), "4k": ("POST",
 _NOT_READY = re.compile(r"is processing|not ready|ready in|check back", re.IGNORECASE)
 # How long after the task completed we wait for the 1080p file before delivering the 720p one.
 HD_GRACE_SECONDS = 600.0
-HD_FAILED_NOTE = _("The 1080p pass failed, so this is the 720p video; the 1080p surcharge was not charged.")
-HD_LATE_NOTE = _("The 1080p file did not come in time, so this is the 720p video; the 1080p surcharge was "
-                 "not charged.")
+UHD_GRACE_SECONDS = 1200.0  # 4K: "typically ~5-10 minutes"
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A pass ordered with the video (kie makes 720p first): how long to wait for it past the 720p
+    video, what record-info reports once the video already has it, its cost key, and the notes."""
+
+    grace_seconds: float
+    reported: tuple[str, ...]
+    cost_key: str
+    failed_note: str
+    late_note: str
+
+
+UPGRADES: dict[str, Upgrade] = {
+    "1080p": Upgrade(HD_GRACE_SECONDS, ("1080",), UPSAMPLE_COST_KEY,
+                     _("The 1080p pass failed, so this is the 720p video; the 1080p surcharge was not charged."),
+                     _("The 1080p file did not come in time, so this is the 720p video; the 1080p surcharge was "
+                       "not charged.")),
+    "4k": Upgrade(UHD_GRACE_SECONDS, ("4k", "2160"), UHD_COST_KEY,
+                  _("The 4K pass failed, so this is the 720p video; the 4K surcharge was not charged."),
+                  _("The 4K file did not come in time, so this is the 720p video; the 4K surcharge was not "
+                    "charged.")),
+}
 FIRST_SEEN_PRUNE_AT = 256  # sightings kept before old ones are looked for and dropped
 UPLOAD_PATH = "framecast"
 _LABEL = VENDOR_LABELS[ProviderName.KIE]
@@ -332,13 +355,13 @@ class KieClient(VendorClient):
         if not record.urls:
             return PollResult(state=TaskState.FAILED, raw_status="success_without_url",
                               error_message="The vendor said the video was finished but sent no link to it.")
-        wants_hd = bool(job.params.get("upsample"))
-        already_hd = record.fallback or record.resolution.lower().startswith("1080")
-        if not wants_hd or already_hd:
+        wants = job.resolution  # "720p", or the pass ordered with the video: "1080p" / "4k"
+        made = record.resolution.lower()
+        if wants not in UPGRADES or record.fallback or made.startswith(UPGRADES[wants].reported):
             self._first_success_seen.pop(task_id, None)
             return PollResult(state=TaskState.SUCCEEDED, raw_status="success", video_url=record.urls[0], progress=1.0,
                               vendor_seconds=record.took)
-        return await self._upgrade_to_1080p(task_id, record)
+        return await self._upgrade(task_id, record, wants)
 
     def _forget_abandoned(self, now: float) -> None:
         """Drop sightings no poll will come back for (a job cancelled or timed out mid-upsample):
@@ -372,20 +395,20 @@ class KieClient(VendorClient):
                               progress=1.0)
         return PollResult(state=TaskState.RUNNING, raw_status=f"upscaling_{resolution}")
 
-    async def _upgrade_to_1080p(self, task_id: str, record: _Record) -> PollResult:
-        """Ask for the 1080p file; not ready = still RUNNING, until the grace period ends."""
+    async def _upgrade(self, task_id: str, record: _Record, resolution: str) -> PollResult:
+        """Ask for the upscaled file; not ready = still RUNNING, until the grace period ends. Whatever
+        happens the 720p video is delivered (saying so, without the pass's surcharge) rather than lost."""
+        upgrade = UPGRADES[resolution]
         try:
-            hd_url = await self._upscale("1080p", task_id, Phase.POLL)
+            url = await self._upscale(resolution, task_id, Phase.POLL)
         except ProviderError as error:
             if error.kind is ErrorKind.FINAL:  # kie will never make it: the 720p video is the result now
-                self._first_success_seen.pop(task_id, None)
-                return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
-                                  video_url=record.urls[0], progress=1.0, note=HD_FAILED_NOTE,
-                                  uncharged=(UPSAMPLE_COST_KEY,))
-            hd_url = None  # a passing failure: ask again later
-        if hd_url:
+                return self._lesser(task_id, record, upgrade, late=False)
+            url = None  # a passing failure: ask again later
+        if url:
             self._first_success_seen.pop(task_id, None)
-            return PollResult(state=TaskState.SUCCEEDED, raw_status="success_1080p", video_url=hd_url, progress=1.0)
+            return PollResult(state=TaskState.SUCCEEDED, raw_status=f"success_{resolution}", video_url=url,
+                              progress=1.0)
         now = self._clock.now()
         first_seen = self._first_success_seen.setdefault(task_id, now)
         self._forget_abandoned(now)
@@ -394,15 +417,19 @@ class KieClient(VendorClient):
             # Missing, or in the future (a date string read in the wrong time zone): waiting on it
             # could outlast the job's timeout and lose the video, so count from our own first sighting.
             completed = first_seen
-        if now >= completed + HD_GRACE_SECONDS:
-            self._first_success_seen.pop(task_id, None)
-            return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback",
-                              video_url=record.urls[0], progress=1.0, note=HD_LATE_NOTE,
-                              uncharged=(UPSAMPLE_COST_KEY,))
-        # Still waiting for 1080p, but the 720p file exists: the poller delivers it if the job's deadline
-        # comes before the 1080p file does.
-        return PollResult(state=TaskState.RUNNING, raw_status="upsampling_1080p", finishing=True,
+        if now >= completed + upgrade.grace_seconds:
+            return self._lesser(task_id, record, upgrade, late=True)
+        # Still waiting for the pass, but the 720p file exists: the poller delivers it if the job's
+        # deadline comes before the upscaled file does.
+        return PollResult(state=TaskState.RUNNING, raw_status=f"upsampling_{resolution}", finishing=True,
                           video_url=record.urls[0])
+
+    def _lesser(self, task_id: str, record: _Record, upgrade: Upgrade, *, late: bool) -> PollResult:
+        """The 720p video as the result of a job that ordered a pass kie did not deliver."""
+        self._first_success_seen.pop(task_id, None)
+        return PollResult(state=TaskState.SUCCEEDED, raw_status="success_720p_fallback", video_url=record.urls[0],
+                          progress=1.0, note=upgrade.late_note if late else upgrade.failed_note,
+                          uncharged=(upgrade.cost_key,))
 
     def _parse_upscale(self, response: httpx.Response, phase: Phase) -> str | None:
         """The upscaled file's URL (1080p: `data.resultUrl`; 4K: `data.resultUrls`), or None while kie

@@ -34,10 +34,23 @@ async def test_commands_are_registered_with_the_contracted_option_names(harness:
     [veo] = [c for c in fake.commands[GUILD] if c["name"] == "veo"]
     model = next(o for o in veo["options"] if o["name"] == "model")
     assert {c["value"] for c in model["choices"]} == {"veo-fast-kkiai", "veo-quality-kkiai", "veo-fast-kie",
-                                                      "veo-quality-kie"}
+                                                      "veo-lite-kie", "veo-quality-kie"}
+    # Every other choice comes from the catalog too: what the configured models offer.
+    choices = {o["name"]: [c["value"] for c in o.get("choices", [])] for o in veo["options"]}
+    assert choices["aspect_ratio"] == ["16:9", "9:16", "Auto"]
+    assert choices["upsample"] == ["1080p", "4k"] and veo_option(veo, "upsample")["type"] == 3  # a string
+    [kling] = [c for c in fake.commands[GUILD] if c["name"] == "kling"]
+    assert [c["value"] for c in veo_option(kling, "model")["choices"]] == ["std", "pro"]
+    assert [c["value"] for c in veo_option(kling, "aspect_ratio")["choices"]] == ["16:9", "9:16", "1:1"]
+    [sora] = [c for c in fake.commands[GUILD] if c["name"] == "sora"]
+    assert [(c["name"], c["value"]) for c in veo_option(sora, "duration")["choices"]] == [("10 s", 10), ("15 s", 15)]
     seed = next(o for o in veo["options"] if o["name"] == "seed")
     assert (seed["min_value"], seed["max_value"]) == (10000, 99999)
     assert veo.get("dm_permission") is False or veo.get("contexts") == [0]
+
+
+def veo_option(command: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(o for o in command["options"] if o["name"] == name)
 
 
 async def test_only_families_with_a_provider_get_a_command(make_harness: BotFactory) -> None:
@@ -67,6 +80,16 @@ async def test_valid_veo_creates_a_job_a_summary_and_a_thread(harness: Harness) 
     assert job.spec.params["aspect_ratio"] == "9:16"
     assert reply.content == f"Job #1 accepted: [see its card](https://discord.com/channels/{GUILD}/{CHANNEL}/{summary.id})."
     assert await harness.count("credit_ledger WHERE kind = 'hold'") == 1
+
+
+async def test_4k_is_an_upsample_choice_for_kie_models(harness: Harness) -> None:
+    refused = await harness.command("veo", {"prompt": "a glacier", "model": "veo-fast-kkiai", "upsample": "4k"})
+    assert "upsample" in refused.content and "`1080p`" in refused.content  # the unified API has no 4K
+    reply = await harness.command("veo", {"prompt": "a glacier", "model": "veo-quality-kie", "upsample": "4k",
+                                          "aspect_ratio": "9:16"})
+    assert reply.content.startswith("Job #1 accepted")
+    job = await harness.job_row(1)
+    assert job is not None and job.spec.params["resolution"] == "4k" and job.spec.cost_keys == ["veo-quality-kie", "4k"]
 
 
 async def test_frames_on_kie_are_rehosted(harness: Harness, kie: FakeKieVendor) -> None:

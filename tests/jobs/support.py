@@ -8,7 +8,6 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
 
 from bot.catalog import Family, ProviderName
 from bot.clock import Clock, FakeClock
@@ -19,7 +18,7 @@ from bot.jobs.service import JobService, Requester
 from bot.providers.base import PollResult, TaskState
 from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec
-from storage.database import Database
+from storage.database import Connection, Database, change_rows, insert_row
 
 REQUESTER = Requester(guild_id=10, channel_id=20, user_id=30, role_ids=(40,))
 
@@ -119,21 +118,21 @@ class LedgerQuota:
     async def balance(self, guild_id: int, user_id: int, role_ids: Any) -> Any:
         return None
 
-    async def reserve_in(self, conn: aiosqlite.Connection, *, guild_id: int, user_id: int, role_ids: Any,
+    async def reserve_in(self, conn: Connection, *, guild_id: int, user_id: int, role_ids: Any,
                          job_id: int, cost: int, now: float) -> None:
-        await conn.execute(
-            "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
+        await change_rows(
+            conn, "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
             " VALUES (?, ?, ?, 'hold', ?, ?)", (guild_id, user_id, job_id, cost, now))
 
     async def price(self, guild_id: int, keys: Any) -> int:
         return self.cost - 1 if "1080p" not in keys else self.cost  # the 1080p surcharge is 1 credit here
 
-    async def settle_in(self, conn: aiosqlite.Connection, *, job_id: int, charge: bool, now: float,
+    async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float,
                         amount: int | None = None) -> None:
-        await conn.execute(
-            "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
-            " SELECT guild_id, user_id, job_id, ?, COALESCE(?, amount), ? FROM credit_ledger"
-            " WHERE job_id = ? AND kind = 'hold'",
+        await change_rows(
+            conn, "INSERT INTO credit_ledger (guild_id, user_id, job_id, kind, amount, created_at)"
+            " SELECT guild_id, user_id, job_id, CAST(? AS TEXT), COALESCE(CAST(? AS INTEGER), amount),"
+            " CAST(? AS DOUBLE PRECISION) FROM credit_ledger WHERE job_id = ? AND kind = 'hold'",
             ("charge" if charge else "release", amount, now, job_id))
 
 
@@ -194,11 +193,9 @@ def build_rig(db: Database, clock: FakeClock, *, settings: Settings | None = Non
     return Rig(db, clock, settings, providers, publisher, jobs, poller)
 
 
-async def record_audit_in(conn: aiosqlite.Connection, *, guild_id: int, kind: str, text: str,
+async def record_audit_in(conn: Connection, *, guild_id: int, kind: str, text: str,
                           actor_id: int | None = None, target_id: int | None = None, job_id: int | None = None,
                           now: float) -> int:
-    cursor = await conn.execute(
-        "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at)"
+    return await insert_row(
+        conn, "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (guild_id, kind, actor_id, target_id, job_id, text, now, now))
-    await cursor.close()
-    return int(cursor.lastrowid or 0)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
+import pytest
+
 from bot.catalog import Family, ProviderName
 from bot.clock import FakeClock
 from bot.jobs.service import JobService
@@ -19,6 +21,8 @@ from bot.validation import GenerationRequest
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
 from tests.jobs.support import REQUESTER, make_settings
+
+pytestmark = pytest.mark.sqlite_only  # counts statements through SQLite's trace hook
 
 PRECHECK_STATEMENTS = 2  # the member's snapshot; their usage and active jobs
 CREATE_STATEMENTS = 9  # snapshot; BEGIN, job row, snapshot and usage in the transaction, hold, audit, read back, COMMIT

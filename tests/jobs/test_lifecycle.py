@@ -11,7 +11,7 @@ from bot.jobs.models import DeliveryState, JobStatus
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
-from storage.database import Database
+from storage.database import Database, change_rows
 from tests.jobs.support import REQUESTER, build_rig
 
 
@@ -185,7 +185,7 @@ async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: D
     assert submitted is not None
     fake_clock.advance(150)  # we look 150 s in; the vendor says it took 123.5 s
     async with db.transaction() as conn:
-        await conn.execute("UPDATE jobs SET next_due_at = ?", (fake_clock.now() - 1,))
+        await change_rows(conn, "UPDATE jobs SET next_due_at = ?", (fake_clock.now() - 1,))
     provider = rig.providers[dated.provider]
     provider.poll_script = [
         PollResult(state=TaskState.SUCCEEDED, raw_status="completed", video_url="https://cdn.example/a.mp4",

@@ -14,7 +14,7 @@ from bot.jobs.repository import JobRepository
 import bot.jobs.schedule as schedule_module
 from bot.jobs.placement import LATE_SECONDS, Distribution, expected_requests
 from bot.jobs.schedule import REQUEST_BUDGET, PollPlan, PollSchedule
-from storage.database import Database
+from storage.database import Database, change_rows
 
 MODEL = "veo-fast-kie"
 
@@ -26,8 +26,8 @@ async def _finished_jobs(db: Database, durations: list[float], start: float, mod
     async with db.transaction() as conn:
         for n, took in enumerate(durations):
             submitted = start + n
-            await conn.execute(
-                "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
+            await change_rows(
+                conn, "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
                 " request_json, status, created_at, submitted_at, vendor_done_at, finished_at)"
                 " VALUES (1, 1, 1, 'veo', ?, 'kie', 'text', 'p', ?, ?, ?, ?, ?, ?)",
                 (model, json.dumps({}), status, submitted, submitted,
@@ -360,6 +360,7 @@ async def test_only_the_vendors_latest_reported_failures_count(db: Database, fak
     assert (await schedule.plan_for(MODEL, "text")).early_checks
 
 
+@pytest.mark.sqlite_only  # SQLite's EXPLAIN QUERY PLAN
 async def test_failure_history_reads_its_own_index(db: Database) -> None:
     rows = await db.fetchall(
         "EXPLAIN QUERY PLAN SELECT status, vendor_done_at, submitted_at FROM jobs"

@@ -14,7 +14,7 @@ from bot.clock import FakeClock
 from bot.jobs.placement import LATE_SECONDS, FinishTimes, Distribution, PricedKind, expected_requests, shared_mixes
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import KIND_BUDGET_CAP, MIX_ROWS, PLAN_MARGIN, REQUEST_BUDGET, PollPlan, PollSchedule
-from storage.database import Database
+from storage.database import Database, execute_many
 
 PLANNED = REQUEST_BUDGET - PLAN_MARGIN
 FAST, SLOW, KLING = "veo-fast-kie", "sora-2", "kling-v3-std-silent"
@@ -30,8 +30,8 @@ async def _history(db: Database, model_key: str, durations: list[float], start: 
     """Successes of one kind, a second apart from `start`, each having cost `requests` status requests."""
     model = get_model(model_key)
     async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
+        await execute_many(
+            conn, "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
             " status, created_at, submitted_at, vendor_done_at, finished_at, poll_count, progress)"
             " VALUES (1, 1, 1, ?, ?, ?, 'text', 'p', ?, 'succeeded', ?, ?, ?, ?, ?, ?)",
             [(model.family.value, model_key, model.provider.value, json.dumps({}), start + n, start + n,

@@ -503,3 +503,29 @@ async def test_1080p_refused_for_good_delivers_the_720p_video_now(client: KieCli
     assert result.state is TaskState.SUCCEEDED and result.raw_status == "success_720p_fallback"
     assert result.video_url == vendor.video_url(vendor.tasks[task_id])
     assert result.uncharged == ("1080p",) and result.note and "1080p" in result.note
+
+
+async def test_4k_ordered_with_the_video_is_delivered_after_the_4k_pass(client: KieClient, vendor: FakeKieVendor,
+                                                                        fake_clock: FakeClock) -> None:
+    job = spec(Family.VEO, KIE, model="veo-lite-kie", upsample="4k", aspect_ratio="9:16")
+    task_id = await client.submit(job)
+    assert vendor.tasks[task_id].body["model"] == "veo3_lite"
+    fake_clock.advance(100)
+    waiting = await client.poll(task_id, job)  # the 720p video exists: the 4K pass is asked for
+    assert waiting.state is TaskState.RUNNING and waiting.raw_status == "upsampling_4k" and waiting.finishing
+    assert waiting.video_url == vendor.video_url(vendor.tasks[task_id]) and task_id in vendor.uhd
+    fake_clock.advance(420)
+    done = await client.poll(task_id, job)
+    assert done.state is TaskState.SUCCEEDED and done.raw_status == "success_4k"
+    assert done.video_url == vendor.video_url(vendor.tasks[task_id], "-4k")
+
+
+async def test_4k_refused_delivers_720p_without_the_4k_surcharge(client: KieClient, vendor: FakeKieVendor,
+                                                                  fake_clock: FakeClock) -> None:
+    job = spec(Family.VEO, KIE, upsample="4k")
+    task_id = await client.submit(job)
+    fake_clock.advance(100)
+    vendor.uhd_unavailable = True
+    result = await client.poll(task_id, job)
+    assert result.state is TaskState.SUCCEEDED and result.raw_status == "success_720p_fallback"
+    assert result.uncharged == ("4k",) and result.note and "4K pass failed" in result.note

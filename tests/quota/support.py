@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiosqlite
 
 from bot.quota.service import QuotaService
 from bot.settings import Settings
-from storage.database import Database
+from storage.database import Connection, Database, change_rows, insert_row
 
 T0 = 1_700_000_000.0
 DAY = 24 * 60 * 60.0
@@ -21,17 +20,14 @@ def make_settings(daily: int = 10, concurrent: int = 2) -> Settings:
 
 
 async def insert_job(
-    conn: aiosqlite.Connection, *, guild_id: int, user_id: int, now: float, status: str = "queued", cost: int = 0
+    conn: Connection, *, guild_id: int, user_id: int, now: float, status: str = "queued", cost: int = 0
 ) -> int:
-    cursor = await conn.execute(
+    return await insert_row(
+        conn,
         "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json, "
         "cost, status, created_at) VALUES (?, 1, ?, 'veo', 'veo-fast-kie', 'kie', 'text', 'a cat', '{}', ?, ?, ?)",
         (guild_id, user_id, cost, status, now),
     )
-    job_id = cursor.lastrowid
-    await cursor.close()
-    assert job_id is not None
-    return int(job_id)
 
 
 async def create_job(
@@ -56,8 +52,8 @@ async def create_job(
 async def finish_job(db: Database, quota: QuotaService, job_id: int, *, succeeded: bool, now: float) -> None:
     """What the poller does at the end: terminal status and settle, one transaction."""
     async with db.transaction() as conn:
-        await conn.execute(
-            "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ?",
+        await change_rows(
+            conn, "UPDATE jobs SET status = ?, finished_at = ? WHERE id = ?",
             ("succeeded" if succeeded else "failed", now, job_id),
         )
         await quota.settle_in(conn, job_id=job_id, charge=succeeded, now=now)
