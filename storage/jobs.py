@@ -15,7 +15,7 @@ from typing import Any
 from bot.catalog import ProviderName
 from bot.jobs.models import IN_FLIGHT_STATUSES, JOB_COLUMNS, JobRecord, JobStatus
 from bot.validation import JobSpec
-from storage.database import (  # noqa: F401  (JOBS_CHANNEL, notify_in: the heartbeat step uses them)
+from storage.database import (
     JOBS_CHANNEL, Connection, Database, DuplicateKey, change_rows, fetch_row, fetch_rows, insert_row,
     is_duplicate_key, is_postgres, lock_in, notify_in,
 )
@@ -66,6 +66,7 @@ class JobRepository:
         `origin`: the requester's locale and, for a button's job, its parent and click (ORIGIN_COLUMNS);
         a repeated `request_key` raises DuplicateKey (one job per click)."""
         attachment_ids = [i.attachment_id for i in spec.images if i.attachment_id is not None]
+        await notify_in(conn, JOBS_CHANNEL)  # pollers in other processes look at once (at commit)
         extra = {k: v for k, v in (origin or {}).items() if v is not None}
         if set(extra) - ORIGIN_COLUMNS:
             raise ValueError(f"not origin columns: {sorted(set(extra) - ORIGIN_COLUMNS)}")
@@ -212,17 +213,25 @@ class JobRepository:
         return failures, int(row["finished"])
 
     # --- leases ----------------------------------------------------------------------------------
-    async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[JobRecord]:
-        """Lease up to `limit` due jobs in one statement; the only way work is picked up."""
+    async def claim_due(self, owner: str, now: float, lease_seconds: float, limit: int,
+                        stale_before: float | None = None) -> list[JobRecord]:
+        """Lease up to `limit` due jobs in one statement; the only way work is picked up.
+
+        A job is free when its lease ran out, or (with `stale_before`) when the process holding it
+        has not beaten its heartbeat since then: a dead process's jobs are taken over at once.
+        """
         # PostgreSQL: rows another process is claiming right now are skipped, not waited for.
         skip_locked = " FOR UPDATE SKIP LOCKED" if is_postgres(self.db) else ""
+        dead_owner = (" OR lease_owner IN (SELECT owner FROM heartbeats WHERE beat_at < :stale)"
+                      if stale_before is not None else "")
         async with self.db.transaction() as conn:
             rows = await fetch_rows(
                 conn,
-                "UPDATE jobs SET lease_owner = ?, lease_until = ? WHERE id IN ("
-                " SELECT id FROM jobs WHERE next_due_at <= ? AND (lease_until IS NULL OR lease_until < ?)"
-                f" ORDER BY next_due_at LIMIT ?{skip_locked}) RETURNING *",
-                (owner, now + lease_seconds, now, now, limit),
+                "UPDATE jobs SET lease_owner = :owner, lease_until = :until WHERE id IN ("
+                " SELECT id FROM jobs WHERE next_due_at <= :now AND (lease_until IS NULL OR lease_until < :now"
+                f"{dead_owner}) ORDER BY next_due_at LIMIT :limit{skip_locked}) RETURNING *",
+                {"owner": owner, "until": now + lease_seconds, "now": now, "limit": limit,
+                 "stale": stale_before if stale_before is not None else 0.0},
             )
         jobs = [JobRecord.from_row(r) for r in rows]
         jobs.sort(key=lambda j: (j.next_due_at or 0.0, j.id))
@@ -270,6 +279,8 @@ class JobRepository:
         changed = await change_rows(
             conn, f"UPDATE jobs SET {clause} WHERE id = ? AND status IN ({marks})", (*params, job_id, *statuses),
         )
+        if changed:
+            await notify_in(conn, JOBS_CHANNEL)
         return changed == 1
 
     async def release_lease(self, job_id: int, owner: str) -> None:
@@ -281,21 +292,24 @@ class JobRepository:
 
     async def make_running_due_now(self, provider: ProviderName, now: float) -> int:
         """Look at every running job of a vendor now (its callbacks may have been lost while we were down)."""
-        return await self.db.execute(
-            "UPDATE jobs SET next_due_at = ? WHERE provider = ? AND status = 'running'"
-            " AND (next_due_at IS NULL OR next_due_at > ?)",
-            (now, provider.value, now),
-        )
+        async with self.db.transaction() as conn:
+            changed = await change_rows(
+                conn, "UPDATE jobs SET next_due_at = ? WHERE provider = ? AND status = 'running'"
+                " AND (next_due_at IS NULL OR next_due_at > ?)", (now, provider.value, now))
+            if changed:
+                await notify_in(conn, JOBS_CHANNEL)
+        return changed
 
     async def make_due_now(self, job_id: int, now: float, statuses: Iterable[JobStatus]) -> bool:
         """Bring a job's next look forward (a callback said something happened)."""
         marks_statuses = _statuses(statuses)
         marks = ",".join("?" for _ in marks_statuses)
-        changed = await self.db.execute(
-            f"UPDATE jobs SET next_due_at = ? WHERE id = ? AND status IN ({marks})"
-            " AND (next_due_at IS NULL OR next_due_at > ?)",
-            (now, job_id, *marks_statuses, now),
-        )
+        async with self.db.transaction() as conn:
+            changed = await change_rows(
+                conn, f"UPDATE jobs SET next_due_at = ? WHERE id = ? AND status IN ({marks})"
+                " AND (next_due_at IS NULL OR next_due_at > ?)", (now, job_id, *marks_statuses, now))
+            if changed:
+                await notify_in(conn, JOBS_CHANNEL)
         return changed == 1
 
     # --- destination and gauges ------------------------------------------------------------------
@@ -315,3 +329,27 @@ class JobRepository:
         """
         rows = await self.db.fetchall("SELECT status, family, COUNT(*) AS n FROM jobs GROUP BY status, family")
         return [(str(r["status"]), str(r["family"]), int(r["n"])) for r in rows]
+
+    # --- heartbeats ------------------------------------------------------------------------------
+    async def beat(self, owner: str, *, pid: int, host: str, started_at: float, now: float,
+                   forget_before: float) -> None:
+        """Record that `owner` is alive now (and forget processes silent since `forget_before`: their
+        leases ran out long ago)."""
+        async with self.db.transaction() as conn:
+            await change_rows(
+                conn,
+                "INSERT INTO heartbeats (owner, pid, host, started_at, beat_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET beat_at = excluded.beat_at",
+                (owner, pid, host, started_at, now),
+            )
+            await change_rows(conn, "DELETE FROM heartbeats WHERE beat_at < ? AND owner != ?", (forget_before, owner))
+
+    async def retire(self, owner: str, stale_at: float) -> None:
+        """`owner` stopped: its last beat is dated `stale_at` (already stale), so whatever it still holds
+        may be taken over at once."""
+        await self.db.execute("UPDATE heartbeats SET beat_at = ? WHERE owner = ?", (stale_at, owner))
+
+    async def heartbeats(self) -> dict[str, float]:
+        """Every known process and when it last beat."""
+        rows = await self.db.fetchall("SELECT owner, beat_at FROM heartbeats")
+        return {str(r["owner"]): float(r["beat_at"]) for r in rows}

@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 
 from storage.database import Database, is_background, migrations_for
 

@@ -18,7 +18,7 @@ from bot.clock import Clock
 from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord
 from bot.jobs.schedule import PollSchedule
-from bot.publishing.base import DeliveryError, Publisher, audit_nonce
+from bot.publishing.base import DeliveryError, Publisher, audit_nonce, notice_nonce
 from bot.publishing.render import render_result
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,16 @@ class Outbox:
         self.schedule = schedule
         self.clock = clock
         self.lease = lease
+
+    async def notice(self, job: JobRecord, text: str, key: str) -> bool:
+        """Tell the member how a job in progress stands, once, best effort: an interim word never holds
+        a job up (its result still comes through `deliver_or_clear`, with retries)."""
+        try:
+            await self.publisher.post_notice(job, text, notice_nonce(job.id, key))
+        except Exception as error:
+            log.warning("job %s: could not post the %s notice (%s)", job.id, key, error)
+            return False
+        return True
 
     async def deliver_or_clear(self, job: JobRecord) -> None:
         """Post a terminal job's result, or just clear its due time when it is already delivered."""

@@ -30,6 +30,7 @@ from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.jobs.finish import Finisher
+from bot.jobs.heartbeat import Heartbeat
 from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
 from bot.jobs.models import JobRecord, JobStatus
@@ -40,7 +41,7 @@ from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_provid
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.publishing.base import Publisher
 from bot.settings import Settings
-from storage.database import Database, background_priority, mark_background
+from storage.database import JOBS_CHANNEL, Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class Poller:
             submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
         self.lease = JobLease(self.repository, self.owner)
+        self.heartbeat = Heartbeat(self.repository, clock, self.owner)
         self.outbox = Outbox(publisher=publisher, audit_service=audit_service, schedule=self.schedule, clock=clock,
                              lease=self.lease)
         self.finisher = Finisher(db=db, clock=clock, repository=self.repository, lease=self.lease, quota=quota,
@@ -145,6 +147,7 @@ class Poller:
             if unfinished:
                 log.warning("stopped with %s job(s) still in hand; they resume after restart", len(unfinished))
                 await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.heartbeat.stop()
 
     def wake(self) -> None:
         """Look for due work now (a job was created, cancelled, or a callback arrived)."""
@@ -155,7 +158,7 @@ class Poller:
         handled = 0
         for _ in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
-                                                   self.batch_size)
+                                                   self.batch_size, self.heartbeat.stale_before())
             if not jobs:
                 break
             semaphore = asyncio.Semaphore(self.max_concurrency)
@@ -171,6 +174,7 @@ class Poller:
 
     async def _run(self) -> None:
         mark_background()  # this task and the job tasks it starts yield the database to members
+        await self._announce()
         await self._catch_up_on_lost_callbacks()
         while not self._stopping:
             # Cleared before looking for work, so a wake() that arrives while we look is not lost.
@@ -184,6 +188,18 @@ class Poller:
             if self._stopping:
                 break
             await self._idle(claimed)
+
+    async def _announce(self) -> None:
+        """Beat before the first claim (a restarted process is alive at once, its predecessor stale), and
+        listen for jobs other processes make due (PostgreSQL NOTIFY; the timer stays the safety net)."""
+        try:
+            await self.heartbeat.start()
+        except Exception:
+            log.exception("could not start the heartbeat; leases held here are freed only when they expire")
+        try:
+            await self.db.subscribe(JOBS_CHANNEL, self.wake)
+        except Exception:
+            log.exception("could not listen for new jobs; relying on the poll timer")
 
     async def _catch_up_on_lost_callbacks(self) -> None:
         """Jobs that expect a completion callback are polled only sparsely; a callback sent while this
@@ -205,7 +221,7 @@ class Poller:
         if room <= 0:
             return 0
         jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
-                                               min(room, self.batch_size))
+                                               min(room, self.batch_size), self.heartbeat.stale_before())
         for job in jobs:
             task = asyncio.create_task(self.process(job), name=f"job-{job.id}")
             self._tasks.add(task)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from bot.catalog import ProviderName, calls_back
 from bot.clock import Clock
+from bot.i18n import _
 from bot.jobs.finish import Finisher
 from bot.jobs.lease import CLEAR_LEASE, JobLease
 from bot.jobs.limits import LimitsRegistry
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 
 LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not resend, to avoid paying twice. "
                        "Nothing was charged; please try again.")
+CONFIRMED_NOTICE = _("The video service confirmed your request after all: your video is being made.")
+
+
+def uncertain_notice(minutes: int) -> str:
+    """What a member reads the moment a submit's outcome is unknown: what happened, what comes next."""
+    return _("We sent your request to the video service but lost its answer, so we cannot tell yet whether "
+             "your video was started. We will not send it again: that could make it, and charge you, twice. "
+             "If the service reports the video within {minutes} minutes, it carries on as usual; otherwise "
+             "it fails and your credits are released. We will post here either way.", minutes=minutes)
+
 NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
 
 CALLBACK_PATH = "/callbacks/kie/{job_id}"
@@ -180,6 +191,8 @@ class Submission:
             await self.lease.release(job.id)
         if recorded:
             log.info("job %s: vendor task %s", job.id, task_id)
+            if job.status is JobStatus.UNCERTAIN:  # the member was told we could not tell: settle it
+                await self.finisher.outbox.notice(job, CONFIRMED_NOTICE, "found")
         else:
             log.warning("job %s: vendor task %s arrived but the job has moved on", job.id, task_id)
         return recorded
@@ -188,8 +201,11 @@ class Submission:
         """The submit may have reached the vendor: wait out the grace period for a task id, never resend."""
         grace_end = self.clock.now() + self.settings.uncertain_submit_grace_seconds
         log.warning("job %s: submit outcome unknown (%s); waiting for reconciliation, never resending", job.id, why)
-        await self.lease.transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
-                                     "next_due_at": grace_end})
+        moved = await self.lease.transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
+                                                  "next_due_at": grace_end})
+        if moved:  # at once, not after the grace period: what happened and what comes next
+            minutes = max(1, round(self.settings.uncertain_submit_grace_seconds / 60))
+            await self.finisher.outbox.notice(job, uncertain_notice(minutes), "lost")
 
     async def handle_uncertain(self, job: JobRecord) -> None:
         """Keep waiting until the grace period ends; then fail the job and release the credits."""

@@ -29,6 +29,11 @@ def audit_nonce(event_id: int) -> str:
     return f"fc-audit-{event_id}"[:NONCE_MAX_CHARS]
 
 
+def notice_nonce(job_id: int, key: str) -> str:
+    """One nonce per (job, notice): a notice repeated after a crash is deduplicated by Discord."""
+    return f"fc-n{job_id}-{key}"[:NONCE_MAX_CHARS]
+
+
 @dataclass(frozen=True)
 class ResultMessage:
     """A job's result as plain data.
@@ -61,3 +66,8 @@ class Publisher(Protocol):
 
     async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
         """Post one audit line to a server's audit channel and return the message id; raise DeliveryError."""
+
+    async def post_notice(self, job: JobRecord, text: str, nonce: str) -> int:
+        """Tell the member something about a job still in progress (its thread, else its channel), pinging
+        nobody; return the message id; raise DeliveryError. Never names the job as `job #<id>`: that
+        marks its result (a retried result looks for it)."""

@@ -275,6 +275,24 @@ class DiscordPublisher:
         """Edit a job's card; False when it is gone (never re-made). Other failures raise (retried)."""
         return await edit_card_message(self.bot, job.guild_id, channel_id, message_id, card)
 
+    # --- notices ------------------------------------------------------------------------------------
+
+    async def post_notice(self, job: "JobRecord", text: str, nonce: str) -> int:
+        where = job.thread_id or job.channel_id
+        kind = discord.ChannelType.public_thread if job.thread_id else None
+        target = self._partial(where, job.guild_id, kind)
+        try:
+            sent = await target.send(text[:MESSAGE_MAX_CHARS], nonce=nonce,
+                                     allowed_mentions=discord.AllowedMentions.none())
+        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+            classified = _classify(exc, f"notice for job {job.id}")
+            if isinstance(classified, _Unusable):
+                raise DeliveryError(f"job {job.id}: notice not postable ({classified})", retryable=False) from exc
+            raise classified from exc
+        if not sent or not getattr(sent, "id", None):
+            raise DeliveryError(f"Discord returned no message id for a notice of job {job.id}", retryable=True)
+        return int(sent.id)
+
     # --- audit --------------------------------------------------------------------------------------
 
     async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:

@@ -90,6 +90,7 @@ class RecordingPublisher:
         self.delivered: list[tuple[int, ResultMessage]] = []
         self.attempts: list[int] = []
         self.audits: list[tuple[int, int, str, str]] = []
+        self.notices: list[tuple[int, str, str]] = []  # (job id, text, nonce)
         self.failures: list[DeliveryError] = []
         self._ids = itertools.count(9000)
 
@@ -103,6 +104,11 @@ class RecordingPublisher:
 
     async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
         self.audits.append((guild_id, channel_id, text, nonce))
+        return next(self._ids)
+
+    async def post_notice(self, job: JobRecord, text: str, nonce: str) -> int:
+        if nonce not in {n for _, _, n in self.notices}:  # Discord drops a repeated nonce
+            self.notices.append((job.id, str(text), nonce))
         return next(self._ids)
 
 

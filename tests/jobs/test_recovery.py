@@ -10,7 +10,7 @@ from bot.jobs.models import DeliveryState, JobStatus
 from bot.jobs.poller import Poller
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.providers.base import ErrorKind, ProviderError
-from storage.database import Database
+from storage.database import Database, open_database
 from tests.jobs.support import build_rig, record_audit_in
 
 
@@ -124,9 +124,9 @@ async def test_retryable_submit_requeues_and_honours_retry_after(db: Database, f
     assert again.status is JobStatus.RUNNING and again.submit_attempts == 2 and len(provider.submits) == 2
 
 
-async def test_two_pollers_on_one_file_never_double_submit_or_post(tmp_path: Path, fake_clock: FakeClock) -> None:
-    path = tmp_path / "shared.db"
-    first_db, second_db = await Database.open(path), await Database.open(path)
+async def test_two_pollers_on_one_database_never_double_submit_or_post(database_url: str,
+                                                                       fake_clock: FakeClock) -> None:
+    first_db, second_db = await open_database(database_url), await open_database(database_url)
     try:
         rig = build_rig(first_db, fake_clock, duration=45, batch_size=3)
         second = Poller(settings=rig.settings, db=second_db, clock=fake_clock, providers=rig.providers,

@@ -196,6 +196,27 @@ async def test_kill_while_a_submit_without_callback_is_on_the_wire_fails_plainly
         assert await invariant_violations(harness) == []
 
 
+async def test_a_restarted_bot_takes_over_a_killed_submit_by_heartbeat_not_by_lease(tmp_path: Path) -> None:
+    """LEASE_SECONDS at its 180 s default: only the dead process's stale heartbeat can move the job this soon."""
+    async with crash_harness(tmp_path, LEASE_SECONDS="180", UNCERTAIN_SUBMIT_GRACE_SECONDS="3") as (harness, discord):
+        await harness.start_bot()
+        harness.unified.hold_creates = True
+        await command(harness, "sora", "crash point: submit in flight, restart at once")
+        await harness.wait_for(harness.unified.create_is_held, "submit reached kkiai")
+        await wait_for_row(harness, ON_THE_WIRE, "submitting committed")
+        assert await harness.kill() == -9
+        await restart(harness)  # at once
+        await wait_for_row(harness, "SELECT id FROM jobs WHERE status = 'uncertain'", "taken over", timeout=10)
+        await harness.wait_for(lambda: [m for m in discord.messages.values() if "lost its answer" in m.content],
+                               "the member told at once", timeout=10)
+        harness.unified.open_gate()
+        done = await wait_for_row(harness, DELIVERED, "failed plainly after the grace", timeout=25)
+        assert done["status"] == "failed"  # and said so: the second word the member gets
+        assert await harness.terminate() == 0
+        assert harness.unified.create_calls == 1  # never resent
+        assert await invariant_violations(harness) == []
+
+
 async def test_kill_after_the_vendor_finished_before_the_bot_heard(tmp_path: Path) -> None:
     async with crash_harness(tmp_path) as (harness, discord):
         await harness.start_bot()

@@ -1,0 +1,112 @@
+"""Rescue by heartbeat: a dead process's jobs move at once, a live one's are left alone, and a member
+whose submit's outcome is unknown hears so at once, and again when it is settled."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.clock import FakeClock
+from bot.jobs.heartbeat import HEARTBEAT_SECONDS, HEARTBEAT_STALE_SECONDS
+from bot.jobs.models import JobStatus
+from bot.jobs.poller import Poller
+from storage.database import Database
+from tests.jobs.support import Rig, build_rig, record_audit_in
+
+
+def _other(rig: Rig, name: str) -> Poller:
+    return Poller(settings=rig.settings, db=rig.db, clock=rig.clock, providers=rig.providers,
+                  quota=rig.poller.quota, publisher=rig.publisher, audit_recorder=record_audit_in, instance_id=name)
+
+
+async def _leave_in_submitting(rig: Rig, job_id: int, owner: str) -> None:
+    """What a process SIGKILLed mid-submit leaves: `submitting`, its lease minutes from running out."""
+    await rig.db.execute("UPDATE jobs SET status = 'submitting', submit_attempts = 1, lease_owner = ?,"
+                         " lease_until = ? WHERE id = ?", (owner, rig.clock.now() + rig.settings.lease_seconds, job_id))
+
+
+async def test_a_dead_owners_lease_is_taken_over_as_soon_as_its_heartbeat_is_stale(
+        db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    dead = _other(rig, "poller-dead")
+    await dead.heartbeat.beat()  # it was alive ...
+    await _leave_in_submitting(rig, job.id, "poller-dead")  # ... and was killed mid-submit
+
+    await rig.poller.heartbeat.beat()
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).status is JobStatus.SUBMITTING  # a fresh heartbeat: still its job
+    fake_clock.advance(HEARTBEAT_STALE_SECONDS + 0.5)  # far inside the 180 s lease
+    await rig.poller.run_once()
+    moved = await rig.job(job.id)
+    assert moved.status is JobStatus.UNCERTAIN  # never resent, and not left waiting out the lease
+    assert rig.providers[job.provider].submits == []
+    [(job_id, text, _)] = rig.publisher.notices  # the member hears at once what happened and what comes next
+    assert job_id == job.id and "lost its answer" in text and "will not send it again" in text
+
+
+async def test_a_live_owner_keeps_its_jobs_while_it_beats(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    live = _other(rig, "poller-live")
+    await _leave_in_submitting(rig, job.id, "poller-live")
+    for _ in range(5):
+        await live.heartbeat.beat()
+        await rig.poller.run_once()
+        assert (await rig.job(job.id)).status is JobStatus.SUBMITTING
+        fake_clock.advance(HEARTBEAT_SECONDS)
+    assert rig.publisher.notices == []
+
+
+async def test_an_owner_without_a_heartbeat_keeps_its_lease_until_it_runs_out(db: Database, fake_clock: FakeClock) -> None:
+    """A process from before heartbeats (or a test's bare poller) is never presumed dead."""
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    await _leave_in_submitting(rig, job.id, "poller-old")
+    fake_clock.advance(rig.settings.lease_seconds - 1)
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).status is JobStatus.SUBMITTING
+    fake_clock.advance(2)
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
+
+
+async def test_a_cleanly_stopped_process_frees_what_it_held_at_once(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    provider = rig.providers[job.provider]
+    provider.submit_gate = asyncio.Event()  # the vendor never answers
+    rig.poller.start()
+    while not provider.submits:
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(rig.poller.stop(grace=0.05), timeout=5)
+    assert (await rig.poller.repository.heartbeats())["poller-a"] < rig.poller.heartbeat.stale_before()
+
+    successor = _other(rig, "poller-next")
+    await successor.heartbeat.beat()
+    await successor.run_once()  # no clock advance: not a second of waiting
+    assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
+    assert len(provider.submits) == 1
+
+
+async def test_the_member_hears_again_when_an_uncertain_submit_is_settled(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock, duration=30)
+    job = await rig.create()
+    await _other(rig, "poller-dead").heartbeat.beat()
+    await _leave_in_submitting(rig, job.id, "poller-dead")
+    fake_clock.advance(HEARTBEAT_STALE_SECONDS + 1)
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
+    rig.providers[job.provider].tasks["kie-task-late"] = fake_clock.now()
+    assert await rig.poller.on_callback(job.id, "kie-task-late")  # the vendor's callback names the task
+    assert [nonce.split("-")[-1] for _, _, nonce in rig.publisher.notices] == ["lost", "found"]
+    assert "being made" in rig.publisher.notices[1][1]
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_heartbeats_of_long_gone_processes_are_forgotten(db: Database, fake_clock: FakeClock) -> None:
+    rig = build_rig(db, fake_clock)
+    await _other(rig, "poller-gone").heartbeat.beat()
+    fake_clock.advance(2 * 24 * 3600)
+    await rig.poller.heartbeat.beat()
+    assert set(await rig.poller.repository.heartbeats()) == {"poller-a"}

@@ -1,0 +1,40 @@
+"""A job made by one process is picked up at once by a poller in another (PostgreSQL LISTEN/NOTIFY)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.catalog import Family
+from bot.clock import FakeClock
+from bot.jobs.models import JobStatus
+from bot.jobs.service import JobService
+from bot.validation import GenerationRequest
+from storage.database import open_database
+from tests.jobs.support import REQUESTER, AllowAll, build_rig, record_audit_in
+
+
+async def test_a_job_made_elsewhere_wakes_an_idle_poller(engine: str, database_url: str,
+                                                         fake_clock: FakeClock) -> None:
+    if engine == "sqlite":
+        pytest.skip("SQLite has no NOTIFY: its pollers keep the timer (and in-process wake-ups)")
+    worker_db, gateway_db = await open_database(database_url), await open_database(database_url)
+    try:
+        rig = build_rig(worker_db, fake_clock)
+        rig.poller.start()  # idle: its timer runs on a fake clock that never moves
+        await asyncio.sleep(0.3)
+        gateway = JobService(settings=rig.settings, db=gateway_db, clock=fake_clock, providers=rig.providers,
+                             quota=rig.poller.quota, policy=AllowAll(), audit_recorder=record_audit_in)
+        spec = gateway.validate(GenerationRequest(family=Family.VEO, prompt="made by the gateway"))
+        job = await gateway.create_job(REQUESTER, spec)  # no wake_poller: another process
+
+        async def submitted() -> None:
+            while (await rig.job(job.id)).status is JobStatus.QUEUED:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(submitted(), timeout=10)  # only the notification can have woken it
+        await rig.poller.stop(grace=0.1)
+    finally:
+        await worker_db.close()
+        await gateway_db.close()
