@@ -154,7 +154,7 @@ def summarise(jobs: int, mode: str, schedule_name: str, vendor_tasks: list[list[
         sim_latency = max(0.0, delivery.sim_at - finishes_at)
         outcome = "succeeded" if delivery.status == "succeeded" else "failed"
         paced = driver.paced_span is not None and driver.paced_span[0] <= finishes_at <= driver.paced_span[1]
-        # Per vendor model too ("model:sora-2"): compares with benchmarks/bound.py's offline figures.
+        # Per vendor model too ("model:sora-2"): compares with benchmarks/ablation.py's offline figures.
         for key in ("all", delivery.provider, outcome, f"model:{vendor_model}", *(("paced",) if paced else ())):
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(latency)

@@ -2,8 +2,8 @@
 
 Durations: each kind of job (vendor model) takes a log-normal time around its own median with
 sigma SIGMA (0.15 by default: real vendors' times for one model and mode are concentrated, within
-roughly +-35% for 95% of jobs), while medians differ by model: fast Veo 140-150 s, quality Veo
-230-240 s, Sora 280 s, Kling 150-240 s (1-6 minutes overall). Draws are clipped to +-3 sigma so one
+roughly +-35% for 95% of jobs), while medians differ by model: the catalog's `Timing` p50 (fast Veo
+140-150 s, quality Veo 230-240 s, Sora 280 s, Kling 150-240 s; 1-6 minutes overall). Draws are clipped to +-3 sigma so one
 freak draw cannot stall the run.
 
 Failures (FAILURE_RATE = 5% of tasks) come in three kinds, FAILURE_MIX of them (`--failures
@@ -34,7 +34,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from bot.catalog import Family, ProviderName, get_model
+from bot.catalog import MODELS, Family, ProviderName, get_model
 from bot.clock import FakeClock
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
@@ -44,14 +44,9 @@ from tests.fakes.vendors import Outcome
 
 from benchmarks.sim import ActivityTracker
 
-# Median seconds per vendor model string.
-MEDIANS: dict[str, float] = {
-    "veo3_fast": 140, "veo3.1-fast": 150,
-    "veo3": 230, "veo3.1-pro": 240,
-    "sora-2": 280,
-    "kling-v3-std-silent": 150, "kling-v3-std-audio": 160,
-    "kling-v3-pro-silent": 230, "kling-v3-pro-audio": 240,
-}
+# Median seconds per vendor model string: what the catalog's priors say (one place per fact), so that
+# a cold run's jobs follow the priors as a warm run's follow their history.
+MEDIANS: dict[str, float] = {model.vendor_model: model.timing.p50 for model in MODELS}
 SIGMA = 0.15
 FAILURE_RATE = 0.05
 FAILURE_MIXES: dict[str, list[tuple[float, str]]] = {
@@ -187,7 +182,7 @@ async def _record_requests(db: Database, callback_providers: frozenset[ProviderN
         return row["provider"] == "kling" or ProviderName(row["provider"]) in callback_providers
 
     for batch in ([r for r in rows if paced(r)], [r for r in rows if not paced(r)]):
-        schedule = PollSchedule(JobRepository(db), FakeClock(start=_latest_finish(rows)), explore_share=0,
+        schedule = PollSchedule(JobRepository(db), FakeClock(start=_latest_finish(rows)),
                                 callback_providers=callback_providers)
         updates = []
         for row in batch:
@@ -205,8 +200,7 @@ async def _walk(schedule: PollSchedule, row: Any, callback: bool) -> tuple[int, 
     """(status requests, last progress figure read while running) for one finished history job."""
     submitted, took = float(row["submitted_at"]), float(row["vendor_done_at"]) - float(row["submitted_at"])
     reports_progress = row["provider"] == "kling"
-    kind = {"model_key": row["model_key"], "mode": row["mode"], "submitted_at": submitted, "callback": callback,
-            "job_id": int(row["id"])}
+    kind = {"model_key": row["model_key"], "mode": row["mode"], "submitted_at": submitted, "callback": callback}
     at = await schedule.next_poll_at(now=submitted, **kind)
     requests, previous = 0, None
     while True:

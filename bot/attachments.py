@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import httpx
 
 from bot.catalog import ImageRole, ProviderName
+from bot.i18n import Text, _
 from bot.providers.base import ImageHost
 from bot.validation import ImageInput
 
@@ -49,8 +50,8 @@ def describe_limit(max_bytes: int) -> str:
     return f"{max_bytes} bytes"
 
 
-def accepted_text(max_bytes: int) -> str:
-    return f"accepted: PNG, JPEG, WebP up to {describe_limit(max_bytes)}"
+def accepted_text(max_bytes: int) -> Text:
+    return _("accepted: PNG, JPEG, WebP up to {limit}", limit=describe_limit(max_bytes))
 
 
 def normalise_content_type(declared: str | None) -> str | None:
@@ -94,17 +95,19 @@ class AttachmentProcessor:
         return AttachmentError(
             image.role,
             image.filename,
-            f"**{image.filename}** is not a PNG, JPEG or WebP image ({accepted_text(self._max_bytes)}).",
+            _("**{file}** is not a PNG, JPEG or WebP image ({accepted}).", file=image.filename,
+              accepted=accepted_text(self._max_bytes)),
         )
 
     def _too_big(self, image: ImageInput, size: int | None) -> AttachmentError:
-        shown = f" is {describe_limit(size)}" if size else " is too large"
-        return AttachmentError(
-            image.role,
-            image.filename,
-            f"**{image.filename}**{shown}; the limit is {describe_limit(self._max_bytes)} "
-            f"({accepted_text(self._max_bytes)}).",
-        )
+        limit, accepted = describe_limit(self._max_bytes), accepted_text(self._max_bytes)
+        if size:
+            message = _("**{file}** is {size}; the limit is {limit} ({accepted}).", file=image.filename,
+                        size=describe_limit(size), limit=limit, accepted=accepted)
+        else:
+            message = _("**{file}** is too large; the limit is {limit} ({accepted}).", file=image.filename,
+                        limit=limit, accepted=accepted)
+        return AttachmentError(image.role, image.filename, message)
 
     def check_declared(self, image: ImageInput) -> None:
         """Refuse on what Discord told us, before any download."""
@@ -123,8 +126,8 @@ class AttachmentProcessor:
                 if response.status_code != 200:
                     raise AttachmentError(
                         image.role, image.filename,
-                        f"**{image.filename}** could not be downloaded from Discord "
-                        f"(HTTP {response.status_code}); attach it again.",
+                        _("**{file}** could not be downloaded from Discord (HTTP {status}); attach it again.",
+                          file=image.filename, status=response.status_code),
                     )
                 announced = response.headers.get("content-length")
                 if announced and announced.isdigit() and int(announced) > self._max_bytes:
@@ -138,7 +141,7 @@ class AttachmentProcessor:
             log.warning("downloading attachment %s failed: %s", image.filename, type(exc).__name__)
             raise AttachmentError(
                 image.role, image.filename,
-                f"**{image.filename}** could not be downloaded from Discord; attach it again.",
+                _("**{file}** could not be downloaded from Discord; attach it again.", file=image.filename),
             ) from exc
         return b"".join(chunks)
 

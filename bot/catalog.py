@@ -70,7 +70,9 @@ class ModeRule(BaseModel):
 
 
 class Timing(BaseModel):
-    """How long the vendor usually takes, in seconds: the poll schedule's prior with no history."""
+    """How long the vendor usually takes, in seconds, and how its tasks fail: the poll schedule plans on
+    this prior until a new server has history of its own, so it should say what one model and mode
+    really take (a wide guess costs requests and late results until history replaces it)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -78,6 +80,12 @@ class Timing(BaseModel):
     p50: float
     p90: float
     max_runtime: float  # past this the job is ended as timed out
+    # The failure prior: the share of tasks that fail, and the share of those refused soon after submit
+    # (resellers retry a rejected request a few times first, so within `rejected_within` seconds); the
+    # rest fail where the task would have finished (the output filter).
+    failure_rate: float = 0.05
+    rejected_share: float = 0.4
+    rejected_within: tuple[float, float] = (5.0, 25.0)
 
 
 class FollowUpKind(BaseModel):
@@ -138,8 +146,18 @@ class ModelSpec(BaseModel):
 
 
 _VEO_FRAMES = ModeRule(min_images=1, max_images=2)
-_VEO_TIMING_FAST = Timing(p10=60, p50=150, p90=240, max_runtime=20 * 60)
-_VEO_TIMING_QUALITY = Timing(p10=120, p50=240, p90=360, max_runtime=30 * 60)
+
+
+def _typical(p50: float, max_runtime: float) -> Timing:
+    """One model and mode's times: concentrated around their median, about +-35% for 95% of jobs (a
+    log-normal spread of 0.15), as vendors' times for one model are; the models differ by median."""
+    return Timing(p10=round(p50 * 0.825, 1), p50=p50, p90=round(p50 * 1.212, 1), max_runtime=max_runtime)
+
+
+_VEO_TIMING_FAST = _typical(150, 20 * 60)  # the unified API's veo3.1-fast
+_VEO_TIMING_QUALITY = _typical(240, 30 * 60)  # ...and veo3.1-pro
+_KIE_TIMING_FAST = _typical(140, 20 * 60)  # kie.ai's veo3_fast
+_KIE_TIMING_QUALITY = _typical(230, 30 * 60)  # ...and veo3
 
 # Cost table keys beyond model keys: a surcharge for 1080p output (veo upsample, sora "large"), and
 # the follow-ups. kie.ai: 4K costs about two Fast generations extra; an extension is a Fast generation.
@@ -152,7 +170,7 @@ DEFAULT_UHD_COST = 4
 
 FOLLOW_UPS: dict[FollowUp, FollowUpKind] = {
     FollowUp.EXTEND: FollowUpKind(
-        mode=Mode.EXTEND, cost_key=EXTEND_COST_KEY, default_cost=DEFAULT_EXTEND_COST, timing=_VEO_TIMING_FAST),
+        mode=Mode.EXTEND, cost_key=EXTEND_COST_KEY, default_cost=DEFAULT_EXTEND_COST, timing=_KIE_TIMING_FAST),
     # kie.ai: "1080P generation ... typically 1-3 minutes"; "4K ... typically ~5-10 minutes".
     FollowUp.UPSCALE_1080P: FollowUpKind(
         mode=Mode.UPSCALE_1080P, cost_key=UPSAMPLE_COST_KEY, default_cost=DEFAULT_UPSAMPLE_COST,
@@ -172,7 +190,7 @@ _KIE_FOLLOW_UPS: dict[FollowUp, tuple[str, ...] | None] = {
 _KIE_UPSCALES: dict[str, tuple[str, ...]] = {"1080p": ("16:9", "9:16"), "4k": ("16:9", "9:16")}
 _KIE_REFERENCE = ModeRule(min_images=1, max_images=3, aspect_ratios=("16:9", "9:16"))
 # Lite: kie's cheapest, "for high-concurrency batch generation"; assumed a little quicker than Fast.
-_VEO_TIMING_LITE = Timing(p10=45, p50=120, p90=210, max_runtime=20 * 60)
+_VEO_TIMING_LITE = _typical(120, 20 * 60)
 
 MODELS: tuple[ModelSpec, ...] = (
     # --- Veo through the unified API -----------------------------------------------------------
@@ -201,7 +219,7 @@ MODELS: tuple[ModelSpec, ...] = (
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES, Mode.REFERENCE: _KIE_REFERENCE},
         aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
         seed_range=(10000, 99999), supports_enhance=True, upscales=_KIE_UPSCALES,
-        follow_ups=_KIE_FOLLOW_UPS, default_cost=2, timing=_VEO_TIMING_FAST,
+        follow_ups=_KIE_FOLLOW_UPS, default_cost=2, timing=_KIE_TIMING_FAST,
     ),
     ModelSpec(
         key="veo-lite-kie", family=Family.VEO, provider=ProviderName.KIE,
@@ -217,7 +235,7 @@ MODELS: tuple[ModelSpec, ...] = (
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: _VEO_FRAMES},
         aspect_ratios=("16:9", "9:16", "Auto"), default_aspect_ratio="16:9",
         seed_range=(10000, 99999), supports_enhance=True, upscales=_KIE_UPSCALES,
-        follow_ups=_KIE_FOLLOW_UPS, default_cost=4, timing=_VEO_TIMING_QUALITY,
+        follow_ups=_KIE_FOLLOW_UPS, default_cost=4, timing=_KIE_TIMING_QUALITY,
     ),
     # --- Sora 2 through the unified API ------------------------------------------------------------
     ModelSpec(
@@ -226,7 +244,7 @@ MODELS: tuple[ModelSpec, ...] = (
         modes={Mode.TEXT: ModeRule(), Mode.FRAMES: ModeRule(min_images=1, max_images=1)},
         orientations=("landscape", "portrait"), sizes=("small", "large"),
         durations=(10, 15), default_duration=10, supports_watermark=True,
-        default_cost=3, timing=Timing(p10=150, p50=300, p90=480, max_runtime=40 * 60),
+        default_cost=3, timing=_typical(280, 40 * 60),
     ),
 )
 
@@ -246,13 +264,11 @@ def _kling(tier: str, audio: bool, cost: int, timing: Timing) -> ModelSpec:
     )
 
 
-_KLING_STD = Timing(p10=60, p50=150, p90=300, max_runtime=30 * 60)
-_KLING_PRO = Timing(p10=120, p50=240, p90=420, max_runtime=40 * 60)
 MODELS += (
-    _kling("std", False, 2, _KLING_STD),
-    _kling("std", True, 3, _KLING_STD),
-    _kling("pro", False, 4, _KLING_PRO),
-    _kling("pro", True, 5, _KLING_PRO),
+    _kling("std", False, 2, _typical(150, 30 * 60)),
+    _kling("std", True, 3, _typical(160, 30 * 60)),
+    _kling("pro", False, 4, _typical(230, 40 * 60)),
+    _kling("pro", True, 5, _typical(240, 40 * 60)),
 )
 
 MODELS_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in MODELS}

@@ -47,18 +47,21 @@ class Text(str):
     msgid: str
     msgid_plural: str | None
     params: Mapping[str, Any]
+    context: str | None
 
-    def __new__(cls, msgid: str, params: Mapping[str, Any] | None = None, msgid_plural: str | None = None) -> Self:
+    def __new__(cls, msgid: str, params: Mapping[str, Any] | None = None, msgid_plural: str | None = None,
+                context: str | None = None) -> Self:
         params = dict(params or {})
         template = _english(msgid, msgid_plural, params)
         obj = super().__new__(cls, _render(template, params, None, fallback=template))
         obj.msgid = msgid
         obj.msgid_plural = msgid_plural
         obj.params = params
+        obj.context = context
         return obj
 
     def __reduce__(self) -> Any:
-        return (Text, (self.msgid, dict(self.params), self.msgid_plural))
+        return (Text, (self.msgid, dict(self.params), self.msgid_plural, self.context))
 
 
 def _(msgid: str, /, **params: Any) -> Text:
@@ -71,6 +74,33 @@ def _n(singular: str, plural: str, /, n: int, **params: Any) -> Text:
     return Text(singular, {"n": n, **params}, msgid_plural=plural)
 
 
+class Joined(str):
+    """Several pieces of text shown as one list (`text, frames`), each rendered in the reader's language."""
+
+    items: tuple[str, ...]
+    separator: str
+
+    def __new__(cls, items: Any, separator: str = ", ") -> Self:
+        pieces = tuple(items)
+        obj = super().__new__(cls, separator.join(str(p) for p in pieces))
+        obj.items = pieces
+        obj.separator = separator
+        return obj
+
+    def render(self, locale: Any) -> str:
+        return self.separator.join(translate(p, locale) for p in self.items)
+
+
+def join(items: Any, separator: str = ", ") -> Joined:
+    """`items` (texts or plain strings) as one comma-separated value for a placeholder."""
+    return Joined(items, separator)
+
+
+def option_name(name: str) -> Text:
+    """A slash-command option's name as the member's client shows it (the catalog's `command-name` entry)."""
+    return Text(name, context=NAME_CONTEXT)
+
+
 def _english(msgid: str, msgid_plural: str | None, params: Mapping[str, Any]) -> str:
     if msgid_plural is None:
         return msgid
@@ -80,7 +110,8 @@ def _english(msgid: str, msgid_plural: str | None, params: Mapping[str, Any]) ->
 def _render(template: str, params: Mapping[str, Any], locale: Any, *, fallback: str) -> str:
     if not params:
         return template
-    values = {key: translate(value, locale) if isinstance(value, Text) else value for key, value in params.items()}
+    values = {key: translate(value, locale) if isinstance(value, (Text, Joined)) else value
+              for key, value in params.items()}
     try:
         return template.format(**values)
     except (KeyError, IndexError, ValueError, AttributeError):
@@ -172,8 +203,10 @@ def translate(text: str, locale: Any) -> str:
         if text.msgid_plural is not None:
             template = lookup_plural(text.msgid, text.msgid_plural, int(text.params.get("n", 0)), locale)
         else:
-            template = lookup(text.msgid, locale)
+            template = lookup(text.msgid, locale, context=text.context)
         return _render(template, text.params, locale, fallback=_english(text.msgid, text.msgid_plural, text.params))
+    if isinstance(text, Joined):
+        return text.render(locale)
     if not isinstance(text, str) or not text:
         return text
     return lookup(text, locale)

@@ -32,7 +32,7 @@ from bot.catalog import (
     default_model,
     get_model,
 )
-from bot.i18n import _
+from bot.i18n import Text, _, join
 
 
 class InputError(ValueError):
@@ -140,6 +140,17 @@ class JobSpec(BaseModel):
         return self.model_copy(update={"images": images})
 
 
+def mode_name(mode: Mode) -> Text:
+    """A mode as members read it, in their language."""
+    return _MODE_NAMES.get(mode) or Text(mode.value)
+
+
+_MODE_NAMES: dict[Mode, Text] = {
+    Mode.TEXT: _("text"), Mode.FRAMES: _("frames"), Mode.REFERENCE: _("reference"), Mode.EXTEND: _("extend"),
+    Mode.UPSCALE_1080P: _("1080p upscale"), Mode.UPSCALE_4K: _("4K upscale"),
+}
+
+
 def _choices(values: tuple[Any, ...] | list[Any]) -> str:
     return ", ".join(f"`{v}`" for v in values)
 
@@ -201,7 +212,7 @@ def _mode_rule(spec: ModelSpec, mode: Mode, providers: set[ProviderName]) -> Mod
     takers = [m.key for m in MODELS if m.family == spec.family and mode in m.modes and m.provider in providers]
     hint = _(" Models that take it: {models}.", models=_choices(takers)) if takers else ""
     raise InputError(option, _("{model} does not take {mode} mode (it takes {modes}).{hint}", model=spec.label,
-                               mode=mode.value, modes=", ".join(m.value for m in spec.modes), hint=hint))
+                               mode=mode_name(mode), modes=join([mode_name(m) for m in spec.modes]), hint=hint))
 
 
 def _check_images(images: dict[ImageRole, ImageInput], spec: ModelSpec, mode: Mode, rule: ModeRule) -> None:
@@ -210,7 +221,7 @@ def _check_images(images: dict[ImageRole, ImageInput], spec: ModelSpec, mode: Mo
     if not rule.min_images <= len(images) <= rule.max_images:
         raise InputError("first_frame" if mode is Mode.FRAMES else "reference_1", _(
             "{model} takes {low}-{high} images in {mode} mode; you gave {count}.", model=spec.label,
-            low=rule.min_images, high=rule.max_images, mode=mode.value, count=len(images)))
+            low=rule.min_images, high=rule.max_images, mode=mode_name(mode), count=len(images)))
 
 
 # --- the options, as a table ------------------------------------------------------------------------
@@ -258,7 +269,7 @@ def _aspect_ratio(value: str | None, ctx: Context) -> dict[str, Any]:
         return {}
     allowed = rule.aspect_ratios or spec.aspect_ratios
     ratio = value or (spec.default_aspect_ratio if spec.default_aspect_ratio in allowed else allowed[0])
-    where = _(" in {mode} mode", mode=ctx.mode.value) if rule.aspect_ratios else ""
+    where = _(" in {mode} mode", mode=mode_name(ctx.mode)) if rule.aspect_ratios else ""
     return {"aspect_ratio": _one_of("aspect_ratio", ratio, allowed, where)}
 
 

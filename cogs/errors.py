@@ -19,12 +19,13 @@ from discord import app_commands
 
 from bot.attachments import AttachmentError
 from bot.errors import Refusal
+from bot.i18n import Text, _, option_name, translate
 from bot.providers.base import ErrorKind, ProviderError
 from bot.validation import InputError
 
 log = logging.getLogger(__name__)
 
-GENERIC_CHECK_FAILURE = "You can't use this command here."
+GENERIC_CHECK_FAILURE = _("You can't use this command here.")
 
 
 def unwrap(error: BaseException) -> BaseException:
@@ -39,46 +40,59 @@ def unwrap(error: BaseException) -> BaseException:
 
 
 def _permission_names(permissions: list[str]) -> str:
+    # Discord's own names for permissions (as its settings show them, in English); not in our catalogs.
     return ", ".join(p.replace("_", " ").replace("guild", "server").title() for p in permissions)
 
 
+def _check_failure_text(error: app_commands.CheckFailure) -> str:
+    """A check's own sentence (a Text keeps its translation), or the generic one for discord.py's default."""
+    first = error.args[0] if error.args else None
+    if isinstance(first, Text):
+        return first
+    text = str(error)
+    # discord.py's own default text names the command in a way members don't need to see.
+    return text if text and "The check functions for" not in text else GENERIC_CHECK_FAILURE
+
+
 def describe(error: BaseException) -> str | None:
-    """The member-facing sentence for an expected error; None for a bug (the caller logs it)."""
+    """The member-facing sentence for an expected error (a `Text`, rendered in the member's language by
+    `send_ephemeral`); None for a bug (the caller logs it)."""
     if isinstance(error, InputError):
-        return f"**{error.option}**: {error.message}"
-    if isinstance(error, AttachmentError):
-        return error.user_message
-    if isinstance(error, Refusal):
+        return _("**{option}**: {message}", option=option_name(error.option), message=error.message)
+    if isinstance(error, (AttachmentError, Refusal)):
         return error.user_message
     if isinstance(error, ProviderError):
         if error.kind is ErrorKind.FINAL:
-            return f"The video service refused this request: {error.user_message} Nothing was charged."
-        return "The video service is busy right now; try again in a minute. Nothing was charged."
+            return _("The video service refused this request: {reason} Nothing was charged.",
+                     reason=error.user_message)
+        return _("The video service is busy right now; try again in a minute. Nothing was charged.")
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: try again in {max(1, math.ceil(error.retry_after))}s."
+        return _("Slow down: try again in {seconds}s.", seconds=max(1, math.ceil(error.retry_after)))
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command only works in a server, not in direct messages."
+        return _("This command only works in a server, not in direct messages.")
     if isinstance(error, app_commands.MissingPermissions):
-        return f"You need the {_permission_names(error.missing_permissions)} permission to do that."
+        return _("You need the {permissions} permission to do that.",
+                 permissions=_permission_names(error.missing_permissions))
     if isinstance(error, app_commands.BotMissingPermissions):
-        return f"I need the {_permission_names(error.missing_permissions)} permission in this channel."
+        return _("I need the {permissions} permission in this channel.",
+                 permissions=_permission_names(error.missing_permissions))
     if isinstance(error, (app_commands.MissingRole, app_commands.MissingAnyRole)):
-        return "You don't have the role this command needs."
+        return _("You don't have the role this command needs.")
     if isinstance(error, app_commands.CheckFailure):
-        text = str(error)
-        # discord.py's own default text names the command in a way members don't need to see.
-        return text if text and "The check functions for" not in text else GENERIC_CHECK_FAILURE
+        return _check_failure_text(error)
     if isinstance(error, app_commands.TransformerError):
-        return f"I couldn't read the value `{discord.utils.escape_mentions(str(error.value))[:50]}`; check the option."
+        return _("I couldn't read the value `{value}`; check the option.",
+                 value=discord.utils.escape_mentions(str(error.value))[:50])
     if isinstance(error, app_commands.CommandNotFound):
-        return "This command is no longer available; Discord may need a moment to refresh the command list."
+        return _("This command is no longer available; Discord may need a moment to refresh the command list.")
     if isinstance(error, discord.Forbidden):
-        return "I'm missing a permission in this channel to do that."
+        return _("I'm missing a permission in this channel to do that.")
     return None
 
 
 async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Answer once, whatever state the interaction is in."""
+    """Answer once, whatever state the interaction is in, in the member's own language."""
+    text = translate(text, interaction.locale)
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
@@ -106,7 +120,8 @@ class FramecastTree(app_commands.CommandTree[Any]):
                 "error id %s in /%s (guild %s, user %s)", error_id, command, interaction.guild_id,
                 interaction.user.id, exc_info=(type(real), real, real.__traceback__),
             )
-            text = f"Something went wrong on our side (error id {error_id}); nothing was charged."
+            text = _("Something went wrong on our side (error id {error_id}); nothing was charged.",
+                     error_id=error_id)
         else:
             log.info("command %s refused: %s", interaction.command.name if interaction.command else "?",
                      type(real).__name__)

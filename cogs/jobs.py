@@ -15,6 +15,8 @@ from discord.ext import commands
 
 from bot.catalog import MODELS_BY_KEY
 from bot.errors import Refusal
+from bot.i18n import Joined, _, _n, join, translate
+from bot.validation import mode_name
 from cogs.generate import describe_options, quote
 from cogs.interaction import member_role_ids, require_guild
 
@@ -30,15 +32,11 @@ STATUS_EMOJI: dict[str, str] = {
     "queued": "⏳", "submitting": "📤", "running": "🎬", "uncertain": "❔",
     "succeeded": "✅", "failed": "❌", "timed_out": "⌛", "cancelled": "🚫",
 }
-STATUS_WORD: dict[str, str] = {
-    "queued": "queued", "submitting": "submitting", "running": "generating", "uncertain": "checking with the vendor",
-    "succeeded": "done", "failed": "failed", "timed_out": "timed out", "cancelled": "cancelled",
-}
 
 
-def status_text(job: "JobRecord") -> str:
+def status_text(job: "JobRecord") -> Joined:
     status = str(job.status)
-    return f"{STATUS_EMOJI.get(status, '•')} {STATUS_WORD.get(status, status)}"
+    return join([STATUS_EMOJI.get(status, "•"), job.status.word], " ")
 
 
 def model_label(job: "JobRecord") -> str:
@@ -53,16 +51,18 @@ def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
 def where_text(job: "JobRecord") -> str:
     """The best place to look: the result message, else the thread, else the summary message."""
     if job.result_message_id:
-        return f"[result]({message_link(job.guild_id, job.destination_channel_id, job.result_message_id)})"
+        return _("[result]({link})", link=message_link(job.guild_id, job.destination_channel_id,
+                                                       job.result_message_id))
     if job.thread_id:
         return f"<#{job.thread_id}>"
     if job.summary_message_id:
-        return f"[summary]({message_link(job.guild_id, job.channel_id, job.summary_message_id)})"
+        return _("[summary]({link})", link=message_link(job.guild_id, job.channel_id, job.summary_message_id))
     return f"<#{job.channel_id}>"
 
 
-def list_line(job: "JobRecord") -> str:
-    return f"**#{job.id}** {status_text(job)} · {model_label(job)} · <t:{int(job.created_at)}:R> · {where_text(job)}"
+def list_line(job: "JobRecord") -> Joined:
+    return join([f"**#{job.id}** ", status_text(job), f" · {model_label(job)} · <t:{int(job.created_at)}:R> · ",
+                 where_text(job)], "")
 
 
 def _duration(start: float | None, end: float | None) -> str | None:
@@ -72,30 +72,33 @@ def _duration(start: float | None, end: float | None) -> str | None:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def detail_text(job: "JobRecord") -> str:
-    """Everything about one job, for its owner or a moderator."""
+def detail_text(job: "JobRecord", locale: Any = None) -> Joined:
+    """Everything about one job, for its owner or a moderator (`locale`: the reader's, for the stored reason)."""
     prompt = job.prompt if len(job.prompt) <= DETAIL_PROMPT_CHARS else job.prompt[:DETAIL_PROMPT_CHARS] + "…"
-    lines = [
-        f"**Job #{job.id}** · {status_text(job)} · /{job.family.value} · {model_label(job)}",
-        f"Requested by <@{job.user_id}> <t:{int(job.created_at)}:R> · cost {job.cost} credit{'s' if job.cost != 1 else ''}",
+    lines: list[str] = [
+        _("**Job #{id}** · {status} · /{family} · {model}", id=job.id, status=status_text(job),
+          family=job.family.value, model=model_label(job)),
+        _("Requested by <@{user}> {when} · cost {cost}", user=job.user_id, when=f"<t:{int(job.created_at)}:R>",
+          cost=_n("{n} credit", "{n} credits", n=job.cost)),
     ]
     try:
         lines.append(describe_options(job.spec))
     except ValueError:  # an unreadable stored request: still show the rest
-        lines.append(f"mode: {job.mode.value}")
+        lines.append(_("mode: {mode}", mode=mode_name(job.mode)))
     lines.append(quote(prompt))
-    times = [f"created <t:{int(job.created_at)}:f>"]
+    times: list[str] = [_("created {when}", when=f"<t:{int(job.created_at)}:f>")]
     if job.submitted_at:
-        times.append(f"submitted after {_duration(job.created_at, job.submitted_at)}")
+        times.append(_("submitted after {duration}", duration=_duration(job.created_at, job.submitted_at)))
     if job.finished_at:
-        times.append(f"finished after {_duration(job.created_at, job.finished_at)}")
-    lines.append(" · ".join(times))
+        times.append(_("finished after {duration}", duration=_duration(job.created_at, job.finished_at)))
+    lines.append(join(times, " · "))
     if job.video_url:
-        lines.append(f"Video: {job.video_url}")
+        lines.append(_("Video: {url}", url=job.video_url))
     if job.error_message and str(job.status) in ("failed", "timed_out", "cancelled"):
-        lines.append(f"Reason: {discord.utils.escape_mentions(job.error_message)[:300]}")
-    lines.append(f"Where: {where_text(job)}")
-    return "\n".join(lines)
+        reason = translate(job.error_message, locale)
+        lines.append(_("Reason: {reason}", reason=discord.utils.escape_mentions(reason)[:300]))
+    lines.append(_("Where: {where}", where=where_text(job)))
+    return join(lines, "\n")
 
 
 async def is_moderator(interaction: discord.Interaction, services: Services) -> bool:
@@ -125,10 +128,11 @@ class JobsCog(commands.Cog):
         assert interaction.guild_id is not None
         records = await self.services.jobs.list_jobs(interaction.guild_id, interaction.user.id, limit=LIST_LIMIT)
         if not records:
-            text = "You have no jobs in this server yet. Try `/veo`, `/sora` or `/kling`."
+            text: str = _("You have no jobs in this server yet. Try `/veo`, `/sora` or `/kling`.")
         else:
-            text = "**Your recent jobs**\n" + "\n".join(list_line(job) for job in records)
-        await interaction.edit_original_response(content=text, allowed_mentions=discord.AllowedMentions.none())
+            text = join([_("**Your recent jobs**"), *(list_line(job) for job in records)], "\n")
+        await interaction.edit_original_response(content=translate(text, interaction.locale),
+                                                 allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="job", description="One of your video jobs in full")
     @app_commands.describe(id="The job number, as in “Job #12”")
@@ -142,10 +146,11 @@ class JobsCog(commands.Cog):
             record.user_id == interaction.user.id or await is_moderator(interaction, self.services)
         )
         if not visible:
-            raise Refusal("not_found", f"Job #{id} not found in this server.")
+            raise Refusal("not_found", _("Job #{id} not found in this server.", id=id))
         assert record is not None
         await interaction.edit_original_response(
-            content=detail_text(record), allowed_mentions=discord.AllowedMentions.none()
+            content=translate(detail_text(record, interaction.locale), interaction.locale),
+            allowed_mentions=discord.AllowedMentions.none()
         )
 
 

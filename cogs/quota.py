@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.i18n import Text, _, join, translate
 from bot.quota.service import Balance, credits_text
 from cogs.interaction import guild_id_of, member_role_ids
 
@@ -21,25 +22,28 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 
-def balance_lines(balance: Balance) -> list[str]:
+def balance_lines(balance: Balance) -> list[Text]:
     """Remaining credits, what is on hold, when credits come back, and jobs running / allowed."""
     if balance.budget is None:
-        lines = ["Credits: **unlimited**"]
+        lines = [_("Credits: **unlimited**")]
     else:
         remaining = max(0, balance.remaining if balance.remaining is not None else 0)
-        lines = [f"Credits left: **{remaining}** (daily budget {balance.budget}, over a rolling 24 hours)"]
+        lines = [_("Credits left: **{remaining}** (daily budget {budget}, over a rolling 24 hours)",
+                   remaining=remaining, budget=balance.budget)]
     if balance.held:
-        lines.append(f"On hold: {credits_text(balance.held)} for videos in progress (given back if they fail)")
+        lines.append(_("On hold: {credits} for videos in progress (given back if they fail)",
+                       credits=credits_text(balance.held)))
     else:
-        lines.append("On hold: nothing")
+        lines.append(_("On hold: nothing"))
     if balance.budget is not None:
         if balance.refill_at is not None:
-            lines.append(f"Credits come back: <t:{int(balance.refill_at)}:R> (24 hours after each charge)")
+            lines.append(_("Credits come back: {when} (24 hours after each charge)",
+                           when=f"<t:{int(balance.refill_at)}:R>"))
         elif balance.held:
-            lines.append("Credits come back: 24 hours after each video is charged")
+            lines.append(_("Credits come back: 24 hours after each video is charged"))
         else:
-            lines.append("Credits come back: nothing is spent, you have your full budget")
-    lines.append(f"Videos in progress: {balance.active_jobs} / {balance.max_concurrent}")
+            lines.append(_("Credits come back: nothing is spent, you have your full budget"))
+    lines.append(_("Videos in progress: {active} / {limit}", active=balance.active_jobs, limit=balance.max_concurrent))
     return lines
 
 
@@ -59,7 +63,8 @@ class QuotaCog(commands.Cog):
         balance = await self.services.quota.balance(
             guild_id_of(interaction), interaction.user.id, member_role_ids(interaction.user)
         )
-        text = "\n".join(["**Your credits in this server**", *balance_lines(balance)])
+        text = translate(join([_("**Your credits in this server**"), *balance_lines(balance)], "\n"),
+                         interaction.locale)
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 

@@ -12,12 +12,28 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bot.catalog import ProviderName
-from bot.jobs.models import IN_FLIGHT_STATUSES, JOB_COLUMNS, JobRecord, JobStatus
+from bot.catalog import MODELS_BY_KEY, ProviderName
+from bot.jobs.models import (
+    IN_FLIGHT_STATUSES,
+    JOB_COLUMNS,
+    JobRecord,
+    JobStatus,
+    KindHistory,
+)
 from bot.validation import JobSpec
 from storage.database import (
-    JOBS_CHANNEL, Connection, Database, DuplicateKey, change_rows, fetch_row, fetch_rows, insert_row,
-    is_duplicate_key, is_postgres, lock_in, notify_in,
+    JOBS_CHANNEL,
+    Connection,
+    Database,
+    DuplicateKey,
+    change_rows,
+    fetch_row,
+    fetch_rows,
+    insert_row,
+    is_duplicate_key,
+    is_postgres,
+    lock_in,
+    notify_in,
 )
 
 # Columns a state change may set; anything else is a programming error, caught before SQL is built.
@@ -153,6 +169,28 @@ class JobRepository:
     async def earliest_due(self) -> float | None:
         value = await self.db.fetchval("SELECT MIN(next_due_at) FROM jobs WHERE next_due_at IS NOT NULL")
         return float(value) if value is not None else None
+
+    async def planning_history(self, also: tuple[str, str], *, mix_rows: int, history_rows: int,
+                               vendor_rows: int) -> list[KindHistory]:
+        """What the poll schedule plans from: every kind among the latest `mix_rows` submitted jobs (and
+        `also`, the kind it was asked about), each with its latest `history_rows` successes and what
+        they cost, and its vendor's failures among the vendor's latest `vendor_rows` finished jobs."""
+        mix = await self.recent_mix(mix_rows)
+        mix.setdefault(also, 1)
+        by_vendor: dict[ProviderName, tuple[list[float], int]] = {}
+        kinds = []
+        for (model_key, mode), jobs in sorted(mix.items()):
+            model = MODELS_BY_KEY.get(model_key)
+            if model is None:  # a model since removed from the catalog
+                continue
+            if model.provider not in by_vendor:
+                by_vendor[model.provider] = await self.recent_vendor_failures(model.provider, vendor_rows)
+            failures, finished = by_vendor[model.provider]
+            durations = await self.recent_durations(model_key, mode, history_rows)
+            costed, mean_requests, progress_share = await self.recent_kind_costs(model_key, mode, history_rows)
+            kinds.append(KindHistory(model_key, mode, jobs, durations, failures, finished, costed, mean_requests,
+                                     progress_share))
+        return kinds
 
     async def recent_durations(self, model_key: str, mode: str, limit: int) -> list[float]:
         """Submit-to-done seconds of the latest successful jobs of one kind (jobs_history index)."""

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from bot.catalog import MODELS_BY_KEY, ProviderName
 from bot.clock import Clock
-from bot.i18n import _, translate
+from bot.i18n import Joined, _, _n, join, option_name, translate
 from bot.jobs.models import JobRecord, JobStatus
-from bot.validation import JobSpec
+from bot.validation import JobSpec, mode_name
 from storage.cards import CardStore
 
 log = logging.getLogger(__name__)
@@ -110,23 +110,24 @@ def defuse(text: str) -> str:
     return text.replace("@", "@\u200b")
 
 
-def describe_options(spec: JobSpec) -> str:
-    """`mode: text · 16:9 · 8s` style summary of the chosen parameters."""
-    parts: list[str] = [f"mode: {spec.mode.value}"]
+def describe_options(spec: JobSpec) -> Joined:
+    """`mode: text · 16:9 · 8s · enhance_prompt: on` style summary of the chosen parameters (each piece
+    rendered in the reader's language by `translate`)."""
+    parts: list[str] = [_("mode: {mode}", mode=mode_name(spec.mode))]
     for name, value in spec.params.items():
         if name == "multi_prompt":
-            parts.append(f"{len(value)} shots")
+            parts.append(_n("{n} shot", "{n} shots", n=len(value)))
         elif name == "negative_prompt":
-            parts.append("negative prompt")
+            parts.append(_("negative prompt"))
         elif isinstance(value, bool):
-            parts.append(f"{name}: {'on' if value else 'off'}")
+            parts.append(_("{option}: {state}", option=option_name(name), state=_("on") if value else _("off")))
         elif name == "duration":
-            parts.append(f"{value}s")
+            parts.append(_("{seconds}s", seconds=value))
         else:
-            parts.append(f"{name}: {defuse(str(value))}")
+            parts.append(_("{option}: {value}", option=option_name(name), value=defuse(str(value))))
     if spec.images:
-        parts.append(f"{len(spec.images)} image{'s' if len(spec.images) != 1 else ''}")
-    return " · ".join(parts)
+        parts.append(_n("{n} image", "{n} images", n=len(spec.images)))
+    return join(parts, " · ")
 
 
 def model_label(model_key: str) -> str:
@@ -153,14 +154,15 @@ def status_line(job: JobRecord, context: CardContext, locale: str | None) -> str
             minutes = max(1, round(context.typical_seconds / 60))
             lines.append(translate(_("Usually ready in about {minutes} min.", minutes=minutes), locale))
         return "\n".join(lines)
-    return translate(_final_line(job, context), locale)
+    return translate(_final_line(job, context, locale), locale)
 
 
-def _final_line(job: JobRecord, context: CardContext) -> str:
+def _final_line(job: JobRecord, context: CardContext, locale: str | None = None) -> str:
     if job.status is JobStatus.SUCCEEDED:
         return _("Done: [see the video]({link})", link=context.result_link) if context.result_link else _("Done")
     if job.status is JobStatus.FAILED:
-        reason = _cut(" ".join((job.error_message or "").split()), 300).strip(" .") or None
+        # A reason the bot wrote itself is a catalogued sentence: shown in the reader's language.
+        reason = _cut(" ".join(translate(job.error_message or "", locale).split()), 300).strip(" .") or None
         if reason:
             return _("Failed: {reason}. Nothing was charged.", reason=defuse(reason))
         return _("Failed; the vendor did not say why. Nothing was charged.")
@@ -185,7 +187,7 @@ def render_card(job: JobRecord, context: CardContext) -> Card:
         spec = None
     fields: list[tuple[str, str]] = [(translate(_("Status"), locale), status_line(job, context, locale))]
     if spec is not None:
-        fields.append((translate(_("Options"), locale), describe_options(spec)))
+        fields.append((translate(_("Options"), locale), translate(describe_options(spec), locale)))
         if spec.images:
             names = ", ".join(defuse(i.filename or i.role.value) for i in spec.images)
             fields.append((translate(_("Images"), locale), names))

@@ -6,11 +6,13 @@ caller can mutate state behind the repository's back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
 from bot.catalog import Family, Mode, ProviderName, get_model
+from bot.i18n import Text, _
 from bot.settings import Settings
 from bot.validation import JobSpec
 
@@ -30,11 +32,22 @@ class JobStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
     @property
+    def word(self) -> Text:
+        """The status as members read it ("generating", "timed out"), in their language."""
+        return _STATUS_WORDS[self]
+
+    @property
     def is_active(self) -> bool:
         return self in ACTIVE_STATUSES
 
 
 ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
+_STATUS_WORDS: dict[JobStatus, Text] = {
+    JobStatus.QUEUED: _("queued"), JobStatus.SUBMITTING: _("submitting"), JobStatus.RUNNING: _("generating"),
+    JobStatus.UNCERTAIN: _("checking with the vendor"), JobStatus.SUCCEEDED: _("done"),
+    JobStatus.FAILED: _("failed"), JobStatus.TIMED_OUT: _("timed out"), JobStatus.CANCELLED: _("cancelled"),
+}
+
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED})
 # Jobs that occupy a vendor slot (count against Settings.provider_max_in_flight).
 IN_FLIGHT_STATUSES = frozenset({JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
@@ -98,7 +111,7 @@ class JobRecord:
     request_key: str | None = None  # the click that asked for it (one job per click)
 
     @classmethod
-    def from_row(cls, row: Any) -> "JobRecord":
+    def from_row(cls, row: Any) -> JobRecord:
         """A `jobs` row from storage (any row type that reads columns by name)."""
         data = {name: row[name] for name in _FIELD_NAMES}
         data["family"] = Family(data["family"])
@@ -134,3 +147,19 @@ class JobRecord:
 
 _FIELD_NAMES = tuple(f.name for f in fields(JobRecord))
 JOB_COLUMNS = _FIELD_NAMES
+
+
+@dataclass(frozen=True)
+class KindHistory:
+    """What the poll schedule plans one kind of job from (bot/jobs/schedule.py): how often it is ordered,
+    when its jobs end, and what its successes cost."""
+
+    model_key: str
+    mode: str
+    jobs: int  # among the server's latest submitted jobs
+    durations: Sequence[float]  # submit-to-done of its latest successes
+    failures: Sequence[float] = ()  # submit-to-done of its vendor's latest failures...
+    finished: int | None = None  # ...among this many of the vendor's finished jobs (None: successes + failures)
+    costed_jobs: int = 0  # successes the two figures below are read from
+    mean_requests: float = 0.0
+    progress_share: float = 0.0  # share of them that reported progress

@@ -26,30 +26,23 @@ of the same sum, weighed by how many jobs finish where, instead of rules of thum
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from operator import add
 from statistics import NormalDist
 from typing import Protocol
 
-from bot.catalog import Timing
-
 LATE_SECONDS = 10.0  # a result noticed later than this after the vendor finished is late
 PROMPT_SECONDS = 3.0  # ...and one noticed within this came right away
 # A plan's instants are when status requests are sent; the member's lag ends when the result is handed
-# to Discord, after that request's round trip and the bot's own work. The plans' favourite gap where
-# many jobs end early is exactly LATE_SECONDS (the cheapest that keeps them on time), so planned
-# without it, every job that finished just after such a poll came late. Offline, with a 0.3 s round
-# trip: 1.9% of all jobs late instead of 1.4% (benchmarks/bound.py --notice 0.3); in the benchmark,
-# whose round trips take no simulated time, the bot's real processing alone made 0.5% of the jobs of
-# the fast kie.ai Veo model late.
+# to Discord, after that request's round trip and the bot's own work. Left out, the cheapest gap that
+# keeps jobs on time would be exactly LATE_SECONDS, and every job that finished just after a poll
+# would come a round trip too late.
 NOTICE_SECONDS = 0.5
 # Against one late job: 33 results that did not come right away, or 333 s of lag summed over jobs.
-# The plan holds the late share down first and spends what is left of the budget on the median.
-# Offline (benchmarks/bound.py draws, plans learned from 1,000 past jobs), weighing slowness this
-# way rather than lag alone (0.01 per second, before) left as many jobs late or fewer and noticed
-# ~47% of the Veo and Sora jobs within 3 s instead of ~45%: the median over all jobs ~0.1 s shorter.
+# The plan holds the late share down first (the p99 target) and spends what is left of the budget on
+# results that come within PROMPT_SECONDS (the median target); lag in seconds is only a tie-breaker.
 PROMPT_WEIGHT = 0.03
 LAG_WEIGHT = 0.003
 CANDIDATE_STEP = 1.0  # seconds between candidate poll instants...
@@ -81,7 +74,7 @@ class Distribution:
         self._seconds = [p[1] for p in points]
 
     @classmethod
-    def from_samples(cls, samples: Sequence[float]) -> "Distribution":
+    def from_samples(cls, samples: Sequence[float]) -> Distribution:
         ordered = sorted(samples)
         if len(ordered) == 1:
             return cls([(0.0, ordered[0]), (1.0, ordered[0])])
@@ -89,15 +82,14 @@ class Distribution:
         return cls([(i / last, value) for i, value in enumerate(ordered)])
 
     @classmethod
-    def smoothed(cls, samples: Sequence[float]) -> "Distribution":
+    def smoothed(cls, samples: Sequence[float]) -> Distribution:
         """The samples' distribution with a Gaussian kernel on log time, bandwidth by Silverman's rule.
 
         Why: the placement is exact, so on a raw empirical CDF it fits the sample's accidents (a
         poll right after a clump, a long gap over a stretch where no past job happened to finish)
-        and the next jobs do not repeat them. Offline (`benchmarks/bound.py --history N [--unsmoothed]`),
-        smoothing cut the late share of plans learned from 100 past jobs from 2.15% to 1.48%, and
-        from 1.26% to 1.19% with 1,000. Log time, because a job's spread grows with its length. Failures are not
-        smoothed: they mix early rejections with late breaks, and one bandwidth blurs both.
+        and the next jobs do not repeat them; the shorter the history, the more so. Log time, because
+        a job's spread grows with its length. Failures are not smoothed: they mix early rejections
+        with late breaks, and one bandwidth blurs both.
         """
         positive = sorted(value for value in samples if value > 0)
         count = len(positive)
@@ -112,14 +104,6 @@ class Distribution:
             return cls.from_samples(positive)
         factors = [math.exp(bandwidth * offset) for offset in _KERNEL_OFFSETS]
         return cls.from_samples([value * factor for value in positive for factor in factors])
-
-    @classmethod
-    def from_prior(cls, timing: Timing) -> "Distribution":
-        spread = max(timing.p90 - timing.p50, 1.0)
-        return cls([
-            (0.0, timing.p10 * 0.5), (0.1, timing.p10), (0.5, timing.p50),
-            (0.9, timing.p90), (1.0, min(timing.p90 + spread, timing.max_runtime)),
-        ])
 
     @property
     def last(self) -> float:
@@ -173,43 +157,18 @@ def expected_requests(finish: FinishCdf, offsets: Sequence[float]) -> float:
     return 1.0 + sum(1.0 - finish.cdf(at) for at in offsets[:-1])
 
 
-@dataclass(frozen=True)
-class PlanMix:
-    """Two plans side by side on the trade-off curve, and the share of jobs to give the dearer one.
-
-    Why two: a plan is a whole list of polls, so its cost moves in steps as the price falls, and
-    the best plan within the budget often leaves part of it unspent (offline, 0.05-0.7 requests
-    per job). The dearer plan of the step, given to the right share of jobs, spends the budget
-    exactly: offline (benchmarks/bound.py) 0.08% fewer jobs late and 0.5% more within 3 s.
-    """
-
-    cheaper: list[float]
-    dearer: list[float]
-    dearer_share: float  # 0: every job follows `cheaper`
-
-    def expected_requests(self, finish: FinishCdf) -> float:
-        return ((1.0 - self.dearer_share) * expected_requests(finish, self.cheaper)
-                + self.dearer_share * expected_requests(finish, self.dearer))
-
-
 def optimal_polls(finish: FinishTimes, budget: float, min_gap: float, lag_weight: float = LAG_WEIGHT,
                   prompt_weight: float = PROMPT_WEIGHT, notice: float = NOTICE_SECONDS) -> list[float]:
     """The poll offsets (seconds after submit) that minimise the weighted lateness, slowness and lag while
     the expected number of requests stays within `budget`; the last one is where every job seen
     has ended. Polls are at least `min_gap` apart, the first at `min_gap` or later. Both weights 0
-    (or tiny) minimise the late share alone (benchmarks/bound.py: the best any plan can do)."""
-    return optimal_mix(finish, budget, min_gap, lag_weight, prompt_weight, notice).cheaper
-
-
-def optimal_mix(finish: FinishTimes, budget: float, min_gap: float, lag_weight: float = LAG_WEIGHT,
-                prompt_weight: float = PROMPT_WEIGHT, notice: float = NOTICE_SECONDS) -> PlanMix:
-    """`optimal_polls`, and the plan just over the budget with the share of jobs that spends the rest."""
-    return shared_mixes([(1.0, PricedKind(finish, min_gap, lag_weight, prompt_weight, notice))], budget)[0]
+    (or tiny) minimise the late share alone."""
+    return shared_polls([(1.0, PricedKind(finish, min_gap, lag_weight, prompt_weight, notice))], budget)[0]
 
 
 class PricedKind:
     """One kind's candidate poll instants and cell costs, computed once, then planned at any price per
-    request: several kinds that share one budget are planned at one price (`shared_mixes`)."""
+    request: several kinds that share one budget are planned at one price (`shared_polls`)."""
 
     def __init__(self, finish: FinishTimes, min_gap: float, lag_weight: float = LAG_WEIGHT,
                  prompt_weight: float = PROMPT_WEIGHT, notice: float = NOTICE_SECONDS) -> None:
@@ -238,13 +197,12 @@ class PricedKind:
         self.floor_price = high
 
 
-def shared_mixes(kinds: Sequence[tuple[float, PricedKind]], budget: float) -> list[PlanMix]:
-    """Plan pairs for kinds that share one request budget: the mean over their jobs (each kind weighted
-    by its share of them) is `budget`, spent where a request saves the most.
+def shared_polls(kinds: Sequence[tuple[float, PricedKind]], budget: float) -> list[list[float]]:
+    """Plans for kinds that share one request budget: the mean over their jobs (each kind weighted by its
+    share of them) stays within `budget`, spent where a request saves the most.
 
     One price per request for every kind: at the optimum of the summed objective under one budget, a
-    request is worth the same wherever it is made. The price is found by bisection; the plans one step
-    dearer, given to the same share of every kind's jobs, spend the budget exactly (PlanMix)."""
+    request is worth the same wherever it is made. The price is found by bisection."""
     total_weight = sum(weight for weight, _ in kinds) or 1.0
 
     def at(price: float) -> tuple[list[list[float]], float]:
@@ -252,23 +210,17 @@ def shared_mixes(kinds: Sequence[tuple[float, PricedKind]], budget: float) -> li
         return [polls for polls, _ in planned], sum(w * cost for (w, _), (_, cost) in zip(kinds, planned)) / total_weight
 
     low, high = PRICE_RANGE
-    best, best_cost = at(high)
-    over: list[list[float]] | None = None
-    over_cost = best_cost
-    if best_cost > budget:  # even the sparsest useful plans are over: take them
-        return [PlanMix(polls, polls, 0.0) for polls in best]
+    best, cost = at(high)
+    if cost > budget:  # even the sparsest useful plans are over: take them
+        return best
     for _ in range(PRICE_STEPS):
         price = math.sqrt(low * high)
         plans, cost = at(price)
         if cost > budget:
-            low, over, over_cost = price, plans, cost
+            low = price
         else:
-            high, best, best_cost = price, plans, cost
-    if over is None:  # the budget buys more than any request is worth: nothing to mix
-        return [PlanMix(polls, polls, 0.0) for polls in best]
-    share = (budget - best_cost) / (over_cost - best_cost) if over_cost > best_cost else 0.0
-    share = min(1.0, max(0.0, share))
-    return [PlanMix(cheaper, dearer, share if dearer != cheaper else 0.0) for cheaper, dearer in zip(best, over)]
+            high, best = price, plans
+    return best
 
 
 def _candidates(finish: FinishCdf, last: float, min_gap: float) -> tuple[list[float], list[float]]:
@@ -295,7 +247,7 @@ def _cell_costs(finish: FinishCdf, instants: list[float], done: list[float], min
     `notice` seconds past the poll that finds it (the same for every plan, so left out of the lag term)."""
     # Integral of the CDF from the submit to each instant (midpoint rule within each step).
     integral = [0.0]
-    for a, b in zip(instants, instants[1:]):
+    for a, b in itertools.pairwise(instants):
         width = (b - a) / 4
         integral.append(integral[-1] + width * sum(finish.cdf(a + (k + 0.5) * width) for k in range(4)))
     cells: list[tuple[int, list[float]]] = [(0, [])]

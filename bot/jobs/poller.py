@@ -29,6 +29,7 @@ from bot import metrics
 from bot.audit import AuditRecorder, record_in
 from bot.catalog import ProviderName
 from bot.clock import Clock
+from bot.i18n import _
 from bot.jobs.finish import Finisher
 from bot.jobs.heartbeat import Heartbeat
 from bot.jobs.lease import JobLease
@@ -45,7 +46,8 @@ from storage.database import JOBS_CHANNEL, Database, background_priority, mark_b
 
 log = logging.getLogger(__name__)
 
-NO_URL_MESSAGE = "The vendor said the video was done but sent no link to it."
+NO_URL_MESSAGE = _("The vendor said the video was done but sent no link to it.")
+TIMED_OUT_MESSAGE = _("Took longer than the model's time limit.")
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
 STOP_GRACE_SECONDS = 5.0
@@ -156,7 +158,7 @@ class Poller:
     async def run_once(self) -> int:
         """Process all currently due work and wait for it; returns the number of jobs handled."""
         handled = 0
-        for _ in range(MAX_ROUNDS_PER_RUN):
+        for _round in range(MAX_ROUNDS_PER_RUN):
             jobs = await self.repository.claim_due(self.owner, self.clock.now(), self.settings.lease_seconds,
                                                    self.batch_size, self.heartbeat.stale_before())
             if not jobs:
@@ -298,12 +300,19 @@ class Poller:
         job = await self.repository.get(job_id)
         if job is None:
             return False
-        acted = False
         if job.status in (JobStatus.SUBMITTING, JobStatus.UNCERTAIN) and task_id:
-            acted = await self.submission.record_task_id(job, task_id, owned=False)
-            if acted:  # the callback usually means "done": confirm now rather than at the first poll
+            if await self.submission.record_task_id(job, task_id, owned=False):
+                # The callback usually means "done": confirm now rather than at the first poll.
                 await self.repository.make_due_now(job_id, self.clock.now(), [JobStatus.RUNNING])
-        elif job.status is JobStatus.RUNNING:
+                self.wake()
+                return True
+            # A fast vendor calls back before its submit answer is read; that answer may have recorded
+            # the task in between, and the job is now running with it: the callback still counts.
+            job = await self.repository.get(job_id)
+            if job is None:
+                return False
+        acted = False
+        if job.status is JobStatus.RUNNING:
             if task_id and job.provider_task_id and task_id != job.provider_task_id:
                 log.warning("job %s: callback names task %s, job has %s; ignored", job_id, task_id,
                             job.provider_task_id)
@@ -345,7 +354,7 @@ class Poller:
             next_at = await self.schedule.next_poll_at(
                 model_key=job.model_key, mode=job.mode.value, submitted_at=job.submitted_at or now, now=now,
                 progress=result.progress, previous_progress=job.progress, finishing=result.finishing,
-                callback=self.submission.callback_url(job) is not None, job_id=job.id)
+                callback=self.submission.callback_url(job) is not None)
             if job.deadline_at is not None:
                 next_at = min(next_at, max(job.deadline_at, now + 0.05))
             values = {"poll_count": polls, "raw_status": result.raw_status[:100], "error_streak": 0,
@@ -376,5 +385,5 @@ class Poller:
             await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
-        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message="Took longer than the model's time limit.",
+        await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message=TIMED_OUT_MESSAGE,
                            from_vendor=False)

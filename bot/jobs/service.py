@@ -28,6 +28,9 @@ from storage.database import Database, DuplicateKey
 from storage.snapshot import MemberSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
+# Stored as the job's reason; a sentence without parameters, so it is translated by its message id.
+CANCELLED_MESSAGE = _("Cancelled by a moderator.")
+CANCELLED_BY_REQUESTER = _("Cancelled by its requester.")
 
 MAX_LIST_LIMIT = 50
 
@@ -210,12 +213,12 @@ class JobService:
                 raise Refusal("not_found", _("There is no job #{id} in this server.", id=job_id))
             if job.status not in ACTIVE_STATUSES:
                 raise Refusal("finished", _("Job #{id} has already finished ({status}).", id=job_id,
-                                                     status=job.status.value.replace("_", " ")))
+                                            status=job.status.word))
             # The lease is cleared on purpose: a worker still busy with the job fails its own
             # status-conditioned write, and any worker may now deliver the cancellation.
             changed = await self.repository.update_unleased_in(conn, job_id, ACTIVE_STATUSES, {
                 "status": JobStatus.CANCELLED.value, "finished_at": now, "next_due_at": now,
-                "error_message": "Cancelled by its requester." if actor_id == job.user_id else "Cancelled by a moderator.",
+                "error_message": CANCELLED_BY_REQUESTER if actor_id == job.user_id else CANCELLED_MESSAGE,
                 "cancelled_by": actor_id, "lease_owner": None, "lease_until": None,
             })
             if not changed:

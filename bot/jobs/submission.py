@@ -32,8 +32,8 @@ from storage.database import Database
 
 log = logging.getLogger(__name__)
 
-LOST_SUBMIT_MESSAGE = ("We lost the vendor's answer while submitting and did not resend, to avoid paying twice. "
-                       "Nothing was charged; please try again.")
+LOST_SUBMIT_MESSAGE = _("We lost the vendor's answer while submitting and did not resend, to avoid paying "
+                        "twice. Nothing was charged; please try again.")
 CONFIRMED_NOTICE = _("The video service confirmed your request after all: your video is being made.")
 
 
@@ -44,7 +44,7 @@ def uncertain_notice(minutes: int) -> str:
              "If the service reports the video within {minutes} minutes, it carries on as usual; otherwise "
              "it fails and your credits are released. We will post here either way.", minutes=minutes)
 
-NO_PROVIDER_MESSAGE = "This video service is no longer configured on the bot."
+NO_PROVIDER_MESSAGE = _("This video service is no longer configured on the bot.")
 
 CALLBACK_PATH = "/callbacks/kie/{job_id}"
 """Where kie.ai reports a job's completion, under PUBLIC_BASE_URL (served by bot.http_server)."""
@@ -176,7 +176,7 @@ class Submission:
         now = self.clock.now()
         first_poll = await self.schedule.next_poll_at(model_key=job.model_key, mode=job.mode.value,
                                                       submitted_at=now, now=now,
-                                                      callback=self.callback_url(job) is not None, job_id=job.id)
+                                                      callback=self.callback_url(job) is not None)
         values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
                   "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
                   "error_streak": 0}

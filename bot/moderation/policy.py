@@ -18,6 +18,7 @@ from typing import Protocol
 from bot import audit
 from bot.clock import Clock
 from bot.errors import Refusal
+from bot.i18n import _
 from bot.moderation.rules import Match, first_match, validate
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore, PromptRule
@@ -78,21 +79,25 @@ class PolicyService:
             snapshot = await read_snapshot(self.db, guild_id, requester.user_id, requester.role_ids)
 
         if snapshot.settings.paused:
-            raise Refusal("paused", "Video making is paused on this server right now; try again later.")
+            raise Refusal("paused", _("Video making is paused on this server right now; try again later."))
 
         ban = snapshot.ban
         if ban is not None:
-            reason = f" Reason: {audit.quote(ban.reason)}" if ban.reason else ""
-            raise Refusal("banned", f"You are not allowed to make videos on this server.{reason}")
+            if ban.reason:
+                raise Refusal("banned", _("You are not allowed to make videos on this server. Reason: {reason}",
+                                          reason=audit.quote(ban.reason)))
+            raise Refusal("banned", _("You are not allowed to make videos on this server."))
 
         allowed = snapshot.allowed_channels
         if allowed and not {requester.channel_id, requester.parent_channel_id} & set(allowed):
             named = ", ".join(f"<#{channel_id}>" for channel_id in allowed[:MAX_CHANNELS_NAMED])
-            more = f" (and {len(allowed) - MAX_CHANNELS_NAMED} more)" if len(allowed) > MAX_CHANNELS_NAMED else ""
-            raise Refusal("channel", f"Videos can only be made in {named}{more}.")
+            if len(allowed) > MAX_CHANNELS_NAMED:
+                raise Refusal("channel", _("Videos can only be made in {channels} (and {more} more).",
+                                           channels=named, more=len(allowed) - MAX_CHANNELS_NAMED))
+            raise Refusal("channel", _("Videos can only be made in {channels}.", channels=named))
 
         if not snapshot.is_family_enabled(family_name):
-            raise Refusal("family", f"/{family_name} is turned off on this server.")
+            raise Refusal("family", _("/{family} is turned off on this server.", family=family_name))
 
         rules = snapshot.prompt_rules
         for text in prompts:
@@ -101,7 +106,7 @@ class PolicyService:
                 await self._record_block(requester, family_name, text, match)
                 raise Refusal(
                     "prompt",
-                    "Your prompt contains a word or phrase this server does not allow. Please rephrase it.",
+                    _("Your prompt contains a word or phrase this server does not allow. Please rephrase it."),
                 )
 
     async def _record_block(self, requester: RequesterLike, family: str, prompt: str, match: Match) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from bot.i18n import _
 from bot.moderation.normalize import MAX_INPUT_CHARS, deleet, fold, variants
 
 try:  # Python 3.11+
@@ -87,7 +88,7 @@ def compile_word(word: str) -> re.Pattern[str]:
     """
     letters = word_letters(word)
     if not letters:
-        raise InvalidRule("A blocked word needs at least one letter or digit.")
+        raise InvalidRule(_("A blocked word needs at least one letter or digit."))
     pieces = []
     runs = _runs(letters)
     for index, (ch, count) in enumerate(runs):
@@ -128,32 +129,33 @@ def _nests_unbounded_repeat(parsed: Any, inside_repeat: bool = False) -> bool:
 def compile_regex(pattern: str) -> re.Pattern[str]:
     """Compile a moderator's regex, or raise InvalidRule with a sentence they can act on."""
     if len(pattern) > MAX_REGEX_CHARS:
-        raise InvalidRule(f"That regex is {len(pattern)} characters; keep it to {MAX_REGEX_CHARS}.")
+        raise InvalidRule(_("That regex is {length} characters; keep it to {limit}.", length=len(pattern),
+                            limit=MAX_REGEX_CHARS))
     try:
         compiled = re.compile(pattern, re.IGNORECASE)
         parsed = _sre_parse.parse(pattern, re.IGNORECASE)
     except re.error as exc:
-        raise InvalidRule(f"That is not a valid regex: {exc}.") from None
+        raise InvalidRule(_("That is not a valid regex: {error}.", error=str(exc))) from None
     if _nests_unbounded_repeat(parsed):
-        raise InvalidRule(
+        raise InvalidRule(_(
             "That regex repeats a repetition (like `(a+)+`), which can take forever on some prompts; "
             "rewrite it without the nesting."
-        )
+        ))
     if compiled.search("") is not None:
-        raise InvalidRule("That regex matches an empty prompt, so it would block everything.")
+        raise InvalidRule(_("That regex matches an empty prompt, so it would block everything."))
     return compiled
 
 
 def validate(kind: str, pattern: str) -> str:
     """The cleaned pattern to store, or InvalidRule."""
     if kind not in KINDS:
-        raise InvalidRule("A rule is either a `word` or a `regex`.")
+        raise InvalidRule(_("A rule is either a `word` or a `regex`."))
     cleaned = pattern.strip()
     if not cleaned:
-        raise InvalidRule("The rule is empty.")
+        raise InvalidRule(_("The rule is empty."))
     if kind == "word":
         if len(cleaned) > MAX_WORD_CHARS:
-            raise InvalidRule(f"A blocked word can be at most {MAX_WORD_CHARS} characters.")
+            raise InvalidRule(_("A blocked word can be at most {limit} characters.", limit=MAX_WORD_CHARS))
         compile_word(cleaned)
     else:
         compile_regex(cleaned)

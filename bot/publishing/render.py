@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.catalog import MODELS_BY_KEY
 from bot.i18n import _, translate
 from bot.jobs.cards import AGAIN, BUTTON_LABELS, REMIX, Button
@@ -11,7 +13,7 @@ from bot.jobs.models import JobRecord, JobStatus
 PROMPT_EXCERPT_CHARS = 180
 THREAD_NAME_CHARS = 100  # Discord's limit for a channel name
 REASON_MAX_CHARS = 400
-DEFAULT_FAILURE_REASON = "the vendor did not say why"
+DEFAULT_FAILURE_REASON = _("the vendor did not say why")
 
 
 def defuse_mentions(text: str) -> str:
@@ -39,10 +41,11 @@ def thread_name(job_id: int, family: str, prompt: str) -> str:
     return f"#{job_id} {family}: {words}"[:THREAD_NAME_CHARS]
 
 
-def plain_reason(reason: str | None) -> str:
-    """A vendor's reason as one calm sentence fragment, without markup or mentions."""
-    text = _one_line(reason or "", REASON_MAX_CHARS).strip(" .")
-    return defuse_mentions(text).replace("`", "'") if text else DEFAULT_FAILURE_REASON
+def plain_reason(reason: str | None, locale: Any = None) -> str:
+    """A vendor's reason as one calm sentence fragment, without markup or mentions. A reason the bot
+    wrote itself (a catalogued sentence stored with the job) is shown in `locale`."""
+    text = _one_line(translate(reason or "", locale), REASON_MAX_CHARS).strip(" .")
+    return defuse_mentions(text).replace("`", "'") if text else translate(DEFAULT_FAILURE_REASON, locale)
 
 
 def result_buttons(job: JobRecord) -> tuple[Button, ...]:
@@ -92,7 +95,7 @@ def _ending(job: JobRecord, mention: str, label: str) -> str:
     if job.status is JobStatus.FAILED:
         return _("{mention} your {label} video (job #{id}) could not be made: {reason}. "
                                  "Nothing was charged.", mention=mention, label=label, id=job.id,
-                                 reason=plain_reason(job.error_message))
+                                 reason=plain_reason(job.error_message, job.reader_locale))
     if job.status is JobStatus.TIMED_OUT:
         return _("{mention} your {label} video (job #{id}) took far longer than usual, so we "
                                     "stopped waiting for it. Nothing was charged; please try again.",

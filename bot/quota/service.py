@@ -18,7 +18,7 @@ from bot import audit
 from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
 from bot.errors import Refusal
-from bot.i18n import _
+from bot.i18n import Text, _, _n
 from bot.quota import ledger
 from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
 from bot.settings import Settings
@@ -52,11 +52,11 @@ def _t(when: float) -> str:
     return f"<t:{int(when)}:R>"
 
 
-def credits_text(amount: int | None) -> str:
-    """"1 credit", "5 credits", or "unlimited" for a budget without a limit (None)."""
+def credits_text(amount: int | None) -> Text:
+    """"1 credit", "5 credits", or "unlimited" for a budget without a limit (None), in the reader's language."""
     if amount is None:
         return _("unlimited")
-    return _("{amount} credit", amount=amount) if amount == 1 else _("{amount} credits", amount=amount)
+    return _n("{n} credit", "{n} credits", n=amount)
 
 
 def comeback(rows: Sequence[WindowRow], remaining: int, cost: int) -> tuple[float, int] | None:
@@ -177,30 +177,32 @@ class QuotaService:
     ) -> Balance:
         state = await self._balance(source, guild_id, user_id, role_ids, now, exclude_job_id, snapshot)
         if state.active_jobs >= state.max_concurrent:
-            videos = "video" if state.active_jobs == 1 else "videos"
-            raise Refusal(
-                "concurrency", f"You already have {state.active_jobs} {videos} in progress; wait for one to finish."
-            )
+            raise Refusal("concurrency", _n(
+                "You already have {n} video in progress; wait for it to finish.",
+                "You already have {n} videos in progress; wait for one to finish.", n=state.active_jobs))
         if state.remaining is not None and cost > state.remaining:
             raise Refusal("budget", await self._budget_message(source, guild_id, user_id, state, cost, now))
         return state
 
     async def _budget_message(
         self, conn: Source, guild_id: int, user_id: int, state: Balance, cost: int, now: float
-    ) -> str:
+    ) -> Text:
         assert state.budget is not None and state.remaining is not None
+        price = credits_text(cost)
         if cost > state.budget:
-            return f"This video costs {credits_text(cost)}, more than your daily budget of {credits_text(state.budget)}."
+            return _("This video costs {cost}, more than your daily budget of {budget}.", cost=price,
+                     budget=credits_text(state.budget))
         left = max(0, state.remaining)
-        head = f"This video costs {credits_text(cost)}; you have {left} left"
         rows = await ledger.window_rows(conn, guild_id=guild_id, user_id=user_id, now=now)
         back = comeback(rows, state.remaining, cost)
         if back is not None:
             when, amount = back
-            return f"{head}; {amount} come back {_t(when)}."
+            return _("This video costs {cost}; you have {left} left; {amount} come back {when}.", cost=price,
+                     left=left, amount=amount, when=_t(when))
         if state.held:
-            return f"{head}; {state.held} are held by videos in progress and come back if they fail."
-        return f"{head}."
+            return _("This video costs {cost}; you have {left} left; {held} are held by videos in progress and "
+                     "come back if they fail.", cost=price, left=left, held=state.held)
+        return _("This video costs {cost}; you have {left} left.", cost=price, left=left)
 
     async def settle_in(self, conn: Connection, *, job_id: int, charge: bool, now: float,
                         amount: int | None = None) -> None:

@@ -15,6 +15,7 @@ from discord import app_commands
 
 from bot import audit
 from bot.catalog import COST_KEYS, Family
+from bot.i18n import Text, _, _n, join, translate
 from bot.validation import InputError
 from cogs.interaction import guild_id_of
 
@@ -38,10 +39,10 @@ class NotModerator(app_commands.CheckFailure):
     """The group check's "no"; the error handler shows this text ephemerally."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "Only moderators can use /framecast: it needs the Manage Server permission "
-            "or this server's moderator role."
-        )
+        super().__init__(_(
+            "Only moderators can use /framecast: it needs the Manage Server permission or this server's "
+            "moderator role."
+        ))
 
 
 class TextChannelOption(app_commands.Transformer):
@@ -57,20 +58,22 @@ class TextChannelOption(app_commands.Transformer):
 
     async def transform(self, interaction: discord.Interaction, value: Any, /) -> Any:
         if getattr(value, "type", None) not in self.channel_types:
-            raise InputError("channel", "pick a text or announcement channel.")
+            raise InputError("channel", _("pick a text or announcement channel."))
         return value
 
 
 TextChannel = app_commands.Transform[app_commands.AppCommandChannel, TextChannelOption]
 
 
-def _clip(lines: Sequence[str], limit: int = MESSAGE_LIMIT) -> str:
-    """Join lines, dropping the tail (with a count) so the message stays under Discord's limit."""
+def _clip(lines: Sequence[str], limit: int = MESSAGE_LIMIT, locale: Any = None) -> str:
+    """Join lines (rendered in `locale`), dropping the tail (with a count) so the message stays under
+    Discord's limit."""
     kept: list[str] = []
     size = 0
-    for index, line in enumerate(lines):
+    for index, raw in enumerate(lines):
+        line = translate(raw, locale)
         if size + len(line) + 1 > limit:
-            kept.append(f"… and {len(lines) - index} more")
+            kept.append(translate(_("… and {count} more", count=len(lines) - index), locale))
             break
         kept.append(line)
         size += len(line) + 1
@@ -82,24 +85,31 @@ def _code(text: str) -> str:
     return f"`{audit.quote(text)}`"
 
 
-def _ledger_line(entry: Any) -> str:
+_LEDGER_KINDS: dict[str, Text] = {
+    "hold": _("hold"), "charge": _("charge"), "release": _("release"), "grant": _("grant"),
+    "refund": _("refund"), "reset": _("reset"),
+}
+
+
+def _ledger_line(entry: Any) -> Text:
     """One `credit_ledger` row for a moderator: what, how much, for which job, by whom, when."""
-    parts = [f"{entry.kind} {entry.amount}" if entry.kind != "reset" else "reset"]
+    kind = _LEDGER_KINDS.get(entry.kind) or entry.kind
+    parts: list[str] = [_("{kind} {amount}", kind=kind, amount=entry.amount) if entry.kind != "reset" else kind]
     if entry.job_id is not None:
-        parts.append(f"job #{entry.job_id}")
+        parts.append(_("job #{id}", id=entry.job_id))
     if entry.actor_id is not None:
-        parts.append(f"by <@{entry.actor_id}>")
+        parts.append(_("by <@{user}>", user=entry.actor_id))
     if entry.note:
         parts.append(audit.quote(entry.note, limit=80))
-    return f"<t:{int(entry.created_at)}:R> " + " · ".join(parts)
+    return _("{when} {what}", when=f"<t:{int(entry.created_at)}:R>", what=join(parts, " · "))
 
 
 def _budget_value(option: str, credits: int | None, unlimited: bool) -> int | None:
     """`credits` or None for unlimited; exactly one of the two must be given."""
     if unlimited and credits is not None:
-        raise InputError(option, "give either a number of credits or unlimited, not both.")
+        raise InputError(option, _("give either a number of credits or unlimited, not both."))
     if not unlimited and credits is None:
-        raise InputError(option, "give a number of credits, or set unlimited to True.")
+        raise InputError(option, _("give a number of credits, or set unlimited to True."))
     return None if unlimited else credits
 
 
@@ -133,17 +143,22 @@ class AdminBase:
         self, interaction: discord.Interaction, fields: dict[str, Any], said: str, *, hint: str = ""
     ) -> None:
         await self.services.admin.update_settings(guild_id_of(interaction), interaction.user.id, fields, said)
-        await _reply(interaction, f"Done: {said}.{hint}")
+        await _reply(interaction, join([_("Done: {change}.", change=said), hint], ""))
 
 
 def _cost_key(value: str) -> str:
     if value not in COST_KEYS:
-        raise InputError("model", "pick one of " + ", ".join(COST_KEYS) + ".")
+        raise InputError("model", _("pick one of {choices}.", choices=", ".join(COST_KEYS)))
     return value
 
 
-async def _reply(interaction: discord.Interaction, text: str) -> None:
-    """The command's one answer: it fills in the ephemeral "thinking" placeholder of the defer."""
+async def _reply(interaction: discord.Interaction, text: str | Sequence[str]) -> None:
+    """The command's one answer, in the moderator's language (lines are clipped to Discord's limit): it
+    fills in the ephemeral "thinking" placeholder of the defer."""
+    if isinstance(text, str):
+        text = translate(text, interaction.locale)
+    else:
+        text = _clip(text, locale=interaction.locale)
     none = discord.AllowedMentions.none()
     if interaction.response.is_done():
         await interaction.edit_original_response(content=text, allowed_mentions=none)

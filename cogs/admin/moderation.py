@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import discord
 from discord import app_commands
 
 from bot import audit
 from bot.errors import Refusal
+from bot.i18n import Text, _
 from bot.moderation.rules import InvalidRule
 from bot.validation import InputError
-from cogs.admin.common import AdminBase, TextChannel, _clip, _code, _reply
+from cogs.admin.common import AdminBase, TextChannel, _code, _reply
 from cogs.interaction import guild_id_of
 from cogs.jobs import is_moderator
 
@@ -36,7 +37,8 @@ class ModerationCommands(AdminBase):
         except InvalidRule as exc:
             raise InputError("pattern", exc.message) from None
         self._wake_audit_poster()
-        await _reply(interaction, f"Rule #{rule.id} added: prompts matching {kind} {_code(rule.pattern)} are refused.")
+        await _reply(interaction, _("Rule #{id} added: prompts matching {kind} {pattern} are refused.", id=rule.id,
+                                     kind=Text(kind), pattern=_code(rule.pattern)))
 
     @rules.command(name="remove", description="Remove a prompt rule")
     @app_commands.describe(rule="The rule's number (see /framecast rules list)")
@@ -44,9 +46,10 @@ class ModerationCommands(AdminBase):
         guild_id = guild_id_of(interaction)
         found = next((r for r in await self.store.prompt_rules(guild_id) if r.id == rule), None)
         if found is None or not await self.services.policy.remove_rule(guild_id, rule, actor_id=interaction.user.id):
-            raise Refusal("not_found", f"There is no rule #{rule} in this server.")
+            raise Refusal("not_found", _("There is no rule #{id} in this server.", id=rule))
         self._wake_audit_poster()
-        await _reply(interaction, f"Rule #{rule} ({found.kind} {_code(found.pattern)}) removed.")
+        await _reply(interaction, _("Rule #{id} ({kind} {pattern}) removed.", id=rule, kind=Text(found.kind),
+                                     pattern=_code(found.pattern)))
 
     @rules_remove.autocomplete("rule")
     async def _rule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:
@@ -63,62 +66,80 @@ class ModerationCommands(AdminBase):
     @rules.command(name="list", description="Every prompt rule")
     async def rules_list(self, interaction: discord.Interaction) -> None:
         found = await self.store.prompt_rules(guild_id_of(interaction))
-        lines = ["**Prompt rules**"] + [f"#{r.id} {r.kind} {_code(r.pattern)}" for r in found]
+        lines: list[str] = [_("**Prompt rules**"), *(f"#{r.id} {r.kind} {_code(r.pattern)}" for r in found)]
         if not found:
-            lines.append("None: no prompt is blocked. Add one with `/framecast rules add`.")
-        await _reply(interaction, _clip(lines))
+            lines.append(_("None: no prompt is blocked. Add one with `/framecast rules add`."))
+        await _reply(interaction, lines)
 
     # --- channels -----------------------------------------------------------------------------
 
     @channels.command(name="allow", description="Allow video commands in a channel (and its threads)")
+    @app_commands.describe(channel="The channel")
     async def channels_allow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
         allowed = await self.services.admin.allow_channel(guild_id_of(interaction), interaction.user.id, channel.id)
-        await _reply(interaction, "Video commands now work only in " + " ".join(f"<#{c}>" for c in allowed) + ".")
+        await _reply(interaction, _("Video commands now work only in {channels}.",
+                                    channels=" ".join(f"<#{c}>" for c in allowed)))
 
     @channels.command(name="disallow", description="Remove a channel from the allowed list")
+    @app_commands.describe(channel="The channel")
     async def channels_disallow(self, interaction: discord.Interaction, channel: TextChannel) -> None:
         allowed = await self.services.admin.disallow_channel(guild_id_of(interaction), interaction.user.id,
                                                              channel.id)
-        where = " ".join(f"<#{c}>" for c in allowed) if allowed else "every channel (the list is empty)"
-        await _reply(interaction, f"Removed <#{channel.id}>. Video commands now work in {where}.")
+        if allowed:
+            await _reply(interaction, _("Removed <#{channel}>. Video commands now work in {channels}.",
+                                        channel=channel.id, channels=" ".join(f"<#{c}>" for c in allowed)))
+        else:
+            await _reply(interaction, _("Removed <#{channel}>. Video commands now work in every channel (the list "
+                                        "is empty).", channel=channel.id))
 
     @channels.command(name="list", description="Where video commands may be used")
     async def channels_list(self, interaction: discord.Interaction) -> None:
         allowed = await self.store.allowed_channels(guild_id_of(interaction))
-        text = ("Video commands work only in " + " ".join(f"<#{c}>" for c in allowed) + "." if allowed
-                else "Video commands work in every channel (no allowed list).")
+        text = (_("Video commands work only in {channels}.", channels=" ".join(f"<#{c}>" for c in allowed))
+                if allowed else _("Video commands work in every channel (no allowed list)."))
         await _reply(interaction, text)
 
     # --- bans ---------------------------------------------------------------------------------
 
     @app_commands.command(name="ban", description="Stop a member from making videos")
+    @app_commands.describe(member="The member", reason="Why (the member is told)")
     async def ban(
         self, interaction: discord.Interaction, member: discord.User,
         reason: Optional[app_commands.Range[str, 1, 300]] = None,
     ) -> None:
         guild_id, actor_id = guild_id_of(interaction), interaction.user.id
         if member.id == actor_id:
-            raise InputError("member", "you cannot ban yourself.")
+            raise InputError("member", _("you cannot ban yourself."))
         await self.services.policy.ban(guild_id, member.id, reason=reason, actor_id=actor_id)  # audited there
         self._wake_audit_poster()
-        why = f" ({audit.quote(reason)})" if reason else ""
-        await _reply(interaction, f"<@{member.id}> can no longer make videos here{why}.")
+        if reason:
+            await _reply(interaction, _("<@{user}> can no longer make videos here ({reason}).", user=member.id,
+                                        reason=audit.quote(reason)))
+        else:
+            await _reply(interaction, _("<@{user}> can no longer make videos here.", user=member.id))
 
     @app_commands.command(name="unban", description="Let a banned member make videos again")
+    @app_commands.describe(member="The member")
     async def unban(self, interaction: discord.Interaction, member: discord.User) -> None:
         if not await self.services.policy.unban(guild_id_of(interaction), member.id, actor_id=interaction.user.id):
-            raise Refusal("not_found", f"<@{member.id}> is not banned here.")
+            raise Refusal("not_found", _("<@{user}> is not banned here.", user=member.id))
         self._wake_audit_poster()
-        await _reply(interaction, f"<@{member.id}> may make videos again.")
+        await _reply(interaction, _("<@{user}> may make videos again.", user=member.id))
 
     @app_commands.command(name="bans", description="Members banned from making videos")
     async def bans(self, interaction: discord.Interaction) -> None:
         found = await self.store.bans(guild_id_of(interaction))
-        lines = ["**Banned members**"] + [
-            f"<@{b.user_id}> <t:{int(b.created_at)}:R>" + (f" by <@{b.banned_by}>" if b.banned_by else "")
-            + (f": {audit.quote(b.reason)}" if b.reason else "")
-            for b in found
-        ]
+        lines: list[str] = [_("**Banned members**"), *(_ban_line(b) for b in found)]
         if not found:
-            lines.append("Nobody.")
-        await _reply(interaction, _clip(lines))
+            lines.append(_("Nobody."))
+        await _reply(interaction, lines)
+
+
+def _ban_line(ban: Any) -> str:
+    """`<@member> <when> by <@moderator>: reason`, the parts that are known."""
+    line: str = f"<@{ban.user_id}> <t:{int(ban.created_at)}:R>"
+    if ban.banned_by:
+        line = _("{ban} by <@{moderator}>", ban=line, moderator=ban.banned_by)
+    if ban.reason:
+        line = _("{ban}: {reason}", ban=line, reason=audit.quote(ban.reason))
+    return line

@@ -177,7 +177,7 @@ async def test_the_vendors_own_duration_dates_the_finish_not_our_late_look(db: D
     # The schedule learns from vendor_done_at, so "when we happened to look" would bias it late.
     # Polled in order, as the script below expects: one at a time, all due at one instant (jobs of a
     # kind may follow different plans of a pair, or get an exploratory poll).
-    schedule = PollSchedule(JobRepository(db), fake_clock, explore_share=0)
+    schedule = PollSchedule(JobRepository(db), fake_clock)
     rig = build_rig(db, fake_clock, duration=120, max_concurrency=1, schedule=schedule)
     dated, undated, absurd = [await rig.create(f"clip {n}") for n in range(3)]
     await rig.poller.run_once()  # all three submitted at this instant

@@ -12,14 +12,12 @@ from bot.jobs.placement import (
     LATE_SECONDS,
     NOTICE_SECONDS,
     PROMPT_SECONDS,
-    PROMPT_WEIGHT,
     Distribution,
     FinishTimes,
     _candidates,
     _cell_costs,
     _cheapest,
     expected_requests,
-    optimal_mix,
     optimal_polls,
 )
 
@@ -125,35 +123,6 @@ def test_plans_keep_the_budget_the_gap_and_end_where_every_job_has_ended() -> No
         assert polls[-1] == finish.last
         if budget >= 10.0:
             assert finish.cdf(polls[0]) < 0.02  # with enough to spend, few jobs wait long at the fast end
-
-
-def test_a_plan_pair_spends_the_budget_that_one_plan_leaves() -> None:
-    finish = FinishTimes(Distribution.from_samples(_lognormal(240, 0.15, 1000, seed=1)),
-                         Distribution.from_samples([6.0, 9.0, 14.0, 20.0, 24.0, 90.0]), 0.03)
-    spent = []
-    for budget in (6.0, 7.5, 9.8):
-        mix = optimal_mix(finish, budget, 3.0)
-        assert mix.cheaper == optimal_polls(finish, budget, 3.0)
-        assert 0.0 < mix.dearer_share < 1.0
-        assert expected_requests(finish, mix.cheaper) < budget < expected_requests(finish, mix.dearer)
-        assert mix.expected_requests(finish) == pytest.approx(budget, abs=1e-9)
-        spent.append(budget - expected_requests(finish, mix.cheaper))
-        # The dearer plan is the better one, request for request: it is what the rest of the budget buys.
-        assert _weighed(mix.dearer, finish) < _weighed(mix.cheaper, finish)
-    assert max(spent) > 0.05  # one plan alone would have left that much unspent
-
-
-def _weighed(polls: list[float], finish: FinishTimes, step: float = 0.01) -> float:
-    """The placement's objective without the price, integrated over the finish times directly."""
-    total, at = 0.0, 0.0
-    while at < polls[-1]:
-        share = finish.cdf(at + step) - finish.cdf(at)
-        if share:
-            found = max(0.0, next((poll for poll in polls if poll >= at + step / 2), polls[-1]) - (at + step / 2))
-            lag = found + NOTICE_SECONDS
-            total += share * ((lag > LATE_SECONDS) + PROMPT_WEIGHT * (lag > PROMPT_SECONDS) + LAG_WEIGHT * found)
-        at += step
-    return total
 
 
 def test_more_budget_means_fewer_late_jobs_and_a_shorter_median() -> None:

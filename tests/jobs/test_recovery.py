@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bot.clock import FakeClock
-from bot.jobs.models import DeliveryState, JobStatus
+from bot.jobs.models import DeliveryState, JobRecord, JobStatus
 from bot.jobs.poller import Poller
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.providers.base import ErrorKind, ProviderError
@@ -83,6 +83,36 @@ async def test_callback_makes_a_running_job_due_now(db: Database, fake_clock: Fa
     assert await rig.poller.on_callback(job.id, running.provider_task_id)
     assert (await rig.job(job.id)).next_due_at == fake_clock.now()
     assert not await rig.poller.on_callback(987654, "x")
+
+
+async def test_callback_that_loses_the_race_to_the_submit_answer_still_makes_the_job_due_now(
+        db: Database, fake_clock: FakeClock) -> None:
+    """kie.ai can call back before its submit answer is read. If that answer records the task between the
+    callback's read of the job (submitting) and its own write, the callback must still bring the first
+    poll forward; before, it was dropped and the member waited for the sparse callback-job schedule."""
+    rig = build_rig(db, fake_clock, duration=0)
+    job = await rig.create()
+    provider = rig.providers[job.provider]
+    provider.submit_gate = asyncio.Event()
+    submitting = asyncio.create_task(rig.poller.run_once())
+    while not provider.submits:  # the submit is on the wire, the row says `submitting`
+        await asyncio.sleep(0.01)
+    record = rig.poller.submission.record_task_id
+
+    async def submit_answer_wins(stale: JobRecord, task_id: str, *, owned: bool) -> bool:
+        if not owned:  # the callback read `submitting`; now the submit's answer lands first
+            provider.submit_gate.set()
+            await asyncio.wait_for(submitting, timeout=10)
+        return await record(stale, task_id, owned=owned)
+
+    rig.poller.submission.record_task_id = submit_answer_wins  # type: ignore[method-assign]
+    assert await rig.poller.on_callback(job.id, "kie-task-1")
+    running = await rig.job(job.id)
+    assert running.status is JobStatus.RUNNING and running.provider_task_id == "kie-task-1"
+    assert running.next_due_at == fake_clock.now()
+    await rig.poller.run_once()
+    assert (await rig.job(job.id)).delivery_state is DeliveryState.DELIVERED
+    assert len(provider.submits) == 1
 
 
 async def test_late_submit_answer_is_recorded_after_another_process_marked_it_uncertain(

@@ -11,9 +11,23 @@ import pytest
 
 from bot.catalog import ProviderName, get_model
 from bot.clock import FakeClock
-from bot.jobs.placement import LATE_SECONDS, FinishTimes, Distribution, PricedKind, expected_requests, shared_mixes
+from bot.jobs.placement import (
+    LATE_SECONDS,
+    Distribution,
+    FinishTimes,
+    PricedKind,
+    expected_requests,
+    shared_polls,
+)
 from bot.jobs.repository import JobRepository
-from bot.jobs.schedule import KIND_BUDGET_CAP, MIX_ROWS, PLAN_MARGIN, REQUEST_BUDGET, PollPlan, PollSchedule
+from bot.jobs.schedule import (
+    KIND_BUDGET_CAP,
+    MIX_ROWS,
+    PLAN_MARGIN,
+    REQUEST_BUDGET,
+    PollPlan,
+    PollSchedule,
+)
 from storage.database import Database, execute_many
 
 PLANNED = REQUEST_BUDGET - PLAN_MARGIN
@@ -39,12 +53,8 @@ async def _history(db: Database, model_key: str, durations: list[float], start: 
 
 
 def _cost(plan: PollPlan, durations: list[float]) -> float:
-    """Mean requests of the plan pair on these durations (jobs split by id as the poller splits them)."""
-    finish = Distribution.from_samples(durations)
-    dearer = plan.dearer or plan
-    polls = lambda p: [*p.early_checks, *p.offsets]  # noqa: E731
-    return ((1 - plan.dearer_share) * expected_requests(finish, polls(plan))
-            + plan.dearer_share * expected_requests(finish, polls(dearer)))
+    """Mean requests of the plan on these durations."""
+    return expected_requests(Distribution.from_samples(durations), [*plan.early_checks, *plan.offsets])
 
 
 def _late(plan: PollPlan, durations: list[float]) -> float:
@@ -62,7 +72,7 @@ async def test_a_long_spread_out_kind_gets_more_of_the_budget_than_a_short_tight
     start = fake_clock.now() - 10_000
     await _history(db, FAST, fast, start)
     await _history(db, SLOW, slow, start + 1000)
-    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3)
     fast_plan, slow_plan = await schedule.plan_for(FAST, "text"), await schedule.plan_for(SLOW, "text")
     fast_cost, slow_cost = _cost(fast_plan, fast), _cost(slow_plan, slow)
     # Half the jobs of each kind: the mean is the budget, but the spread-out kind gets the larger part.
@@ -79,9 +89,9 @@ async def test_the_mix_weighs_each_kind_by_how_often_it_is_ordered(db: Database,
     await _history(db, SLOW, slow, start)
     await _history(db, FAST, fast, start + 200)
     assert await JobRepository(db).recent_mix(MIX_ROWS) == {(FAST, "text"): 900, (SLOW, "text"): 100}
-    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3)
     fast_plan, slow_plan = await schedule.plan_for(FAST, "text"), await schedule.plan_for(SLOW, "text")
-    assert (0.9 * _cost(fast_plan, fast) + 0.1 * _cost(slow_plan, slow)) == pytest.approx(PLANNED, abs=0.15)
+    assert PLANNED - 0.6 <= 0.9 * _cost(fast_plan, fast) + 0.1 * _cost(slow_plan, slow) <= PLANNED + 0.15
 
 
 async def test_a_kind_paced_by_progress_counts_what_its_jobs_cost(db: Database, fake_clock: FakeClock) -> None:
@@ -89,7 +99,7 @@ async def test_a_kind_paced_by_progress_counts_what_its_jobs_cost(db: Database, 
     start = fake_clock.now() - 10_000
     await _history(db, KLING, _lognormal(150, 0.15, 300, seed=3), start, requests=4, progress=0.93)
     await _history(db, SLOW, slow, start + 500)
-    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3)
     # Kling's jobs took 4 requests, not the ~9.8 its plan would: Sora may spend much of the rest.
     slow_cost = _cost(await schedule.plan_for(SLOW, "text"), slow)
     assert slow_cost > PLANNED + 2
@@ -104,7 +114,7 @@ async def test_without_progress_the_same_kind_shares_the_budget_like_any_other(d
     start = fake_clock.now() - 10_000
     await _history(db, KLING, _lognormal(150, 0.15, 300, seed=3), start, requests=4)  # progress never read
     await _history(db, SLOW, slow, start + 500)
-    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
+    schedule = PollSchedule(JobRepository(db), fake_clock, min_interval=3)
     kling = await JobRepository(db).recent_durations(KLING, "text", 1000)
     assert (_cost(await schedule.plan_for(SLOW, "text"), slow)
             + _cost(await schedule.plan_for(KLING, "text"), kling)) / 2 == pytest.approx(PLANNED, abs=0.15)
@@ -115,8 +125,8 @@ async def test_a_kind_with_callbacks_counts_what_its_jobs_cost(db: Database, fak
     start = fake_clock.now() - 10_000
     await _history(db, FAST, _lognormal(145, 0.12, 300, seed=1), start, requests=1)
     await _history(db, SLOW, slow, start + 500)
-    polled = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0)
-    called_back = PollSchedule(JobRepository(db), fake_clock, min_interval=3, explore_share=0,
+    polled = PollSchedule(JobRepository(db), fake_clock, min_interval=3)
+    called_back = PollSchedule(JobRepository(db), fake_clock, min_interval=3,
                                callback_providers={ProviderName.KIE})
     # Polled, fast Veo takes its part of the budget; called back, its jobs cost one request, and Sora
     # may spend up to the cap.
@@ -145,16 +155,16 @@ async def test_kinds_replan_together_once_however_many_ask(db: Database, fake_cl
 
 def test_one_kind_alone_is_planned_as_on_its_own_budget() -> None:
     finish = FinishTimes(Distribution.from_samples(_lognormal(200, 0.15, 500, seed=4)))
-    alone = shared_mixes([(3.0, PricedKind(finish, 3.0))], 9.8)[0]
-    assert alone.expected_requests(finish) == pytest.approx(9.8, abs=1e-9)
+    alone = shared_polls([(3.0, PricedKind(finish, 3.0))], 9.8)[0]
+    assert 9.3 <= expected_requests(finish, alone) <= 9.8
 
 
-def test_shared_plans_spend_the_budget_exactly_and_respect_each_cap() -> None:
+def test_shared_plans_keep_the_budget_and_respect_each_cap() -> None:
     short = FinishTimes(Distribution.from_samples(_lognormal(145, 0.12, 500, seed=5)))
     long = FinishTimes(Distribution.from_samples(_lognormal(300, 0.25, 500, seed=6)))
     capped = PricedKind(long, 3.0)
     capped.cap(12.0)
-    mixes = shared_mixes([(2.0, PricedKind(short, 3.0)), (1.0, capped)], 9.8)
-    spent = (2 * mixes[0].expected_requests(short) + mixes[1].expected_requests(long)) / 3
-    assert spent == pytest.approx(9.8, abs=1e-9)
-    assert max(expected_requests(long, mixes[1].cheaper), expected_requests(long, mixes[1].dearer)) <= 12.0 + 1e-9
+    plans = shared_polls([(2.0, PricedKind(short, 3.0)), (1.0, capped)], 9.8)
+    spent = (2 * expected_requests(short, plans[0]) + expected_requests(long, plans[1])) / 3
+    assert 9.3 <= spent <= 9.8
+    assert expected_requests(long, plans[1]) <= 12.0 + 1e-9
