@@ -4,6 +4,8 @@
     python -m bot gateway      the gateway connection, slash commands and buttons; no poller
     python -m bot worker       submits, polls, delivers through Discord's REST API; no gateway
     python -m bot healthcheck  asks this process's /healthz (the Docker HEALTHCHECK)
+    python -m bot migrate-to-postgres SQLITE_URL POSTGRES_URL
+                               copies settings, ledger, audit trail and finished jobs to PostgreSQL
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 for a configuration problem (printed as one line
 per problem, no traceback), 1 when Discord cannot be reached or refuses the token, so a supervisor
@@ -17,10 +19,11 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 import aiohttp
+import asyncpg  # type: ignore[import-untyped]
 import discord
 import httpx
 import yarl
@@ -32,13 +35,17 @@ from bot.logging_setup import configure_logging
 from bot.runtime import Role
 from bot.settings import Settings
 from bot.worker import FramecastWorker
+from storage.database import open_database, sqlite_path
+from storage.transfer import TransferRefused, copy_to_postgres
 
 log = logging.getLogger("framecast")
 
 PROG = "framecast"
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 COMMANDS = (*(role.value for role in Role), "healthcheck")
-USAGE = f"usage: {PROG} [{'|'.join(COMMANDS)}]  (default: all)"
+MIGRATE = "migrate-to-postgres"
+USAGE = (f"usage: {PROG} [{'|'.join(COMMANDS)}]  (default: all)\n"
+         f"       {PROG} {MIGRATE} SQLITE_URL POSTGRES_URL")
 # Discord or the network saying no: one line is the whole story, a traceback would only bury it.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     discord.HTTPException, discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError,
@@ -81,7 +88,7 @@ def load_settings(role: Role = Role.ALL) -> Settings:
     return settings
 
 
-def _describe(error: dict[str, object]) -> str:
+def _describe(error: Mapping[str, object]) -> str:
     loc = error.get("loc") or ()
     field = str(loc[0]).upper() if isinstance(loc, tuple) and loc else "settings"
     if field == "DISCORD_TOKEN" and error.get("type") == "missing":
@@ -239,6 +246,41 @@ async def run_worker(settings: Settings, *, worker: FramecastWorker | None = Non
     return EXIT_OK
 
 
+def migrate_to_postgres(args: Sequence[str], err: TextIO) -> int:
+    """`migrate-to-postgres SQLITE_URL POSTGRES_URL`: one line per outcome, exit 0 when copied."""
+    if len(args) != 2:
+        print(f"{PROG}: {MIGRATE} needs the SQLite database and the PostgreSQL database, e.g.\n"
+              f"  {PROG} {MIGRATE} sqlite:////data/bot.db postgresql://framecast:secret@db:5432/framecast", file=err)
+        return EXIT_CONFIG
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        copied = asyncio.run(_copy(args[0], args[1]))
+    except TransferRefused as exc:
+        print(f"{PROG}: {MIGRATE}: refused: {exc}", file=err)
+        return EXIT_RUNTIME
+    except (OSError, ValueError, asyncpg.PostgresError) as exc:
+        print(f"{PROG}: {MIGRATE}: failed: {type(exc).__name__}: {exc}", file=err)
+        return EXIT_RUNTIME
+    settings_rows = sum(n for table, n in copied.items() if table.startswith("guild_"))
+    print(f"copied {copied['jobs']} jobs, {copied['credit_ledger']} ledger entries, {copied['audit_events']} audit "
+          f"events and {settings_rows} server settings rows; now set DATABASE_URL to the PostgreSQL database")
+    return EXIT_OK
+
+
+async def _copy(source_url: str, target_url: str) -> dict[str, int]:
+    if sqlite_path(source_url) is None or sqlite_path(target_url) is not None:
+        raise TransferRefused("copy from a SQLite database (sqlite:///...) to a PostgreSQL one (postgresql://...)")
+    source = await open_database(source_url)
+    try:
+        target = await open_database(target_url)
+        try:
+            return await copy_to_postgres(source, target)
+        finally:
+            await target.close()
+    finally:
+        await source.close()
+
+
 def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None) -> int:
     """Console entry point; returns the exit code (the `framecast` script wrapper calls sys.exit)."""
     err = stderr or sys.stderr
@@ -247,6 +289,8 @@ def main(argv: Sequence[str] | None = None, *, stderr: TextIO | None = None) -> 
     if command in ("-h", "--help"):
         print(USAGE)
         return EXIT_OK
+    if command == MIGRATE:
+        return migrate_to_postgres(args[1:], err)
     if command not in COMMANDS or len(args) > 1:
         print(f"{PROG}: unknown command {' '.join(args)!r}; {USAGE}", file=err)
         return EXIT_CONFIG

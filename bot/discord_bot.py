@@ -54,6 +54,16 @@ def framecast_intents() -> discord.Intents:
     return intents
 
 
+def shard_options(settings: Settings) -> dict[str, Any]:
+    """AutoShardedBot's shard arguments: none (ask Discord, run all here), or SHARD_COUNT [+ SHARD_IDS]."""
+    options: dict[str, Any] = {}
+    if settings.shard_count is not None:
+        options["shard_count"] = settings.shard_count
+    if settings.shard_ids:
+        options["shard_ids"] = list(settings.shard_ids)
+    return options
+
+
 class FramecastBot(commands.AutoShardedBot):
     """The gateway process's Discord client (roles `all` and `gateway`). Exposes `settings`, `services`
     and `is_gateway_connected()`."""
@@ -79,8 +89,7 @@ class FramecastBot(commands.AutoShardedBot):
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
             tree_cls=FramecastTree,
-            shard_count=settings.shard_count,
-            shard_ids=list(settings.shard_ids) or None,
+            **shard_options(settings),
             **options,
         )
         self.settings = settings
