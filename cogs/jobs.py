@@ -95,7 +95,7 @@ def detail_text(job: "JobRecord", locale: Any = None) -> Joined:
     if job.video_url:
         lines.append(_("Video: {url}", url=job.video_url))
     if job.error_message and str(job.status) in ("failed", "timed_out", "cancelled"):
-        reason = translate(job.error_message, locale)
+        reason = translate(job.reason or "", locale)
         lines.append(_("Reason: {reason}", reason=discord.utils.escape_mentions(reason)[:300]))
     lines.append(_("Where: {where}", where=where_text(job)))
     return join(lines, "\n")

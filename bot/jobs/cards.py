@@ -162,7 +162,7 @@ def _final_line(job: JobRecord, context: CardContext, locale: str | None = None)
         return _("Done: [see the video]({link})", link=context.result_link) if context.result_link else _("Done")
     if job.status is JobStatus.FAILED:
         # A reason the bot wrote itself is a catalogued sentence: shown in the reader's language.
-        reason = _cut(" ".join(translate(job.error_message or "", locale).split()), 300).strip(" .") or None
+        reason = _cut(" ".join(translate(job.reason or "", locale).split()), 300).strip(" .") or None
         if reason:
             return _("Failed: {reason}. Nothing was charged.", reason=defuse(reason))
         return _("Failed; the vendor did not say why. Nothing was charged.")
