@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import gettext
+import json
 import logging
 from collections.abc import Mapping
 from io import BytesIO
@@ -210,6 +211,53 @@ def translate(text: str, locale: Any) -> str:
     if not isinstance(text, str) or not text:
         return text
     return lookup(text, locale)
+
+
+def to_json(text: Any) -> str | None:
+    """A `Text` (or joined texts) as JSON that `from_json` turns back into one, so a sentence stored in
+    the database (a job's reason) can still be rendered in each reader's language; None for plain text."""
+    if not isinstance(text, (Text, Joined)):
+        return None
+    return json.dumps(_dump(text), ensure_ascii=False)
+
+
+def from_json(data: str | None) -> Text | Joined | None:
+    """The `Text` stored by `to_json`; None when there is none or it cannot be read."""
+    if not data:
+        return None
+    try:
+        loaded = _load(json.loads(data))
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable stored text %r", data[:200])
+        return None
+    return loaded if isinstance(loaded, (Text, Joined)) else None
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Text):
+        node: dict[str, Any] = {"id": value.msgid}
+        if value.msgid_plural is not None:
+            node["plural"] = value.msgid_plural
+        if value.context is not None:
+            node["ctx"] = value.context
+        if value.params:
+            node["params"] = {key: _dump(item) for key, item in value.params.items()}
+        return {"text": node}
+    if isinstance(value, Joined):
+        return {"join": [_dump(item) for item in value.items], "sep": value.separator}
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return str(value)
+
+
+def _load(value: Any) -> Any:
+    if isinstance(value, dict) and "text" in value:
+        node = value["text"]
+        params = {key: _load(item) for key, item in node.get("params", {}).items()}
+        return Text(node["id"], params, node.get("plural"), node.get("ctx"))
+    if isinstance(value, dict) and "join" in value:
+        return Joined([_load(item) for item in value["join"]], value.get("sep", ", "))
+    return value
 
 
 def pick_locale(*candidates: Any) -> str:

@@ -127,12 +127,16 @@ class JobSpec(BaseModel):
         kind = FOLLOW_UP_BY_MODE.get(self.mode)
         if kind is not None:
             return [kind.cost_key]
-        keys = [self.model_key]
+        return [self.model_key, *self.pass_cost_keys]
+
+    @property
+    def pass_cost_keys(self) -> list[str]:
+        """The surcharges of a generation's resolution pass (1080p / 4K, or Sora "large")."""
+        if self.mode in FOLLOW_UP_BY_MODE:
+            return []
         if self.params.get("upsample") is True or self.params.get("size") == "large":
-            keys.append(UPSAMPLE_COST_KEY)
-        if self.params.get("resolution") == "4k":
-            keys.append(UHD_COST_KEY)
-        return keys
+            return [UPSAMPLE_COST_KEY]
+        return [UHD_COST_KEY] if self.params.get("resolution") == "4k" else []
 
     def with_image_urls(self, urls: dict[ImageRole, str]) -> "JobSpec":
         """The same job with images re-hosted (e.g. on kie.ai's file host)."""

@@ -14,6 +14,7 @@ poller's tasks may hold at most all but `RESERVED_FOR_INTERACTIVE` of the pool's
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 import time
@@ -33,6 +34,12 @@ POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 10
 RESERVED_FOR_INTERACTIVE = 2
 MIGRATION_LOCK = 0x46524D43  # "FRMC": one process migrates at a time
+
+# The connection of the transaction the current task is in: a read or write made through the Database
+# inside `async with db.transaction()` reuses it instead of taking a second pooled connection (which,
+# with every connection held by a transaction waiting for a second one, would never come).
+_held: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, asyncpg.Connection] | None] = contextvars.ContextVar(
+    "framecast_pg_transaction", default=None)
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"])*\"|::|\?|(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -150,6 +157,10 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        held = _held.get()
+        if held is not None and held[0] is asyncio.current_task():
+            yield held[1]
+            return
         if is_background():
             async with self._background_slots, self._pool.acquire() as raw:
                 yield raw
@@ -177,7 +188,11 @@ class PostgresDatabase(Database):
     async def transaction(self) -> AsyncIterator[PgConnection]:  # type: ignore[override]
         """A read-committed transaction; decisions take their own locks (`PgConnection.lock`)."""
         async with self._acquire() as raw, raw.transaction():
-            yield PgConnection(raw)
+            token = _held.set((asyncio.current_task(), raw))
+            try:
+                yield PgConnection(raw)
+            finally:
+                _held.reset(token)
 
     async def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
         async with self.transaction() as conn:

@@ -162,7 +162,7 @@ def _final_line(job: JobRecord, context: CardContext, locale: str | None = None)
         return _("Done: [see the video]({link})", link=context.result_link) if context.result_link else _("Done")
     if job.status is JobStatus.FAILED:
         # A reason the bot wrote itself is a catalogued sentence: shown in the reader's language.
-        reason = _cut(" ".join(translate(job.error_message or "", locale).split()), 300).strip(" .") or None
+        reason = _cut(" ".join(translate(job.reason or "", locale).split()), 300).strip(" .") or None
         if reason:
             return _("Failed: {reason}. Nothing was charged.", reason=defuse(reason))
         return _("Failed; the vendor did not say why. Nothing was charged.")
@@ -311,10 +311,17 @@ class CardKeeper:
                 log.exception("card keeper tick failed")
             if self._stopping:
                 break
-            try:
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
-            except TimeoutError:
-                pass
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Sleep a tick on the bot's clock (the benchmark's simulated one too), or until woken."""
+        sleeper = asyncio.ensure_future(self.clock.sleep(TICK_SECONDS))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (sleeper, waker):
+                pending.cancel()
 
     async def run_once(self) -> int:
         """Edit every card that needs it now; returns the number of edits made."""

@@ -15,6 +15,7 @@ from typing import Any
 from bot import metrics
 from bot.audit import AuditRecorder
 from bot.clock import Clock
+from bot.i18n import to_json
 from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.outbox import Outbox
@@ -48,7 +49,8 @@ class Finisher:
         the member reads about it) charges what was delivered at today's prices, never above the hold."""
         now = self.clock.now()
         values: dict[str, Any] = {"status": status.value, "finished_at": now, "next_due_at": now,
-                                  "video_url": video_url, "error_message": error_message or note}
+                                  "video_url": video_url, "error_message": error_message or note,
+                                  "error_text": to_json(error_message or note)}
         charged = job.cost
         if uncharged and status is JobStatus.SUCCEEDED:
             earned = [key for key in job.spec.cost_keys if key not in uncharged]

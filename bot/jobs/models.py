@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.catalog import Family, Mode, ProviderName, get_model
-from bot.i18n import Text, _
+from bot.i18n import Text, _, from_json
 from bot.settings import Settings
 from bot.validation import JobSpec
 
@@ -109,6 +109,7 @@ class JobRecord:
     parent_job_id: int | None = None  # the job whose button made this one
     follow_up: str | None = None  # which button: again, remix, extend, 1080p, 4k
     request_key: str | None = None  # the click that asked for it (one job per click)
+    error_text: str | None = None  # error_message as a message id and parameters (bot.i18n.to_json)
 
     @classmethod
     def from_row(cls, row: Any) -> JobRecord:
@@ -133,6 +134,12 @@ class JobRecord:
     @property
     def is_active(self) -> bool:
         return self.status.is_active
+
+    @property
+    def reason(self) -> str | None:
+        """Why the job ended: the sentence the bot stored as a `Text` (so `translate` renders it in each
+        reader's language), else the stored words as they are."""
+        return from_json(self.error_text) or self.error_message
 
     @property
     def reader_locale(self) -> str | None:

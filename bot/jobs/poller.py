@@ -45,6 +45,8 @@ from bot.settings import Settings
 from storage.database import JOBS_CHANNEL, Database, background_priority, mark_background
 
 log = logging.getLogger(__name__)
+DEADLINE_FALLBACK_NOTE = _("The higher-resolution file did not come before the time limit, so this is the 720p "
+                           "video; its surcharge was not charged.")
 
 NO_URL_MESSAGE = _("The vendor said the video was done but sent no link to it.")
 TIMED_OUT_MESSAGE = _("Took longer than the model's time limit.")
@@ -382,7 +384,8 @@ class Poller:
             # The vendor finished a lesser version (720p while 1080p was pending): deliver that, do not
             # throw away a video the vendor made and billed.
             log.warning("job %s: past its deadline before the upgrade; delivering the video we have", job.id)
-            await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback")
+            await self.finisher.finish(job, JobStatus.SUCCEEDED, video_url=job.video_url, raw_status="deadline_fallback",
+                                       note=DEADLINE_FALLBACK_NOTE, uncharged=tuple(job.spec.pass_cost_keys))
             return
         log.warning("job %s: past its deadline in status %s; timing out", job.id, job.status.value)
         await self.finisher.finish(job, JobStatus.TIMED_OUT, error_message=TIMED_OUT_MESSAGE,

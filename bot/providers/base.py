@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SkipValidation
 
 from bot.catalog import ProviderName
 from bot.validation import JobSpec
@@ -28,7 +28,9 @@ class PollResult(BaseModel):
     state: TaskState
     raw_status: str = ""
     video_url: str | None = None  # SUCCEEDED: the video; RUNNING: a lesser one already made (kie 720p)
-    error_message: str | None = None  # plain words, safe to show the member
+    # plain words, safe to show the member; SkipValidation keeps a bot.i18n Text as it is (pydantic would
+    # make it a plain str), so the member reads it in their own language.
+    error_message: SkipValidation[str | None] = None
     progress: float | None = None  # 0..1 where the vendor says
     # RUNNING in a last phase whose length progress cannot tell (kie's 1080p upsampling, 1-3 min
     # after the 720p file exists): polled sparsely, not extrapolated.
@@ -38,7 +40,7 @@ class PollResult(BaseModel):
     vendor_seconds: float | None = None
     # SUCCEEDED with less than was ordered (a failed 1080p pass, its 720p video delivered): a sentence
     # for the member's result message, and the cost keys the delivered video did not earn.
-    note: str | None = None
+    note: SkipValidation[str | None] = None
     uncharged: tuple[str, ...] = ()
 
 

@@ -90,15 +90,6 @@ def build_kling_body(job: JobSpec) -> dict[str, Any]:
     return body
 
 
-def _int_code(*candidates: Any) -> int | None:
-    for candidate in candidates:
-        try:
-            return int(candidate)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def parse_progress(value: Any) -> float | None:
     """"30%" -> 0.3; OpenAI's integer percent 30 -> 0.3; a fraction 0.3 stays."""
     if isinstance(value, str):

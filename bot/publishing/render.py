@@ -80,7 +80,7 @@ def render_result(job: JobRecord) -> ResultMessage:
         body = _("{mention} your {label} video is ready (job #{id}):", mention=mention, label=label, id=job.id)
         body_text = f"{translate(body, job.reader_locale)}\n{job.video_url}"
         if job.error_message:  # delivered with less than was ordered: say so (e.g. the 1080p pass failed)
-            body_text += f"\n{plain_reason(job.error_message)}."
+            body_text += f"\n{plain_reason(job.reason, job.reader_locale)}."
     else:
         body_text = translate(_ending(job, mention, label), job.reader_locale)
     return ResultMessage(
@@ -95,7 +95,7 @@ def _ending(job: JobRecord, mention: str, label: str) -> str:
     if job.status is JobStatus.FAILED:
         return _("{mention} your {label} video (job #{id}) could not be made: {reason}. "
                                  "Nothing was charged.", mention=mention, label=label, id=job.id,
-                                 reason=plain_reason(job.error_message, job.reader_locale))
+                                 reason=plain_reason(job.reason, job.reader_locale))
     if job.status is JobStatus.TIMED_OUT:
         return _("{mention} your {label} video (job #{id}) took far longer than usual, so we "
                                     "stopped waiting for it. Nothing was charged; please try again.",

@@ -257,3 +257,22 @@ async def test_a_final_status_answer_ends_the_job_at_once_without_tripping_the_b
             assert poller.limits.for_provider(ProviderName.KIE).breaker.failures == 0  # an answer, not an outage
         finally:
             await close_providers(providers)
+
+
+async def test_past_the_deadline_mid_upsample_the_720p_video_is_delivered_without_the_surcharge(
+        db: Database, fake_clock: FakeClock) -> None:
+    async with FakeKieVendor(api_key="k", clock=fake_clock, duration=95, hd_delay=None) as kie:
+        settings = make_settings(kie_api_key="k", kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url,
+                                 job_timeout_seconds=200)
+        providers = build_providers(settings, fake_clock)
+        try:
+            jobs, poller, publisher = _wire(db, fake_clock, settings, providers)
+            spec = jobs.validate(GenerationRequest(family=Family.VEO, prompt="dunes", upsample=True))
+            job = await jobs.create_job(REQUESTER, spec)  # LedgerQuota: 2 credits held, 1 of them for 1080p
+            await _drive(poller, fake_clock, jobs, job.id)
+            done = await jobs.repository.get(job.id)
+            assert done is not None and done.status is JobStatus.SUCCEEDED and done.raw_status == "deadline_fallback"
+            assert done.video_url == kie.video_url(kie.tasks[done.provider_task_id or ""]) and done.cost == 1
+            assert "720p video" in publisher.delivered[0][1].content
+        finally:
+            await close_providers(providers)

@@ -1,14 +1,14 @@
 """Many create transactions racing for a member's last credits on one real file must never overspend.
 
-Several `Database` objects on the same file stand in for several bot processes: each has its own
-writer connection, so the only thing keeping them apart is SQLite's `BEGIN IMMEDIATE` lock and the
-fact that `reserve_in` re-reads the ledger inside that transaction.
+Several `Database` objects on the same database stand in for several bot processes: each has its own
+connections, so the only thing keeping them apart is the engine (SQLite's `BEGIN IMMEDIATE` lock,
+PostgreSQL's advisory lock on the member) and the fact that `reserve_in` re-reads the ledger inside
+that transaction. Real OS processes race in tests/storage/test_cross_process.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +16,7 @@ from bot.clock import FakeClock
 from bot.errors import Refusal
 from bot.quota import ledger
 from bot.quota.service import QuotaService
-from storage.database import Database
+from storage.database import Database, open_database
 from storage.guild_settings import GuildSettingsStore
 from tests.quota import support
 from tests.quota.support import T0, make_settings
@@ -29,11 +29,10 @@ Create = Callable[..., Awaitable[int]]
 
 
 async def _race(
-    tmp_path: Path, *, budget: int, cost: int, concurrent: int, attempts: int, create: Create = support.create_job
+    database_url: str, *, budget: int, cost: int, concurrent: int, attempts: int, create: Create = support.create_job
 ) -> tuple[int, int, int]:
     """(jobs accepted, credits held, refusals) after `attempts` simultaneous creates."""
-    path = tmp_path / "race" / "bot.db"
-    processes = [await Database.open(path) for _ in range(4)]
+    processes = [await open_database(database_url) for _ in range(4)]
     try:
         await GuildSettingsStore(processes[0]).update(
             GUILD, {"daily_credits": budget, "max_concurrent": concurrent}, now=T0
@@ -68,19 +67,19 @@ async def _race(
             await db.close()
 
 
-async def test_racing_creates_never_spend_past_the_budget(tmp_path: Path) -> None:
-    accepted, held, refused = await _race(tmp_path, budget=10, cost=3, concurrent=100, attempts=24)
+async def test_racing_creates_never_spend_past_the_budget(database_url: str) -> None:
+    accepted, held, refused = await _race(database_url, budget=10, cost=3, concurrent=100, attempts=24)
     assert held <= 10
     assert accepted == 3 and held == 9  # every credit that could be spent was, and no more
     assert refused == 21
 
 
-async def test_racing_creates_never_exceed_the_concurrency_limit(tmp_path: Path) -> None:
-    accepted, held, _ = await _race(tmp_path, budget=1000, cost=1, concurrent=2, attempts=16)
+async def test_racing_creates_never_exceed_the_concurrency_limit(database_url: str) -> None:
+    accepted, held, _ = await _race(database_url, budget=1000, cost=1, concurrent=2, attempts=16)
     assert accepted == 2 and held == 2
 
 
-async def test_the_race_harness_catches_a_check_outside_the_transaction(tmp_path: Path) -> None:
+async def test_the_race_harness_catches_a_check_outside_the_transaction(database_url: str) -> None:
     """Control: deciding on a balance read before the write transaction does overspend here,
     so the two tests above would notice if reserve_in stopped deciding inside it."""
     attempts = 8
@@ -97,6 +96,6 @@ async def test_the_race_harness_catches_a_check_outside_the_transaction(tmp_path
         return job_id
 
     accepted, held, _ = await _race(
-        tmp_path, budget=10, cost=3, concurrent=100, attempts=attempts, create=check_then_act
+        database_url, budget=10, cost=3, concurrent=100, attempts=attempts, create=check_then_act
     )
     assert held == 3 * attempts > 10

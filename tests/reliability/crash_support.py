@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from storage.database import Database
+from storage.database import Database, open_database
 from tests.e2e.harness import BotHarness
 from tests.reliability.fault_fakes import result_messages
 from tests.reliability.support import delivery_violations, ledger_violations, vendor_violations
@@ -25,7 +25,24 @@ def read_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[s
         connection.close()
 
 
+def postgres_url(harness: BotHarness) -> str | None:
+    """The PostgreSQL database the bot runs on, when a test gave it one (else its SQLite file)."""
+    url = harness.extra_env.get("DATABASE_URL", "")
+    return url if url.startswith(("postgresql://", "postgres://")) else None
+
+
+async def open_harness_database(harness: BotHarness) -> Database:
+    url = postgres_url(harness)
+    return await (open_database(url) if url else Database.open(harness.database_path))
+
+
 async def rows(harness: BotHarness, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    if postgres_url(harness):
+        database = await open_harness_database(harness)
+        try:
+            return [dict(row) for row in await database.fetchall(sql, params)]
+        finally:
+            await database.close()
     if not harness.database_path.exists():
         return []
     return await asyncio.to_thread(read_rows, harness.database_path, sql, params)
@@ -95,7 +112,7 @@ def log_problems(harness: BotHarness, secrets: list[str]) -> list[str]:
 
 async def invariant_violations(harness: BotHarness) -> list[str]:
     """The credit, delivery and vendor promises, checked on the database and on the fakes."""
-    database = await Database.open(harness.database_path)
+    database = await open_harness_database(harness)
     try:
         problems = [*await ledger_violations(database), *await delivery_violations(database),
                     *await vendor_violations(database, (harness.kie, harness.unified, harness.kling))]

@@ -23,6 +23,7 @@ from pathlib import Path
 from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, KLING_KEY, READY_LOG_LINE, BotHarness, free_port
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import Fault, FakeVendor
+from tests.pg_server import PostgresServer
 from tests.reliability.crash_support import invariant_violations, log_problems, restart, rows, wait_for_row
 from tests.reliability.fault_fakes import GatedDiscord, HoldingKie, HoldingUnified, result_messages
 
@@ -215,6 +216,31 @@ async def test_a_restarted_bot_takes_over_a_killed_submit_by_heartbeat_not_by_le
         assert await harness.terminate() == 0
         assert harness.unified.create_calls == 1  # never resent
         assert await invariant_violations(harness) == []
+
+
+async def test_on_postgresql_a_restarted_bot_takes_over_a_killed_submit_by_heartbeat(
+        tmp_path: Path, postgres_server: PostgresServer, postgres_template: str) -> None:
+    """The same crash with DATABASE_URL on a PostgreSQL server: the real bot process on asyncpg."""
+    name = await postgres_server.create_database(postgres_template)
+    try:
+        async with crash_harness(tmp_path, LEASE_SECONDS="180", UNCERTAIN_SUBMIT_GRACE_SECONDS="3",
+                                 DATABASE_URL=postgres_server.url(name)) as (harness, discord):
+            await harness.start_bot()
+            harness.unified.hold_creates = True
+            await command(harness, "sora", "crash point: submit in flight, on PostgreSQL")
+            await harness.wait_for(harness.unified.create_is_held, "submit reached kkiai")
+            await wait_for_row(harness, ON_THE_WIRE, "submitting committed")
+            assert await harness.kill() == -9
+            await restart(harness)
+            await wait_for_row(harness, "SELECT id FROM jobs WHERE status = 'uncertain'", "taken over", timeout=10)
+            harness.unified.open_gate()
+            done = await wait_for_row(harness, DELIVERED, "failed plainly after the grace", timeout=25)
+            assert done["status"] == "failed"
+            assert await harness.terminate() == 0
+            assert harness.unified.create_calls == 1
+            assert await invariant_violations(harness) == []
+    finally:
+        await postgres_server.drop_database(name)
 
 
 async def test_kill_after_the_vendor_finished_before_the_bot_heard(tmp_path: Path) -> None:

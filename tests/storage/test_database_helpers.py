@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from storage.database import Database, change_rows, fetch_row, fetch_rows, insert_row
 
 
@@ -21,3 +23,18 @@ async def test_helpers_insert_count_and_read_inside_a_transaction(db: Database, 
     assert await db.fetchval("SELECT COUNT(*) FROM t") == 1
     assert await db.execute("DELETE FROM t") == 1
     assert await db.fetchone("SELECT * FROM t") is None
+
+
+async def test_reads_inside_a_transaction_never_wait_for_a_second_connection(db: Database, engine: str) -> None:
+    """More transactions than the pool has connections, each reading through the Database inside: on
+    PostgreSQL the read reuses the transaction's connection, so none waits for one that never frees."""
+    await db.execute("CREATE TABLE t (x INTEGER)")
+
+    async def one(n: int) -> None:
+        async with db.transaction() as conn:
+            await change_rows(conn, "INSERT INTO t (x) VALUES (?)", (n,))
+            await db.fetchval("SELECT COUNT(*) FROM t")
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(30))), timeout=20)
+    assert await db.fetchval("SELECT COUNT(*) FROM t") == 30

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore, Limit
 from storage.snapshot import read_snapshot
@@ -61,4 +63,6 @@ async def test_inside_a_transaction_the_snapshot_sees_uncommitted_changes(db: Da
     async with db.transaction() as conn:
         await store.update(A, {"daily_credits": 3}, now=1.0, conn=conn)
         assert (await read_snapshot(conn, A, MEMBER)).settings.daily_credits == 3
-        assert (await read_snapshot(db, A, MEMBER)).settings.daily_credits is None  # the reader: committed only
+        # Anyone else reading meanwhile (another task, another process) sees the committed state only.
+        elsewhere = await asyncio.create_task(read_snapshot(db, A, MEMBER))
+        assert elsewhere.settings.daily_credits is None
