@@ -44,11 +44,13 @@ from bot.catalog import ProviderName  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.publishing.base import ResultMessage  # noqa: E402
 from bot.http_server import HealthChecks, OperatorsServer  # noqa: E402
+from bot.jobs.cards import CardKeeper  # noqa: E402
 from bot.jobs.limits import LimitsRegistry  # noqa: E402
 from bot.jobs.models import JobRecord  # noqa: E402
 from bot.jobs.poller import Poller  # noqa: E402
 from bot.jobs.repository import JobRepository  # noqa: E402
 from bot.jobs.schedule import PollSchedule  # noqa: E402
+from storage.cards import CardStore  # noqa: E402
 from bot.jobs.service import JobService, Requester  # noqa: E402
 from bot.jobs.submission import callback_providers  # noqa: E402
 from bot.providers.registry import build_providers, close_providers  # noqa: E402
@@ -85,6 +87,12 @@ class RecordingPublisher:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.deliveries: dict[int, Delivery] = {}
+        self.card_edits: dict[int, int] = {}
+
+    async def edit_card(self, job: JobRecord, channel_id: int, message_id: int, card: Any) -> bool:
+        """A job card edit (`--cards`): counted per job; Discord itself is not what is measured."""
+        self.card_edits[job.id] = self.card_edits.get(job.id, 0) + 1
+        return True
 
     async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
         self.deliveries.setdefault(job.id, Delivery(job.id, job.provider.value, job.provider_task_id,
@@ -146,7 +154,7 @@ def start_vendor_process(clock: SharedClock, seed: int, sigma: float,
 async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool, sigma: float,
               cold: bool, failures: str = "realistic",
               real_pace: tuple[float, float] | None = REAL_PACE,
-              vendor_latency_seconds: float = VENDOR_LATENCY) -> dict[str, Any]:
+              vendor_latency_seconds: float = VENDOR_LATENCY, cards: bool = False) -> dict[str, Any]:
     rng = random.Random(seed)
     clock = SharedClock(start=time.time())
     tracker = ActivityTracker()
@@ -201,6 +209,10 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
     forward.target = poller
     service = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota,
                          policy=AllowEverything(), repository=repository, wake_poller=poller.wake)
+    # `--cards`: every job gets a card, kept in step by the bot's card keeper (its own loop, reading the
+    # progress the poller stores); the vendor's request count shows whether it costs a request.
+    keeper = CardKeeper(store=CardStore(db), repository=repository, clock=clock, settings=settings,
+                        publisher=publisher) if cards else None
     requests = request_mix(rng, jobs)
     specs = [service.validate(request) for request in requests]
     history_rows = 0 if cold else seed_history_apart(str(settings.database_path), specs, seed + 2, sigma, clock.now(),
@@ -221,12 +233,17 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
             due_until = clock.now() - sim_start
             while index < jobs and arrivals[index] <= due_until:
                 requester = Requester(guild_id=GUILD_ID, channel_id=10, user_id=1000 + index % 500)
-                created_ids.add((await service.create_job(requester, specs[index])).id)
+                job = await service.create_job(requester, specs[index])
+                created_ids.add(job.id)
+                if keeper is not None:  # as the cog does once the card is posted
+                    await keeper.record_posted(job, 10, 20_000_000 + job.id, 1)
                 index += 1
             if index < jobs:
                 await clock.sleep(ARRIVAL_STEP)
 
     poller.start()
+    if keeper is not None:
+        keeper.start()
     pump = CallbackPump(control, clock, tracker) if mode == "callback" else None
     pump_task = asyncio.create_task(pump.run()) if pump else None
     arrival_task = asyncio.create_task(arrive())
@@ -284,6 +301,12 @@ async def run(jobs: int, mode: str, schedule_name: str, seed: int, probes: bool,
         wall_seconds=round(wall_total, 1), submit_wall_seconds=round(submit_wall, 1),
         clock_advances=driver.timeline.advances, **gc_pauses.summary(),
     )
+    if keeper is not None:
+        await keeper.stop()
+        edits = list(publisher.card_edits.values())
+        result.update(cards=True, card_edits_total=sum(edits),
+                      card_edits_per_job=round(sum(edits) / len(created_ids), 2) if created_ids else None,
+                      card_edits_max=max(edits) if edits else 0)
     await poller.stop()
     if server is not None:
         await server.stop()
@@ -310,11 +333,13 @@ def main() -> None:
                         help="follow the wall clock for SECONDS from AT simulated seconds (0 0: never)")
     parser.add_argument("--vendor-latency", type=float, default=VENDOR_LATENCY,
                         help="seconds per vendor round trip while at real pace")
+    parser.add_argument("--cards", action="store_true", help="keep a job card per job (the card keeper runs)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     real_pace = tuple(args.real_pace) if args.real_pace[1] > 0 else None
     result = asyncio.run(run(args.jobs, args.mode, args.schedule, args.seed, not args.no_probes, args.sigma,
-                             args.cold, args.failures, real_pace, args.vendor_latency))  # type: ignore[arg-type]
+                             args.cold, args.failures, real_pace, args.vendor_latency,  # type: ignore[arg-type]
+                             cards=args.cards))
     print(json.dumps(result))
 
 

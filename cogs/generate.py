@@ -66,6 +66,17 @@ class MemberCooldowns:
         self._buckets[member_cooldown_key(interaction)] = bucket
         return bucket
 
+    def hit(self, interaction: discord.Interaction) -> None:
+        """The same cooldown for a button or modal (they do not pass through the command's checks)."""
+        key = member_cooldown_key(interaction)
+        now = interaction.created_at.timestamp()
+        bucket = self._buckets.get(key)
+        if bucket is None or now > bucket._last + bucket.per:
+            bucket = self.bucket_for(interaction)
+        retry_after = bucket.update_rate_limit(now)
+        if retry_after:
+            raise app_commands.CommandOnCooldown(bucket, retry_after)
+
     def forgive(self, interaction: discord.Interaction) -> None:
         bucket = self._buckets.get(member_cooldown_key(interaction))
         if bucket is not None:
@@ -169,10 +180,12 @@ class GenerateCog(commands.Cog):
         job = await jobs.create_job(requester, spec)
         await self.announce(interaction, job)
 
-    async def announce(self, interaction: discord.Interaction, job: "JobRecord") -> None:
-        """Post the job's card (and thread) and tell the member, privately and briefly, where it is."""
+    async def announce(self, interaction: discord.Interaction, job: "JobRecord", *, channel: Any = None,
+                       thread_allowed: bool = True) -> None:
+        """Post the job's card (and thread) and tell the member, privately and briefly, where it is.
+        `channel`: where the card goes (a button's job: its source job's channel or thread)."""
         try:
-            summary, thread = await self.post_card(job, interaction.channel, thread_allowed=True)
+            summary, thread = await self.post_card(job, channel or interaction.channel, thread_allowed=thread_allowed)
             text = _accepted_text(job, summary, thread)
         except Exception:
             # The job exists and holds credits: the member must hear that it was accepted, not

@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot.catalog import MODELS_BY_KEY
 from bot.errors import Refusal
 from bot.i18n import Joined, _, _n, join, translate
+from bot.jobs.models import JobStatus
 from bot.validation import mode_name
 from cogs.generate import describe_options, quote
 from cogs.interaction import member_role_ids, require_guild
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from bot.jobs.models import JobRecord
 
 LIST_LIMIT = 10
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+CHOICE_NAME_MAX = 100
 DETAIL_PROMPT_CHARS = 1200
 
 STATUS_EMOJI: dict[str, str] = {
@@ -151,6 +154,29 @@ class JobsCog(commands.Cog):
             content=translate(detail_text(record, interaction.locale), interaction.locale),
             allowed_mentions=discord.AllowedMentions.none()
         )
+
+    @job.autocomplete("id")
+    async def job_id_autocomplete(self, interaction: discord.Interaction,
+                                  current: str) -> list[app_commands.Choice[int]]:
+        """The member's recent jobs: number, status and the start of the prompt (Discord shows 25)."""
+        if interaction.guild_id is None:
+            return []
+        rows = await self.services.jobs.recent_choices(interaction.guild_id, interaction.user.id,
+                                                       str(current or "").strip().lstrip("#"), AUTOCOMPLETE_LIMIT)
+        return [app_commands.Choice(name=choice_name(row["id"], row["status"], row["prompt"], interaction.locale),
+                                    value=int(row["id"])) for row in rows]
+
+
+def choice_name(job_id: int, status: str, prompt: str, locale: Any = None) -> str:
+    """`#12 · ✅ done · a fox running through…` within Discord's 100 characters, in the member's language."""
+    try:
+        word = translate(JobStatus(status).word, locale)
+    except ValueError:
+        word = status
+    head = f"#{job_id} · {STATUS_EMOJI.get(status, '•')} {word} · "
+    words = " ".join(prompt.split())
+    room = CHOICE_NAME_MAX - len(head)
+    return head + (words if len(words) <= room else words[: room - 1].rstrip() + "\u2026")
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -311,10 +311,17 @@ class CardKeeper:
                 log.exception("card keeper tick failed")
             if self._stopping:
                 break
-            try:
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
-            except TimeoutError:
-                pass
+            await self._idle()
+
+    async def _idle(self) -> None:
+        """Sleep a tick on the bot's clock (the benchmark's simulated one too), or until woken."""
+        sleeper = asyncio.ensure_future(self.clock.sleep(TICK_SECONDS))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (sleeper, waker):
+                pending.cancel()
 
     async def run_once(self) -> int:
         """Edit every card that needs it now; returns the number of edits made."""

@@ -56,6 +56,7 @@ class JobOrigin:
     parent_job_id: int | None = None
     follow_up: str | None = None
     request_key: str | None = None
+    thread_id: int | None = None  # an upscale is delivered in its source job's thread
 
 
 class JobService:
@@ -129,26 +130,29 @@ class JobService:
             log.exception("could not record a %s refusal for user %s", refusal.kind, requester.user_id)
 
     async def create_job(self, requester: Requester, spec: JobSpec, *, request_key: str | None = None,
-                         parent_job_id: int | None = None, follow_up: str | None = None) -> JobRecord:
+                         parent_job_id: int | None = None, follow_up: str | None = None,
+                         thread_id: int | None = None) -> JobRecord:
         """Job row + credit hold + audit event in one transaction; raises Refusal and writes nothing.
 
         `request_key` names the click that asked (a button's interaction): a second call with the
         same key returns the first job instead of making (and paying the vendor for) another."""
-        origin = JobOrigin(parent_job_id=parent_job_id, follow_up=follow_up, request_key=request_key)
+        origin = JobOrigin(parent_job_id=parent_job_id, follow_up=follow_up, request_key=request_key,
+                           thread_id=thread_id)
         if request_key is not None:
-            existing = await self._job_for_key(request_key)
+            existing = await self.job_for_key(request_key)
             if existing is not None:
                 return existing
         async with self._audited_refusals(requester, spec):
             try:
                 return await self._create_job(requester, spec, origin)
             except DuplicateKey:
-                existing = await self._job_for_key(request_key) if request_key is not None else None
+                existing = await self.job_for_key(request_key) if request_key is not None else None
                 if existing is None:
                     raise
                 return existing
 
-    async def _job_for_key(self, request_key: str) -> JobRecord | None:
+    async def job_for_key(self, request_key: str) -> JobRecord | None:
+        """The job a click already made, if any."""
         job_id = await self.cards.job_id_for_key(request_key)
         return await self.repository.get(job_id) if job_id is not None else None
 
@@ -161,7 +165,7 @@ class JobService:
             job_id = await self.repository.insert_in(
                 conn, guild_id=requester.guild_id, channel_id=requester.channel_id, user_id=requester.user_id,
                 spec=spec, cost=cost, now=now, deadline_at=deadline_for(self.settings, spec.model_key, now),
-                origin={"locale": requester.locale, "guild_locale": requester.guild_locale,
+                thread_id=origin.thread_id, origin={"locale": requester.locale, "guild_locale": requester.guild_locale,
                         "parent_job_id": origin.parent_job_id, "follow_up": origin.follow_up,
                         "request_key": origin.request_key},
             )
@@ -199,6 +203,10 @@ class JobService:
 
     async def get_job(self, guild_id: int, job_id: int) -> JobRecord | None:
         return await self.repository.get_for_guild(guild_id, job_id)
+
+    async def recent_choices(self, guild_id: int, user_id: int, prefix: str, limit: int) -> list[Any]:
+        """(id, status, prompt) of the member's latest jobs whose number starts with `prefix`."""
+        return await self.cards.recent_for_member(guild_id, user_id, prefix, limit)
 
     async def list_jobs(self, guild_id: int, user_id: int, limit: int = 10) -> list[JobRecord]:
         return await self.repository.list_for_member(guild_id, user_id, max(1, min(limit, MAX_LIST_LIMIT)))

@@ -23,7 +23,7 @@ from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import FakeKieVendor
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens, and the poller is stopped anyway
-COG_EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs")
+COG_EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs", "cogs.actions")
 MAX_ATTACHMENT_BYTES = 64 * 1024
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 256
@@ -68,6 +68,28 @@ class Harness:
         interaction = discord.Interaction(data=payload, state=self.bot._connection)  # type: ignore[arg-type]
         await self.bot.tree._call(interaction)
         return self.reply_to(payload)
+
+    async def dispatch(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Hand an INTERACTION_CREATE to the client's own state (views, dynamic items, modals, the tree),
+        as the gateway would, and wait until it is answered: a modal opened, or a final reply.
+        Returns the interaction's first callback."""
+        self.bot._connection.parse_interaction_create(payload)  # type: ignore[arg-type]
+        interaction_id, token = int(payload["id"]), payload["token"]
+
+        def answered() -> dict[str, Any] | None:
+            callbacks = self.fake.interaction_callbacks.get(interaction_id)
+            if not callbacks:
+                return None
+            if callbacks[0].get("type") == 5:  # deferred: wait for the real answer
+                original = self.fake.messages.get(self.fake._interaction_originals.get(token, 0))
+                if original is None or original.flags & 128:
+                    return None
+            return callbacks[0]
+        return await self.fake.wait_until(answered, timeout=15)
+
+    def answer(self, payload: dict[str, Any]) -> str:
+        """The private text an interaction ended with."""
+        return self.reply_to(payload).content
 
     async def command(self, name: str, options: dict[str, Any] | None = None, **kwargs: Any) -> Reply:
         return await self.run(self.fake.slash_command(name, options, **kwargs))

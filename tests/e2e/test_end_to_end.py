@@ -126,3 +126,38 @@ async def test_sigkill_then_restart_delivers_exactly_once_in_the_thread(tmp_path
         [result] = discord.messages_in(thread_id)
         [task] = harness.kie.tasks.values()
         assert harness.kie.video_url(task) in result.content
+
+
+async def test_again_on_a_result_works_after_a_restart(harness: BotHarness) -> None:
+    """A click on a result's **Again**, sent after the bot was restarted, makes a new job with its own card:
+    the button's custom id is all the new process needs (a DynamicItem registered at start-up)."""
+    discord = harness.discord
+    await harness.start_bot()
+    await discord.dispatch_interaction(discord.slash_command("veo", {"prompt": "a paper boat on a river"}))
+    thread_id = await harness.wait_for(
+        lambda: next((m.id for m in discord.messages_in(discord.CHANNEL_ID) if m.id in discord.threads), None),
+        "card and thread", timeout=15)
+    result = await harness.wait_for(
+        lambda: next((m for m in discord.messages_in(thread_id) if m.custom_ids), None), "result with buttons",
+        timeout=25)
+    assert result.custom_ids[:2] == ["fc:again:1", "fc:remix:1"]
+    card = discord.messages[thread_id]
+    await harness.wait_for(lambda: "Done" in card.embed_text, "the card's final edit", timeout=15)
+    assert card.custom_ids == [] and card.embeds[0]["color"] == 0x2ECC71
+    assert await harness.terminate() == 0
+
+    await harness.start_bot()  # a new process: nothing about the result message is in memory
+    click = discord.button_click(result.id, "fc:again:1")
+    await discord.dispatch_interaction(click)
+    await harness.wait_for(lambda: discord.interaction_callbacks.get(int(click["id"])), "the click's deferral",
+                           timeout=10)
+    delay = discord.callback_delay(int(click["id"]))
+    assert delay is not None and delay < 3.0
+    new_card = await harness.wait_for(
+        lambda: next((m for m in discord.messages_in(discord.CHANNEL_ID)
+                      if "Job #2" in m.embed_text and m.id in discord.threads), None),
+        "the new job's card and thread", timeout=15)
+    await harness.wait_for(lambda: discord.messages_in(new_card.id), "the new job's result", timeout=25)
+    await harness.wait_for(lambda: harness.kie.create_calls == 2, "one vendor request per job", timeout=5)
+    assert await harness.terminate() == 0
+    assert harness.kie.create_calls == 2

@@ -302,17 +302,77 @@ class DiscordState:
             opts = [{"name": subcommand, "type": 1, "options": opts}]
         if subcommand_group is not None:
             opts = [{"name": subcommand_group, "type": 2, "options": opts}]
-        channel = self.channels.get(channel_id) or self._text_channel(channel_id, "unknown", 9)
         data: dict[str, Any] = {"id": str(self.command_id(name, guild_id)), "name": name, "type": 1,
                                 "options": opts, "guild_id": str(guild_id)}
         if resolved:
             data["resolved"] = resolved
-        return {
-            "id": str(self.next_id()), "application_id": str(self.APPLICATION_ID), "type": 2, "data": data,
+        return self.interaction(2, data, user_id=user_id, role_ids=role_ids, permissions=permissions,
+                                guild_id=guild_id, channel_id=channel_id, app_permissions=app_permissions)
+
+    def interaction(
+        self, kind: int, data: dict[str, Any], *, user_id: int = USER_ID, role_ids: Iterable[int] = (MEMBER_ROLE_ID,),
+        permissions: int = DEFAULT_MEMBER_PERMISSIONS, guild_id: int = GUILD_ID, channel_id: int = CHANNEL_ID,
+        app_permissions: int = BOT_PERMISSIONS, locale: str = "en-US", message: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE payload of any type (2 command, 3 component, 5 modal submit)."""
+        channel = self.channels.get(channel_id) or self._text_channel(channel_id, "unknown", 9)
+        payload: dict[str, Any] = {
+            "id": str(self.next_id()), "application_id": str(self.APPLICATION_ID), "type": kind, "data": data,
             "guild_id": str(guild_id), "channel_id": str(channel_id), "channel": dict(channel),
             "member": self.member_payload(user_id, role_ids, permissions=permissions),
             "token": f"interaction-token-{self.next_id()}", "version": 1,
-            "app_permissions": str(app_permissions), "locale": "en-US", "guild_locale": "en-US",
+            "app_permissions": str(app_permissions), "locale": locale, "guild_locale": "en-US",
             "attachment_size_limit": 10 * 1024 * 1024, "entitlements": [], "context": 0,
             "authorizing_integration_owners": {"0": str(guild_id)},
         }
+        if message is not None:
+            payload["message"] = message
+        return payload
+
+    def button_click(self, message_id: int, custom_id: str, **kwargs: Any) -> dict[str, Any]:
+        """A click on a button of a message the bot posted (type 3, component type 2). A button the
+        message does not carry (now) is added to the payload's copy: a client showing an older version
+        of the message, or a message from before a change, can still send that click."""
+        message = self.messages[message_id]
+        kwargs.setdefault("channel_id", message.channel_id)
+        payload = dict(message.payload)
+        if custom_id not in message.custom_ids:
+            payload["components"] = [*message.components, {"type": 1, "components": [
+                {"type": 2, "style": 2, "label": "old", "custom_id": custom_id}]}]
+        return self.interaction(3, {"custom_id": custom_id, "component_type": 2}, message=payload, **kwargs)
+
+    def modal_submit(self, modal: dict[str, Any], values: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """The submit (type 5) of a modal the bot opened (`modal`: the type-9 callback's data); `values`
+        maps a component's custom id to its text (text input) or list of values (select)."""
+        def answer(component: dict[str, Any]) -> dict[str, Any]:
+            value = values.get(component.get("custom_id", ""))
+            if component["type"] == 4:
+                return {"type": 4, "custom_id": component["custom_id"], "value": value or component.get("value", "")}
+            return {"type": component["type"], "custom_id": component["custom_id"], "values": list(value or [])}
+
+        rows = []
+        for row in modal["components"]:
+            if row["type"] == 18:  # a label around one component
+                rows.append({"type": 18, "id": row.get("id", 0), "component": answer(row["component"])})
+            else:
+                rows.append({"type": 1, "components": [answer(c) for c in row["components"]]})
+        return self.interaction(5, {"custom_id": modal["custom_id"], "components": rows}, **kwargs)
+
+    def user_message(self, channel_id: int, content: str, attachments: Iterable[dict[str, Any]] = (),
+                     user_id: int = USER_ID) -> dict[str, Any]:
+        """A member's message (as Discord would resolve it for a message command)."""
+        message_id = self.next_id()
+        files = [{k: v for k, v in a.items() if k != "ephemeral"} for a in attachments]
+        return {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(self.GUILD_ID), "type": 0,
+                "content": content, "author": self.users.get(user_id) or self._user(user_id, "member"),
+                "embeds": [], "attachments": files, "timestamp": _iso(), "edited_timestamp": None, "tts": False,
+                "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False, "flags": 0,
+                "components": []}
+
+    def message_command(self, name: str, target: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """A message context-menu command (type 2, command type 3) on `target` (resolved with it)."""
+        data = {"id": str(self.command_id(name, self.GUILD_ID)), "name": name, "type": 3,
+                "target_id": target["id"], "guild_id": str(self.GUILD_ID),
+                "resolved": {"messages": {target["id"]: target}}}
+        kwargs.setdefault("channel_id", int(target["channel_id"]))
+        return self.interaction(2, data, **kwargs)
