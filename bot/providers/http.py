@@ -141,6 +141,11 @@ def first_text(*candidates: object) -> str:
     return ""
 
 
+def as_object(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else an empty one (a missing or null part of a reply)."""
+    return value if isinstance(value, dict) else {}
+
+
 def dig(payload: Any, *path: str | int) -> Any:
     """payload[a][b]... or None when any step is missing or of the wrong type."""
     node = payload

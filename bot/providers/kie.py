@@ -27,13 +27,14 @@ from pydantic import BaseModel, SecretStr
 
 from bot.catalog import UHD_COST_KEY, UPSAMPLE_COST_KEY, ImageRole, Mode, ProviderName
 from bot.clock import Clock
-from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.i18n import _
+from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.providers.http import (
     VENDOR_LABELS,
     KnownAnswer,
     Phase,
     VendorClient,
+    as_object,
     dig,
     error_text,
     final_error,
@@ -47,8 +48,8 @@ from bot.providers.http import (
     trim_reason,
     unreadable_body,
 )
-from bot.providers.vendor_time import epoch_seconds, vendor_duration
 from bot.providers.unified import failure_message
+from bot.providers.vendor_time import epoch_seconds, vendor_duration
 from bot.settings import Settings
 from bot.validation import JobSpec
 
@@ -375,7 +376,7 @@ class KieClient(VendorClient):
         data = self._envelope(response, Phase.POLL)
         if not data:
             raise unreadable_body(self.name, Phase.POLL, response.status_code, "no data")
-        reply = data.get("response") if isinstance(data.get("response"), dict) else {}
+        reply = as_object(data.get("response"))
         return _Record(
             success_flag=as_int(data.get("successFlag")),
             urls=result_urls(reply.get("resultUrls")) or result_urls(data.get("resultUrls")),
@@ -468,7 +469,7 @@ def parse_kie_callback(payload: Any) -> tuple[str | None, PollResult]:
     the 720p one, so callers wanting 1080p should poll rather than deliver it."""
     if not isinstance(payload, dict):
         return None, PollResult(state=TaskState.RUNNING, raw_status="callback_unreadable")
-    data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+    data = as_object(payload.get("data"))
     task_id = first_text(data.get("taskId"), data.get("task_id")) or None
     code = as_int(payload.get("code"))
     if code == 200:

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from bot.catalog import ImageRole, Mode, ProviderName
 from bot.clock import Clock
-from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.i18n import _
+from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from bot.providers.http import (
     GATEWAY_ANSWERS,
     VENDOR_LABELS,
@@ -32,8 +32,8 @@ from bot.providers.http import (
     known_answer,
     unreadable_body,
 )
-from bot.providers.vendor_time import vendor_duration
 from bot.providers.unified import NO_REASON, failure_message
+from bot.providers.vendor_time import vendor_duration
 from bot.settings import Settings
 from bot.validation import JobSpec
 

@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 
 from bot.catalog import UPSAMPLE_COST_KEY, Family, ImageRole, Mode, ProviderName
-from bot.providers.base import PollResult, TaskState
 from bot.i18n import _
+from bot.providers.base import PollResult, TaskState
 from bot.providers.http import (
     GATEWAY_ANSWERS,
     Phase,
     VendorClient,
+    as_object,
     dig,
     error_text,
     final_error,
@@ -61,7 +62,7 @@ def parse_unified_query(payload: Any) -> PollResult:
     """A `/v1/video/query` answer as a PollResult."""
     if not isinstance(payload, dict):
         raise ValueError("query reply is not an object")
-    detail = payload.get("detail") if isinstance(payload.get("detail"), dict) else {}
+    detail = as_object(payload.get("detail"))
     raw_status = payload.get("status") or detail.get("status")
     if not isinstance(raw_status, str) or not raw_status:
         raise ValueError("query reply has no status")
