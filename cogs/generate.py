@@ -24,15 +24,17 @@ from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, models_for, option_values
 from bot.i18n import _, translate
 from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
-from bot.publishing.components import button_view, card_embed
-from bot.providers.registry import image_host
-from bot.publishing.render import thread_name
 from bot.jobs.service import Requester
+from bot.providers.registry import image_host
+from bot.publishing.components import button_view, card_embed
+from bot.publishing.render import thread_name
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 from cogs.interaction import member_role_ids, require_guild
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ from cogs.generate import describe_options, quote
 from cogs.interaction import member_role_ids, require_guild
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
+    from bot.services import Services
 
 LIST_LIMIT = 10
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices

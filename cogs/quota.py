@@ -7,6 +7,7 @@ moderator's change - a new budget, a grant, a reset - shows on the very next `/q
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -17,6 +18,10 @@ from bot.services import Services
 from bot.i18n import Text, _, join, translate
 from bot.quota.service import Balance, credits_text
 from cogs.interaction import guild_id_of, member_role_ids
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
+    from bot.services import Services
 
 
 def balance_lines(balance: Balance) -> list[Text]:

@@ -14,6 +14,8 @@ this module assembles them into the one cog, so the command tree and the check a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -24,6 +26,9 @@ from cogs.admin.members import MemberCommands
 from cogs.admin.moderation import ModerationCommands
 from cogs.admin.settings import SettingsCommands
 from cogs.jobs import is_moderator
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
 
 __all__ = ["AdminCog", "NotModerator", "setup"]
 

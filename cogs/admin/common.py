@@ -8,7 +8,7 @@ its commands to them and `AdminCog` lists them exactly as before the split.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -20,6 +20,10 @@ from bot.catalog import COST_KEYS, Family
 from bot.i18n import Text, _, join, translate
 from bot.validation import InputError
 from cogs.interaction import guild_id_of
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
+    from bot.services import Services
 
 MAX_CREDITS = 1_000_000
 MAX_CONCURRENT = 50

@@ -140,3 +140,23 @@ def test_stored_reasons_without_parameters_translate_by_id(locale: str) -> None:
 
     for stored in (str(NO_URL_MESSAGE), str(TIMED_OUT_MESSAGE), str(CANCELLED_MESSAGE)):
         assert i18n.translate(stored, locale) not in ("", stored)
+
+
+def _counted_size(node: dict[str, Any]) -> int:
+    """Discord's 8000-character budget per command: name, description and value of the command, its
+    options and choices, each counted at its longest among the default and the localizations."""
+    total = 0
+    for key in ("name", "description"):
+        if key in node:
+            total += max(len(str(v)) for v in [node[key], *(node.get(f"{key}_localizations") or {}).values()])
+    if "value" in node:
+        total += len(str(node["value"]))
+    return total + sum(_counted_size(child) for child in [*node.get("options", []), *node.get("choices", [])])
+
+
+async def test_every_command_stays_within_discords_size_budget_once_translated(harness: Harness) -> None:
+    tree = harness.bot.tree
+    translator = CatalogTranslator()
+    for command in tree.get_commands():
+        payload = await command.get_translated_payload(tree, translator)
+        assert _counted_size(payload) <= 8000, payload["name"]
