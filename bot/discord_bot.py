@@ -1,17 +1,21 @@
-"""`FramecastBot`: the discord.py client, and the one place that wires services, cogs and servers together.
+"""`FramecastBot`: the gateway-holding discord.py client, and the place that wires services, cogs and servers.
 
 Lifecycle: `setup_hook` (runs after login, before the gateway connects) builds the services with the
-Discord publisher, loads the cogs, syncs the slash commands, starts the poller and the optional operators'
-HTTP server. `close` stops them in the reverse order, before the Discord connection goes away, so the
-poller can finish a delivery it has in hand.
+Discord publisher, loads the cogs, syncs the slash commands, starts the poller (role `all` only: a
+`gateway` process leaves that to its workers, bot/worker.py) and the optional operators' HTTP server.
+`close` stops them in the reverse order, before the Discord connection goes away, so the poller can
+finish a delivery it has in hand.
+
+Always an `AutoShardedBot`: with SHARD_COUNT unset, discord.py asks Discord how many shards to run
+(GET /gateway/bot) and runs them all here; SHARD_COUNT + SHARD_IDS run just those shards, so the
+shards of a large bot can be spread over several gateway processes.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import discord
@@ -19,12 +23,21 @@ from discord.ext import commands
 
 from bot.clock import Clock, SystemClock
 from bot.command_translator import CatalogTranslator
+from bot.http_server import (
+    HealthChecks,
+    OperatorsServer,
+    heartbeat_from_metrics,
+    start_http_server,
+)
+from bot.publishing.discord_publisher import DiscordPublisher
+from bot.runtime import Role, ServicesFactory, stop_parts
+from bot.services import Services, build_services
 from bot.settings import Settings
+from cogs.errors import FramecastTree
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.actions", "cogs.quota", "cogs.admin",
-                               "cogs.errors")
+EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.jobs", "cogs.actions", "cogs.quota", "cogs.admin")
 
 
 def framecast_intents() -> discord.Intents:
@@ -41,19 +54,33 @@ def framecast_intents() -> discord.Intents:
     return intents
 
 
-class FramecastBot(commands.Bot):
-    """The bot process's Discord client. Exposes `settings`, `services` and `is_gateway_connected()`."""
+def shard_options(settings: Settings) -> dict[str, Any]:
+    """AutoShardedBot's shard arguments: none (ask Discord, run all here), or SHARD_COUNT [+ SHARD_IDS]."""
+    options: dict[str, Any] = {}
+    if settings.shard_count is not None:
+        options["shard_count"] = settings.shard_count
+    if settings.shard_ids:
+        options["shard_ids"] = list(settings.shard_ids)
+    return options
+
+
+class FramecastBot(commands.AutoShardedBot):
+    """The gateway process's Discord client (roles `all` and `gateway`). Exposes `settings`, `services`
+    and `is_gateway_connected()`."""
 
     def __init__(
         self,
         settings: Settings,
         *,
+        role: Role = Role.ALL,
         clock: Clock | None = None,
         extensions: Sequence[str] = EXTENSIONS,
-        services_factory: Callable[[Settings, Any, Clock], Awaitable[Any] | Any] | None = None,
+        services_factory: ServicesFactory | None = None,
         **options: Any,
     ) -> None:
         """`services_factory` defaults to `bot.services.build_services`; tests pass their own."""
+        if not role.has_gateway:
+            raise ValueError("a worker has no gateway connection: use bot.worker.FramecastWorker")
         # No prefix commands: `when_mentioned` is only there because commands.Bot requires a prefix, and
         # without the message_content intent mention-prefixed messages are all the bot could ever see.
         super().__init__(
@@ -61,59 +88,79 @@ class FramecastBot(commands.Bot):
             intents=framecast_intents(),
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=FramecastTree,
+            **shard_options(settings),
             **options,
         )
         self.settings = settings
+        self.role = role
         self.clock: Clock = clock or SystemClock()
         self.extensions_to_load = tuple(extensions)
-        self._services_factory = services_factory
-        self.services: Any = None
-        self.publisher: Any = None
-        self.http_server: Any = None
+        self._services_factory: ServicesFactory = services_factory or build_services
+        self._services: Services | None = None
+        self.publisher: DiscordPublisher | None = None
+        self.http_server: OperatorsServer | None = None
         self.synced_guild_ids: list[int] = []
         self.synced_globally = False
         self.setup_complete = False
-        self._gateway_connected = False
+        self._shards_up: set[int] = set()
+        self._announced = False
         self._stopped_services = False
-        self.add_listener(self._on_gateway_up, "on_ready")
-        self.add_listener(self._on_gateway_up, "on_resumed")
-        self.add_listener(self._on_gateway_down, "on_disconnect")
+        self.add_listener(self._on_shard_up, "on_shard_connect")
+        self.add_listener(self._on_shard_up, "on_shard_resumed")
+        self.add_listener(self._on_shard_down, "on_shard_disconnect")
+        self.add_listener(self._announce, "on_ready")
+
+    @property
+    def services(self) -> Services:
+        """Built in `setup_hook` (after login, before any command can arrive)."""
+        if self._services is None:
+            raise RuntimeError("services are built in setup_hook, after login")
+        return self._services
 
     # --- gateway state (for /healthz) --------------------------------------------------------------
-    async def _on_gateway_up(self) -> None:
-        if not self._gateway_connected:
-            guilds = len(self.guilds)
-            log.info("gateway connected as %s (%s guild%s)", self.user, guilds, "" if guilds == 1 else "s")
-        self._gateway_connected = True
+    async def _on_shard_up(self, shard_id: int) -> None:
+        self._shards_up.add(shard_id)
+        await self._announce()
 
-    async def _on_gateway_down(self) -> None:
-        if self._gateway_connected:
-            log.warning("gateway disconnected; discord.py will reconnect")
-        self._gateway_connected = False
+    async def _on_shard_down(self, shard_id: int) -> None:
+        self._shards_up.discard(shard_id)
+        if self._announced:
+            log.warning("gateway shard %s disconnected; discord.py will reconnect", shard_id)
+        self._announced = False
+
+    async def _announce(self) -> None:
+        """Log once per (re)connection, when every shard of this process is up and the guilds are in."""
+        if not self._announced and self.is_ready() and self.is_gateway_connected():
+            guilds = len(self.guilds)
+            log.info("gateway connected as %s (%s guild%s, shard%s %s of %s)", self.user, guilds,
+                     "" if guilds == 1 else "s", "" if len(self._shards_up) == 1 else "s",
+                     ",".join(map(str, sorted(self._shards_up))), self.shard_count)
+            self._announced = True
+
+    def own_shards(self) -> set[int]:
+        """The shards this process runs (known once discord.py has launched them)."""
+        if self.shard_ids is not None:
+            return set(self.shard_ids)
+        return set(range(self.shard_count or 0))
 
     def is_gateway_connected(self) -> bool:
-        return self._gateway_connected and not self.is_closed()
+        """Every shard of this process has a live gateway session."""
+        shards = self.own_shards()
+        return bool(shards) and shards <= self._shards_up and not self.is_closed()
 
     # --- startup ------------------------------------------------------------------------------------
     async def setup_hook(self) -> None:
-        from bot.publishing.discord_publisher import DiscordPublisher  # imports discord; lazy by design
-
-        factory = self._services_factory
-        if factory is None:
-            from bot.services import build_services as factory
         self.publisher = DiscordPublisher(self)
-        built = factory(self.settings, self.publisher, self.clock)
-        self.services = await built if inspect.isawaitable(built) else built
+        self._services = await self._services_factory(self.settings, self.publisher, self.clock)
         self._register_persistent_items()
         await self._load_extensions()
         await self.tree.set_translator(CatalogTranslator())
         await self._sync_commands()
-        poller = getattr(self.services, "poller", None)
-        if poller is not None:
-            poller.start()
-        cards = getattr(self.services, "cards", None)
-        if cards is not None:
-            cards.start()
+        if self.role.runs_poller:
+            self.services.poller.start()
+            if self.services.cards is not None:
+                self.services.cards.start()
         if self.settings.http_listen:
             await self._start_http_server()
         self.setup_complete = True
@@ -154,18 +201,20 @@ class FramecastBot(commands.Bot):
         # A global registration left by an earlier run without DISCORD_GUILD_IDS would show every
         # command twice in those servers: empty the global set at Discord (one bulk overwrite). The
         # local tree keeps its global commands: they are what the guild copies were made from.
+        assert self.application_id is not None  # set by login(), before setup_hook runs
         try:
             await self.http.bulk_upsert_global_commands(self.application_id, payload=[])
         except discord.HTTPException as error:
             log.warning("could not remove globally registered commands (%s); they may show twice", error)
 
     async def _start_http_server(self) -> None:
-        from bot.http_server import HealthChecks, start_http_server
-
-        health = HealthChecks(database=self.services.db, gateway_connected=self.is_gateway_connected,
-                              ready=self.is_ready, clock=self.clock)
-        self.http_server = await start_http_server(
-            self.settings, health=health, callbacks=getattr(self.services, "poller", None))
+        polls = self.role.runs_poller
+        health = HealthChecks(database=self.services.db, role=self.role, gateway_connected=self.is_gateway_connected,
+                              ready=self.is_ready, poller_last_tick=heartbeat_from_metrics if polls else None,
+                              clock=self.clock)
+        # A gateway process has no poller to hand kie.ai's callbacks to: PUBLIC_BASE_URL points at workers.
+        self.http_server = await start_http_server(self.settings, health=health,
+                                                   callbacks=self.services.poller if polls else None)
         log.info("operators' HTTP server listening on %s", self.settings.http_listen)
 
     # --- shutdown -----------------------------------------------------------------------------------
@@ -174,23 +223,6 @@ class FramecastBot(commands.Bot):
         await super().close()
 
     async def _stop_services(self) -> None:
-        """Stop the HTTP server, then the poller (it may still post via Discord), then close resources."""
-        if self._stopped_services:
-            return
-        self._stopped_services = True
-        steps: list[tuple[str, Any]] = [
-            ("http server", getattr(self.http_server, "stop", None)),
-            ("card keeper", getattr(getattr(self.services, "cards", None), "stop", None)),
-            ("poller", getattr(getattr(self.services, "poller", None), "stop", None)),
-            ("services", getattr(self.services, "aclose", None) or getattr(self.services, "close", None)),
-            ("publisher", getattr(self.publisher, "aclose", None)),
-        ]
-        for what, stop in steps:
-            if stop is None:
-                continue
-            try:
-                result = stop()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("error while stopping the %s", what)
+        if not self._stopped_services:
+            self._stopped_services = True
+            await stop_parts(self.http_server, self._services, self.publisher)

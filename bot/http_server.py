@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,12 +54,19 @@ def heartbeat_from_metrics() -> float | None:
 
 @dataclass
 class HealthChecks:
-    """What `/healthz` asks. Each callable must be cheap and must not block."""
+    """What `/healthz` asks. Each callable must be cheap and must not block.
+
+    What "healthy" means follows the process's role: a part the role does not run is None and left
+    out of the report. `all`: gateway + database + poller; `gateway`: gateway + database; `worker`
+    (no gateway): Discord's REST API with our token + database + poller.
+    """
 
     database: Database
-    gateway_connected: Callable[[], bool]
+    gateway_connected: Callable[[], bool] | None = None
     ready: Callable[[], bool] = lambda: True
-    poller_last_tick: Callable[[], float | None] = heartbeat_from_metrics
+    poller_last_tick: Callable[[], float | None] | None = heartbeat_from_metrics
+    discord_rest: Callable[[], Awaitable[bool]] | None = None
+    role: str = "all"
     poller_max_age_seconds: float = 180.0
     database_probe_timeout_seconds: float = 3.0
     clock: Clock = field(default_factory=SystemClock)
@@ -180,16 +187,21 @@ class OperatorsServer:
     # --- /healthz ----------------------------------------------------------------------------
     async def health_report(self) -> dict[str, Any]:
         checks = self._health
-        last_tick = checks.poller_last_tick()
-        tick_age = None if last_tick is None else max(0.0, checks.clock.now() - last_tick)
-        report: dict[str, Any] = {
-            "ready": bool(checks.ready()),
-            "gateway_connected": bool(checks.gateway_connected()),
-            "database_writable": await self._probe.check(checks.database_probe_timeout_seconds),
-            "poller_alive": tick_age is not None and tick_age <= checks.poller_max_age_seconds,
-        }
+        report: dict[str, Any] = {"ready": bool(checks.ready())}
+        if checks.gateway_connected is not None:
+            report["gateway_connected"] = bool(checks.gateway_connected())
+        if checks.discord_rest is not None:
+            report["discord_rest"] = bool(await checks.discord_rest())
+        report["database_writable"] = await self._probe.check(checks.database_probe_timeout_seconds)
+        tick_age: float | None = None
+        if checks.poller_last_tick is not None:
+            last_tick = checks.poller_last_tick()
+            tick_age = None if last_tick is None else max(0.0, checks.clock.now() - last_tick)
+            report["poller_alive"] = tick_age is not None and tick_age <= checks.poller_max_age_seconds
         report["healthy"] = all(report.values())
-        report["poller_last_tick_age_seconds"] = None if tick_age is None else round(tick_age, 3)
+        report["role"] = str(checks.role)
+        if checks.poller_last_tick is not None:
+            report["poller_last_tick_age_seconds"] = None if tick_age is None else round(tick_age, 3)
         return report
 
     async def handle_health(self, request: web.Request) -> web.Response:

@@ -10,7 +10,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# The Docker image's own defaults (/data for the database, the health server on), read after the
+# environment and `.env`: a blank `DATABASE_URL=` or `HTTP_LISTEN=` from a copied .env.example, which
+# `docker run --env-file` turns into an empty variable, then still means "the image's default", and the
+# same .env works on a bare machine, where this file does not exist.
+IMAGE_DEFAULTS_FILE = Path("/etc/framecast/defaults.env")
+OFF_VALUES = {"off", "none", "no", "false", "0"}
 
 from storage.database import sqlite_path
 
@@ -22,10 +35,27 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then `.env`, then the image's defaults file (if any)."""
+        image_defaults = DotEnvSettingsSource(settings_cls, env_file=IMAGE_DEFAULTS_FILE, env_ignore_empty=True)
+        return init_settings, env_settings, dotenv_settings, image_defaults, file_secret_settings
+
     # --- Discord -----------------------------------------------------------------------------
     discord_token: SecretStr
     discord_api_base: str | None = None
     discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # Gateway sharding (gateway processes only). Unset: discord.py asks Discord how many shards to run
+    # and runs them all in this process. Set both to run only some of them here.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
 
     # --- Storage -----------------------------------------------------------------------------
     database_url: str = "sqlite:///data/bot.db"
@@ -71,7 +101,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("discord_guild_ids", mode="before")
+    @field_validator("discord_guild_ids", "shard_ids", mode="before")
     @classmethod
     def _split_guild_ids(cls, value: object) -> object:
         """Accept `123,456` (the documented form) as well as a real list."""
@@ -86,8 +116,9 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        """An empty line in `.env` (`KLING_BASE_URL=`) means "not configured", not "empty URL"."""
-        if isinstance(value, str) and not value.strip():
+        """An empty line in `.env` (`KLING_BASE_URL=`) means "not configured", not "empty URL"; `off`
+        turns off what the image turns on (HTTP_LISTEN=off: no operators' server)."""
+        if isinstance(value, str) and (not value.strip() or value.strip().lower() in OFF_VALUES):
             return None
         return value.rstrip("/") if isinstance(value, str) else value
 
@@ -99,6 +130,18 @@ class Settings(BaseSettings):
         return value
 
     # --- Derived -------------------------------------------------------------------------------
+    def shard_problems(self) -> list[str]:
+        """Why SHARD_COUNT / SHARD_IDS cannot work, one sentence each (empty when they can)."""
+        if self.shard_ids and self.shard_count is None:
+            return ["SHARD_IDS needs SHARD_COUNT (the total number of shards over all gateway processes)"]
+        count = self.shard_count or 0
+        wrong = [i for i in self.shard_ids if not 0 <= i < count]
+        if wrong:
+            return [f"SHARD_IDS {wrong} are outside 0..{count - 1} (SHARD_COUNT is {count})"]
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            return ["SHARD_IDS names a shard twice"]
+        return []
+
     @property
     def database_path(self) -> Path:
         """The SQLite file named by DATABASE_URL (`sqlite:///relative` or `sqlite:////absolute`);

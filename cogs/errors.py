@@ -3,7 +3,8 @@
 Cogs raise (`InputError`, `Refusal`, `AttachmentError`, check failures, provider errors) and never
 format errors themselves, so every command answers the same way and an unexpected exception is always
 logged with a traceback and an id the member can quote. Works whether the interaction was already
-deferred/answered (edit or follow-up) or not (first response).
+deferred/answered (edit or follow-up) or not (first response). `FramecastTree` is the bot's command tree
+(`FramecastBot` passes it as `tree_cls`), so the handler is in place before any cog loads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import discord
 from discord import app_commands
-from discord.ext import commands
 
 from bot.attachments import AttachmentError
 from bot.errors import Refusal
@@ -106,39 +106,23 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
         log.warning("could not deliver an error message for interaction %s: %s", interaction.id, exc)
 
 
-async def handle_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-    """The tree's on_error: one ephemeral message per failed command."""
-    real = unwrap(error)
-    text = describe(real)
-    if text is None:
-        error_id = uuid.uuid4().hex[:8]
-        command = interaction.command.qualified_name if interaction.command else "?"
-        log.error(
-            "error id %s in /%s (guild %s, user %s)", error_id, command, interaction.guild_id, interaction.user.id,
-            exc_info=(type(real), real, real.__traceback__),
-        )
-        text = _("Something went wrong on our side (error id {error_id}); nothing was charged.", error_id=error_id)
-    else:
-        log.info("command %s refused: %s", interaction.command.name if interaction.command else "?", type(real).__name__)
-    await send_ephemeral(interaction, text)
+class FramecastTree(app_commands.CommandTree[Any]):
+    """The bot's command tree: every failed command becomes one ephemeral message (Red-DiscordBot's
+    pattern: the tree's own `on_error`, not a function assigned onto a tree instance)."""
 
-
-class ErrorsCog(commands.Cog):
-    """Installs `handle_command_error` as the tree's error hook while loaded."""
-
-    def __init__(self, bot: commands.Bot) -> None:
-        self.bot = bot
-        self._previous: Any = None
-
-    async def cog_load(self) -> None:
-        tree = self.bot.tree
-        self._previous = tree.on_error
-        tree.on_error = handle_command_error  # type: ignore[method-assign]
-
-    async def cog_unload(self) -> None:
-        if self._previous is not None:
-            self.bot.tree.on_error = self._previous  # type: ignore[method-assign]
-
-
-async def setup(bot: commands.Bot) -> None:
-    await bot.add_cog(ErrorsCog(bot))
+    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+        real = unwrap(error)
+        text = describe(real)
+        if text is None:
+            error_id = uuid.uuid4().hex[:8]
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error(
+                "error id %s in /%s (guild %s, user %s)", error_id, command, interaction.guild_id,
+                interaction.user.id, exc_info=(type(real), real, real.__traceback__),
+            )
+            text = _("Something went wrong on our side (error id {error_id}); nothing was charged.",
+                     error_id=error_id)
+        else:
+            log.info("command %s refused: %s", interaction.command.name if interaction.command else "?",
+                     type(real).__name__)
+        await send_ephemeral(interaction, text)

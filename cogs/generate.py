@@ -22,14 +22,17 @@ from bot.attachments import AttachmentError, AttachmentProcessor
 from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, models_for, option_values
 from bot.i18n import _, translate
 from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
+from bot.jobs.service import Requester
+from bot.providers.registry import image_host
 from bot.publishing.components import button_view, card_embed
 from bot.publishing.render import thread_name
-from bot.jobs.service import Requester
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 from cogs.interaction import member_role_ids, require_guild
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +130,7 @@ def quote(text: str) -> str:
 class GenerateCog(commands.Cog):
     """Owns the three generation commands and the attachment processor they share."""
 
-    def __init__(self, bot: commands.Bot, *, attachments: AttachmentProcessor | None = None) -> None:
+    def __init__(self, bot: FramecastBot, *, attachments: AttachmentProcessor | None = None) -> None:
         self.bot = bot
         self._attachments = attachments
         self._own_http: httpx.AsyncClient | None = None
@@ -135,12 +138,12 @@ class GenerateCog(commands.Cog):
         self.cooldowns = MemberCooldowns()
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     async def cog_load(self) -> None:
         if self._attachments is None:
-            settings = self.bot.settings  # type: ignore[attr-defined]
+            settings = self.bot.settings
             self._own_http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, follow_redirects=True)
             self._attachments = AttachmentProcessor(
                 self._own_http, max_bytes=settings.max_attachment_bytes, image_hosts=_image_hosts(self.services),
@@ -381,14 +384,11 @@ def _accepted_text(job: "JobRecord", summary: discord.Message | None, thread: di
              "cannot post here).", id=job.id)
 
 
-def _image_hosts(services: Any) -> dict[ProviderName, Any]:
+def _image_hosts(services: Services) -> dict[ProviderName, Any]:
     """Providers that re-host images for themselves (kie.ai's file upload), by provider name."""
-    from bot.providers.registry import image_host
-
-    providers = getattr(services, "providers", None) or getattr(services.jobs, "providers", None) or {}
-    host = image_host(providers)
+    host = image_host(services.providers)
     return {ProviderName.KIE: host} if host is not None else {}
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(GenerateCog(bot))

@@ -7,7 +7,7 @@ members' prompts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -22,7 +22,9 @@ from cogs.generate import describe_options, quote
 from cogs.interaction import member_role_ids, require_guild
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
     from bot.jobs.models import JobRecord
+    from bot.services import Services
 
 LIST_LIMIT = 10
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
@@ -102,25 +104,24 @@ def detail_text(job: "JobRecord", locale: Any = None) -> Joined:
     return join(lines, "\n")
 
 
-async def is_moderator(interaction: discord.Interaction, services: Any) -> bool:
+async def is_moderator(interaction: discord.Interaction, services: Services) -> bool:
     """Manage Server (or Administrator), or the server's configured moderator role."""
     permissions = interaction.permissions
     if permissions.manage_guild or permissions.administrator:
         return True
-    store = getattr(services, "guild_settings", None)
-    if store is None or interaction.guild_id is None:
+    if interaction.guild_id is None:
         return False
-    role_id = (await store.get(interaction.guild_id)).moderator_role_id
+    role_id = (await services.guild_settings.get(interaction.guild_id)).moderator_role_id
     return role_id is not None and role_id in member_role_ids(interaction.user)
 
 
 class JobsCog(commands.Cog):
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @app_commands.command(name="jobs", description="Your recent video jobs in this server")
     @app_commands.guild_only()
@@ -179,5 +180,5 @@ def choice_name(job_id: int, status: str, prompt: str, locale: Any = None) -> st
     return head + (words if len(words) <= room else words[: room - 1].rstrip() + "\u2026")
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(JobsCog(bot))

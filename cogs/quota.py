@@ -7,7 +7,7 @@ moderator's change - a new budget, a grant, a reset - shows on the very next `/q
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -16,6 +16,10 @@ from discord.ext import commands
 from bot.i18n import Text, _, join, translate
 from bot.quota.service import Balance, credits_text
 from cogs.interaction import guild_id_of, member_role_ids
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
+    from bot.services import Services
 
 
 def balance_lines(balance: Balance) -> list[Text]:
@@ -46,12 +50,12 @@ def balance_lines(balance: Balance) -> list[Text]:
 class QuotaCog(commands.Cog):
     """Members' own credit view."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @app_commands.command(name="quota", description="Your credits in this server: left, on hold, and when they come back")
     @app_commands.guild_only()
@@ -64,5 +68,5 @@ class QuotaCog(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(QuotaCog(bot))

@@ -22,8 +22,9 @@ from bot.app import (
     main,
     point_discord_py_at,
 )
-from bot.discord_bot import FramecastBot, framecast_intents
+from bot.discord_bot import EXTENSIONS, FramecastBot, framecast_intents
 from bot.settings import Settings
+from cogs.errors import FramecastTree
 from tests.fakes.discord_api import FakeDiscord
 
 
@@ -134,6 +135,14 @@ def test_no_privileged_intents_and_no_mentions_by_default() -> None:
     assert bot.allowed_mentions is not None and bot.allowed_mentions.to_dict() == {"parse": []}
 
 
+def test_the_error_handler_is_the_trees_own_on_error() -> None:
+    """Red-DiscordBot's pattern: a CommandTree subclass, in place before any cog loads."""
+    bot = FramecastBot(Settings(discord_token="t", _env_file=None))  # type: ignore[call-arg]
+    assert isinstance(bot.tree, FramecastTree)
+    assert type(bot.tree).on_error is FramecastTree.on_error
+    assert "cogs.errors" not in EXTENSIONS
+
+
 class _StubPoller:
     def __init__(self) -> None:
         self.started = 0
@@ -149,11 +158,18 @@ class _StubPoller:
 class _StubServices:
     def __init__(self) -> None:
         self.poller = _StubPoller()
+        self.cards = None
         self.closed = 0
         self.publisher: Any = None
 
     async def aclose(self) -> None:
+        """Like `Services.aclose`: the poller stops first."""
+        await self.poller.stop()
         self.closed += 1
+
+
+async def _stub_services(*_: Any) -> Any:
+    return _StubServices()
 
 
 async def test_bot_wires_services_syncs_to_guilds_and_stops_cleanly(
@@ -202,7 +218,7 @@ async def test_a_forbidden_guild_sync_is_logged_and_the_others_still_sync(
     fake.fail("PUT", rf"/applications/\d+/guilds/{other_guild}/commands", 403)
     settings = Settings(discord_token=fake.token, _env_file=None,  # type: ignore[call-arg]
                         discord_guild_ids=[other_guild, fake.GUILD_ID])
-    bot = FramecastBot(settings, extensions=(), services_factory=lambda *_: _StubServices())
+    bot = FramecastBot(settings, extensions=(), services_factory=_stub_services)
     bot.tree.command(name="hello", description="test")(_hello)
     caplog.set_level(logging.ERROR, logger="bot.discord_bot")
     try:
@@ -219,7 +235,7 @@ async def test_guild_sync_removes_commands_an_earlier_run_registered_globally(
     fake.commands[None] = [{"id": "1", "name": "hello", "description": "test", "type": 1}]  # a run without the setting
     settings = Settings(discord_token=fake.token, _env_file=None,  # type: ignore[call-arg]
                         discord_guild_ids=[fake.GUILD_ID])
-    bot = FramecastBot(settings, extensions=(), services_factory=lambda *_: _StubServices())
+    bot = FramecastBot(settings, extensions=(), services_factory=_stub_services)
     bot.tree.command(name="hello", description="test")(_hello)
     try:
         await bot.login(fake.token)  # runs setup_hook, no gateway needed

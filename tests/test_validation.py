@@ -197,6 +197,12 @@ def test_follow_up_modes_have_their_own_timing_and_price() -> None:
     assert timing_for("veo-fast-kie", Mode.UPSCALE_4K).p50 > timing_for("veo-fast-kie", Mode.UPSCALE_1080P).p50
     assert timing_for("veo-quality-kie", Mode.EXTEND) == timing_for("veo-fast-kie", Mode.TEXT)
     assert timing_for("veo-quality-kie", "text") == get_model("veo-quality-kie").timing
+    # A 4K pass on a Fast video may run past Fast's own limit: its deadline is the pass's.
+    from bot.jobs.models import deadline_for
+    from bot.settings import Settings
+    settings = Settings(discord_token="t", job_timeout_seconds=None)
+    assert deadline_for(settings, "veo-fast-kie", 0.0, Mode.UPSCALE_4K) == timing_for("veo-fast-kie", "upscale_4k").max_runtime
+    assert deadline_for(settings, "veo-fast-kie", 0.0) == get_model("veo-fast-kie").timing.max_runtime
     assert {"1080p", "extend", "4k"} <= set(COST_KEYS)
     assert kie_video(upsample=True).cost_keys == ["veo-fast-kie", "1080p"]
     # kie's 1080p endpoint takes no callBackUrl: those jobs must be polled, not wait for a callback.

@@ -53,9 +53,10 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 IN_FLIGHT_STATUSES = frozenset({JobStatus.SUBMITTING, JobStatus.RUNNING, JobStatus.UNCERTAIN})
 
 
-def deadline_for(settings: Settings, model_key: str, start: float) -> float:
-    """When a job started at `start` is given up: JOB_TIMEOUT_SECONDS, else the model's max runtime."""
-    limit = settings.job_timeout_seconds or get_model(model_key).timing.max_runtime
+def deadline_for(settings: Settings, model_key: str, start: float, mode: str = "") -> float:
+    """When a job started at `start` is given up: JOB_TIMEOUT_SECONDS, else the max runtime of its kind
+    (a follow-up's own, e.g. a 4K pass, else the model's)."""
+    limit = settings.job_timeout_seconds or get_model(model_key).timing_for(mode).max_runtime
     return start + limit
 
 

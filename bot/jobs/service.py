@@ -164,7 +164,7 @@ class JobService:
         async with self.db.transaction() as conn:
             job_id = await self.repository.insert_in(
                 conn, guild_id=requester.guild_id, channel_id=requester.channel_id, user_id=requester.user_id,
-                spec=spec, cost=cost, now=now, deadline_at=deadline_for(self.settings, spec.model_key, now),
+                spec=spec, cost=cost, now=now, deadline_at=deadline_for(self.settings, spec.model_key, now, spec.mode),
                 thread_id=origin.thread_id, origin={"locale": requester.locale, "guild_locale": requester.guild_locale,
                         "parent_job_id": origin.parent_job_id, "follow_up": origin.follow_up,
                         "request_key": origin.request_key},

@@ -178,7 +178,7 @@ class Submission:
                                                       submitted_at=now, now=now,
                                                       callback=self.callback_url(job) is not None)
         values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
-                  "deadline_at": deadline_for(self.settings, job.model_key, now), "next_due_at": first_poll,
+                  "deadline_at": deadline_for(self.settings, job.model_key, now, job.mode), "next_due_at": first_poll,
                   "error_streak": 0}
         leased = False
         async with self.db.transaction() as conn:

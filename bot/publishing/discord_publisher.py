@@ -45,6 +45,7 @@ MESSAGE_MAX_CHARS = 2000
 # Discord error codes that mean "this destination is gone or closed to us", not "try later".
 UNUSABLE_TARGET_CODES = {10003, 50001, 50013, 50083, 160005, 50007}
 FILE_TOO_LARGE_CODE = 40005
+UPLOAD_LIMIT_MEMORY_SECONDS = 3600.0  # a server's boost level (its upload limit) rarely changes
 THREAD_ARCHIVE_MINUTES = 1440  # Discord's default for a thread made from the client
 
 
@@ -100,6 +101,7 @@ class DiscordPublisher:
         self._http = http
         self._own_http = http is None
         self._download_timeout = download_timeout
+        self._upload_limits: dict[int, tuple[int, float]] = {}  # guild id -> (bytes, when asked)
 
     async def aclose(self) -> None:
         if self._own_http and self._http is not None:
@@ -108,7 +110,7 @@ class DiscordPublisher:
 
     # --- results ------------------------------------------------------------------------------------
 
-    async def deliver(self, job: "JobRecord", message: ResultMessage) -> int:
+    async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
         content = message.content
         if message.video_url and message.video_url not in content:
             content = f"{content}\n{message.video_url}"
@@ -156,7 +158,7 @@ class DiscordPublisher:
         raise DeliveryError(f"job {job.id}: no destination accepted the result ({'; '.join(reasons)})",
                             retryable=False)
 
-    async def _make_missing_thread(self, job: "JobRecord") -> Any | None:
+    async def _make_missing_thread(self, job: JobRecord) -> Any | None:
         """The thread the row names on the summary, made now: the bot stopped after recording it (a
         public thread on a message has the message's id) and before asking Discord. None when that
         is not the case or Discord says no (summary deleted, thread removed by a moderator)."""
@@ -173,13 +175,13 @@ class DiscordPublisher:
             log.info("job %s: its thread is gone and cannot be made on the summary (%s %s)", job.id,
                      exc.status, exc.code)
             return None
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:
             raise _classify(exc, f"thread on summary {job.summary_message_id}") from exc
         thread_id = int(made["id"])
         log.info("job %s: made its missing thread %s on the summary", job.id, thread_id)
         return self._partial(thread_id, job.guild_id, discord.ChannelType.public_thread)
 
-    def _may_have_been_posted(self, job: "JobRecord") -> bool:
+    def _may_have_been_posted(self, job: JobRecord) -> bool:
         """A retry, or a first attempt so late (a restart after a crash) that Discord's nonce memory
         may have lapsed: look before posting."""
         if job.delivery_attempts > 0:
@@ -203,7 +205,7 @@ class DiscordPublisher:
                     raise
                 # Our idea of the upload limit was wrong; the link alone still works.
                 sent = await target.send(content, **extra)
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:
             raise _classify(exc, where) from exc
         if not sent or not getattr(sent, "id", None):
             raise DeliveryError(f"Discord returned no message id for {where}", retryable=True)
@@ -234,19 +236,31 @@ class DiscordPublisher:
         try:
             user = self.bot.get_user(user_id) or await self.bot.fetch_user(user_id)
             return user.dm_channel or await user.create_dm()
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:
             raise _classify(exc, f"DM with {user_id}") from exc
 
-    def _upload_limit(self, guild_id: int) -> int:
+    async def _upload_limit(self, guild_id: int) -> int:
+        """The server's upload limit: from the gateway's guild cache when this process has one, else
+        asked over REST (a worker has no gateway) and remembered for a while; the base limit if unknown."""
         guild = self.bot.get_guild(guild_id)
-        return guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        if guild is not None:
+            return guild.filesize_limit
+        known = self._upload_limits.get(guild_id)
+        if known is not None and self._clock.now() - known[1] < UPLOAD_LIMIT_MEMORY_SECONDS:
+            return known[0]
+        try:
+            limit = (await self.bot.fetch_guild(guild_id, with_counts=False)).filesize_limit
+        except (TimeoutError, discord.HTTPException, aiohttp.ClientError, OSError):
+            return discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        self._upload_limits[guild_id] = (limit, self._clock.now())
+        return limit
 
-    async def _download_video(self, job: "JobRecord", message: ResultMessage) -> bytes | None:
+    async def _download_video(self, job: JobRecord, message: ResultMessage) -> bytes | None:
         """The video bytes when they fit the server's upload limit; None means "post the link only"."""
         assert message.video_url is not None
         # A little headroom for the multipart envelope. A DM fallback with a smaller limit answers
         # "too large" and `_send` then posts the link alone.
-        cap = self._upload_limit(job.guild_id) - 64 * 1024
+        cap = await self._upload_limit(job.guild_id) - 64 * 1024
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=self._download_timeout, follow_redirects=True)
         chunks: list[bytes] = []
@@ -271,20 +285,20 @@ class DiscordPublisher:
 
     # --- cards --------------------------------------------------------------------------------------
 
-    async def edit_card(self, job: "JobRecord", channel_id: int, message_id: int, card: Card) -> bool:
+    async def edit_card(self, job: JobRecord, channel_id: int, message_id: int, card: Card) -> bool:
         """Edit a job's card; False when it is gone (never re-made). Other failures raise (retried)."""
         return await edit_card_message(self.bot, job.guild_id, channel_id, message_id, card)
 
     # --- notices ------------------------------------------------------------------------------------
 
-    async def post_notice(self, job: "JobRecord", text: str, nonce: str) -> int:
+    async def post_notice(self, job: JobRecord, text: str, nonce: str) -> int:
         where = job.thread_id or job.channel_id
         kind = discord.ChannelType.public_thread if job.thread_id else None
         target = self._partial(where, job.guild_id, kind)
         try:
             sent = await target.send(text[:MESSAGE_MAX_CHARS], nonce=nonce,
                                      allowed_mentions=discord.AllowedMentions.none())
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:
             classified = _classify(exc, f"notice for job {job.id}")
             if isinstance(classified, _Unusable):
                 raise DeliveryError(f"job {job.id}: notice not postable ({classified})", retryable=False) from exc
@@ -300,7 +314,7 @@ class DiscordPublisher:
         try:
             sent = await target.send(text[:MESSAGE_MAX_CHARS], nonce=nonce,
                                      allowed_mentions=discord.AllowedMentions.none())
-        except Exception as exc:  # noqa: BLE001 - classified, then re-raised
+        except Exception as exc:
             classified = _classify(exc, f"audit channel {channel_id}")
             if isinstance(classified, _Unusable):
                 raise DeliveryError(f"audit channel {channel_id} is unusable ({classified})", retryable=False) from exc

@@ -14,6 +14,8 @@ this module assembles them into the one cog, so the command tree and the check a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import discord
 from discord import app_commands
 from discord.ext import commands
@@ -23,6 +25,9 @@ from cogs.admin.members import MemberCommands
 from cogs.admin.moderation import ModerationCommands
 from cogs.admin.settings import SettingsCommands
 from cogs.jobs import is_moderator
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
 
 __all__ = ["AdminCog", "NotModerator", "setup"]
 
@@ -37,7 +42,7 @@ class AdminCog(
 ):
     """Every `/framecast ...` command; `interaction_check` guards them all."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
         super().__init__()
 
@@ -53,5 +58,5 @@ class AdminCog(
         return True
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(AdminCog(bot))

@@ -8,7 +8,7 @@ its commands to them and `AdminCog` lists them exactly as before the split.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -18,6 +18,10 @@ from bot.catalog import COST_KEYS, Family
 from bot.i18n import Text, _, _n, join, translate
 from bot.validation import InputError
 from cogs.interaction import guild_id_of
+
+if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
+    from bot.services import Services
 
 MAX_CREDITS = 1_000_000
 MAX_CONCURRENT = 50
@@ -112,7 +116,7 @@ def _budget_value(option: str, credits: int | None, unlimited: bool) -> int | No
 class AdminBase:
     """State and plumbing shared by the command mixins; `AdminCog` supplies `bot` and the check."""
 
-    bot: Any
+    bot: FramecastBot
 
     settings = app_commands.Group(name="settings", description="The server's Framecast settings")
     cost = app_commands.Group(name="cost", description="What each model costs in this server")
@@ -124,8 +128,8 @@ class AdminBase:
     audit_log = app_commands.Group(name="audit", description="Where moderator actions are posted")
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @property
     def store(self) -> Any:

@@ -23,7 +23,7 @@ from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.vendors import FakeKieVendor
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens, and the poller is stopped anyway
-COG_EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs", "cogs.actions")
+COG_EXTENSIONS = ("cogs.generate", "cogs.jobs", "cogs.actions")
 MAX_ATTACHMENT_BYTES = 64 * 1024
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 256

@@ -17,7 +17,7 @@ GUILD = FakeDiscord.GUILD_ID
 CHANNEL = FakeDiscord.CHANNEL_ID
 USER = FakeDiscord.USER_ID
 OTHER = 1400000000000000009  # another member, no special permissions
-EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs", "cogs.actions")
+EXTENSIONS = ("cogs.generate", "cogs.jobs", "cogs.actions")
 
 
 @pytest.fixture

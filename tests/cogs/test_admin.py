@@ -22,7 +22,7 @@ GUILD = FakeDiscord.GUILD_ID
 USER = FakeDiscord.USER_ID
 MOD = FakeDiscord.MODERATOR_ID
 OTHER = 1400000000000000009
-EXTENSIONS = ("cogs.errors", "cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin")
+EXTENSIONS = ("cogs.generate", "cogs.jobs", "cogs.quota", "cogs.admin")
 REFUSED = "Only moderators can use /framecast"
 OPTION_USER, OPTION_CHANNEL, OPTION_ROLE = 6, 7, 8
 

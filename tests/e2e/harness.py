@@ -78,6 +78,7 @@ class BotHarness:
         self.http_port = free_port()
         self.process: asyncio.subprocess.Process | None = None
         self.runs = 0
+        self.role_processes: list[RoleProcess] = []
         self.log_path: Path | None = None
         self._log_file: Any = None
 
@@ -94,6 +95,8 @@ class BotHarness:
         try:
             if self.process is not None and self.process.returncode is None:
                 await self.kill()
+            for extra in self.role_processes:
+                await extra.stop(signal.SIGKILL)
         finally:
             self._close_log()
             for fake in (self.kie, self.unified, self.kling):
@@ -212,3 +215,51 @@ class BotHarness:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+    # --- more processes: `python -m bot gateway` / `worker` beside (or instead of) the main one -------
+    async def spawn(self, *args: str, name: str, env: dict[str, str] | None = None) -> RoleProcess:
+        """Start `python -m bot <args>` with this harness's environment (plus `env`); log in `<name>.log`."""
+        full_env = {**self.env(), **(env or {})}
+        process = RoleProcess(self.tmp_path / f"{name}.log")
+        await process.start(args, cwd=self.tmp_path, env=full_env)
+        self.role_processes.append(process)
+        return process
+
+
+class RoleProcess:
+    """One extra bot process (a gateway or a worker): start, wait for a log line, SIGKILL or SIGTERM."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.process: asyncio.subprocess.Process | None = None
+        self._log_file: Any = None
+
+    async def start(self, args: tuple[str, ...], *, cwd: Path, env: dict[str, str]) -> None:
+        self._log_file = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", *args, cwd=str(cwd), env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=self._log_file, stderr=asyncio.subprocess.STDOUT)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            assert self.process is not None
+            if self.process.returncode is not None:
+                raise AssertionError(f"{self.log_path.name}: exited {self.process.returncode} before logging "
+                                     f"{text!r}:\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.log_path.name}: no {text!r} after {timeout}s:\n{self.log_text()}")
+            await asyncio.sleep(0.05)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        return code

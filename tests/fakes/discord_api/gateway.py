@@ -18,9 +18,11 @@ class GatewayMixin(DiscordState):
 
     # ------------------------------------------------------------------ gateway test API
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH event to every identified gateway session."""
+        """Send a DISPATCH event to every identified gateway session that holds its guild's shard
+        (Discord's rule: shard = (guild_id >> 22) % shard count)."""
+        guild_id = data.get("guild_id") if isinstance(data, dict) else None
         for session in list(self._sockets):
-            if session.identified:
+            if session.identified and (guild_id is None or session.holds_guild(int(guild_id))):
                 await session.send_dispatch(event, data)
 
     async def dispatch_interaction(self, payload: dict[str, Any]) -> float:
@@ -62,6 +64,11 @@ class _GatewaySession:
         self.ws = ws
         self.identified = False
         self.state: _SessionState | None = None
+        self.shard: tuple[int, int] = (0, 1)  # [shard_id, num_shards] from IDENTIFY
+
+    def holds_guild(self, guild_id: int) -> bool:
+        shard_id, count = self.shard
+        return (guild_id >> 22) % count == shard_id
 
     async def send(self, payload: dict[str, Any]) -> None:
         if not self.ws.closed:
@@ -99,18 +106,22 @@ class _GatewaySession:
         if int(data.get("intents", 0)) & PRIVILEGED_INTENTS and not fake.allow_privileged_intents:
             await self.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        shard = data.get("shard") or [0, 1]
+        self.shard = (int(shard[0]), int(shard[1]))
         session_id = f"session-{fake.next_id()}"
-        self.state = _SessionState(session_id)
+        self.state = _SessionState(session_id, self.shard)
         fake._session_states[session_id] = self.state
         self.identified = True
         resume_url = fake.base_url.replace("http://", "ws://") + "/gateway/resume"
+        guilds = [{"id": str(fake.GUILD_ID), "unavailable": True}] if self.holds_guild(fake.GUILD_ID) else []
         await self.send_dispatch("READY", {
-            "v": 10, "user": fake.users[fake.BOT_USER_ID], "guilds": [{"id": str(fake.GUILD_ID), "unavailable": True}],
+            "v": 10, "user": fake.users[fake.BOT_USER_ID], "guilds": guilds, "shard": list(self.shard),
             "session_id": session_id, "resume_gateway_url": resume_url,
             "application": {"id": str(fake.APPLICATION_ID), "flags": 0}, "private_channels": [],
             "relationships": [], "user_settings": {}, "presences": [], "geo_ordered_rtc_regions": [],
             "session_type": "normal", "auth": {}, "_trace": ["fake-gateway"]})
-        await self.send_dispatch("GUILD_CREATE", fake.guild_create_payload())
+        if guilds:
+            await self.send_dispatch("GUILD_CREATE", fake.guild_create_payload())
         fake.ready_count += 1
         await fake._notify()
 
@@ -122,6 +133,7 @@ class _GatewaySession:
             await self.send({"op": 9, "d": False})
             return
         self.state = state
+        self.shard = state.shard
         self.identified = True
         for frame in [f for f in state.events if f["s"] > int(data.get("seq") or 0)]:
             await self.send(frame)
@@ -132,5 +144,6 @@ class _GatewaySession:
 @dataclass
 class _SessionState:
     session_id: str
+    shard: tuple[int, int] = (0, 1)
     sequence: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
