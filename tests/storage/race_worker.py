@@ -15,6 +15,7 @@ from bot.quota import ledger
 from bot.quota.service import QuotaService
 from storage.database import Database, open_database
 from storage.jobs import JobRepository
+from fakes.settings import make_settings
 from tests.quota import support
 
 GUILD, USER = 42, 7
@@ -46,7 +47,7 @@ async def submits(db: Database, index: int, cap: int, per_window: int) -> int:
 
 async def reserves(db: Database, attempts: int, cost: int) -> int:
     """Creates racing for one member's credits and slots; how many this process got accepted."""
-    quota, accepted = QuotaService(db, support.make_settings(), FakeClock(start=NOW)), 0
+    quota, accepted = QuotaService(db, make_settings(), FakeClock(start=NOW)), 0
     for _ in range(attempts):
         try:
             await support.create_job(db, quota, guild_id=GUILD, user_id=USER, cost=cost, now=NOW)
