@@ -83,12 +83,12 @@ async def command_messages() -> list[Message]:
             kling_base_url="http://127.0.0.1:9", discord_guild_ids=[],
         )
         bot = FramecastBot(settings)
-        bot.services = await build_services(settings, DiscordPublisher(bot), bot.clock)
+        bot._services = await build_services(settings, DiscordPublisher(bot), bot.clock)  # what setup_hook does
         try:
             await bot._load_extensions()
             strings = await command_strings(bot.tree)
         finally:
-            await bot.close()
+            await bot._stop_services()  # never logged in: nothing of discord.py to close
     return [Message(s.msgid, s.context, ("commands", 0), s.where) for s in strings]
 
 
