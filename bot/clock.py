@@ -58,3 +58,14 @@ class FakeClock:
     def next_deadline(self) -> float | None:
         pending = [d for d, f in self._waiters if not f.done()]
         return min(pending) if pending else None
+
+
+async def sleep_or_wake(clock: Clock, wake: asyncio.Event, delay: float) -> None:
+    """Sleep `delay` on `clock` (the benchmark's simulated one too), or until `wake` is set."""
+    sleeper = asyncio.ensure_future(clock.sleep(delay))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (sleeper, waker):
+            pending.cancel()

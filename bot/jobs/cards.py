@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.catalog import MODELS_BY_KEY, ProviderName
-from bot.clock import Clock
+from bot.clock import Clock, sleep_or_wake
 from bot.i18n import Joined, _, _n, join, option_name, translate
 from bot.jobs.models import JobRecord, JobStatus
 from bot.validation import JobSpec, mode_name
@@ -315,13 +315,7 @@ class CardKeeper:
 
     async def _idle(self) -> None:
         """Sleep a tick on the bot's clock (the benchmark's simulated one too), or until woken."""
-        sleeper = asyncio.ensure_future(self.clock.sleep(TICK_SECONDS))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pending in (sleeper, waker):
-                pending.cancel()
+        await sleep_or_wake(self.clock, self._wake, TICK_SECONDS)
 
     async def run_once(self) -> int:
         """Edit every card that needs it now; returns the number of edits made."""

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from bot import metrics
 from bot.audit import AuditRecorder, AuditService, record_in
 from bot.catalog import ProviderName
-from bot.clock import Clock
+from bot.clock import Clock, sleep_or_wake
 from bot.i18n import _
 from bot.jobs.finish import Finisher
 from bot.jobs.heartbeat import Heartbeat
@@ -245,13 +245,7 @@ class Poller:
             delay = max(delay, BUSY_FLOOR_SECONDS)
         if delay <= 0 or self._stopping:
             return
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pending in (sleeper, waker):
-                pending.cancel()
+        await sleep_or_wake(self.clock, self._wake, delay)
 
     async def _housekeeping(self, force: bool = False) -> None:
         await self.outbox.post_audit_events()

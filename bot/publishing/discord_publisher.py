@@ -295,30 +295,24 @@ class DiscordPublisher:
         where = job.thread_id or job.channel_id
         kind = discord.ChannelType.public_thread if job.thread_id else None
         target = self._partial(where, job.guild_id, kind)
-        try:
-            sent = await target.send(text[:MESSAGE_MAX_CHARS], nonce=nonce,
-                                     allowed_mentions=discord.AllowedMentions.none())
-        except Exception as exc:  # classified: re-raised unless the place is unusable
-            classified = _classify(exc, f"notice for job {job.id}")
-            if isinstance(classified, _Unusable):
-                raise DeliveryError(f"job {job.id}: notice not postable ({classified})", retryable=False) from exc
-            raise classified from exc
-        if not sent or not getattr(sent, "id", None):
-            raise DeliveryError(f"Discord returned no message id for a notice of job {job.id}", retryable=True)
-        return int(sent.id)
+        return await self._send_text(target, text, nonce, f"notice for job {job.id}")
 
     # --- audit --------------------------------------------------------------------------------------
 
     async def post_audit(self, guild_id: int, channel_id: int, text: str, nonce: str) -> int:
         target = self._partial(channel_id, guild_id, None)
+        return await self._send_text(target, text, nonce, f"audit channel {channel_id}")
+
+    async def _send_text(self, target: discord.PartialMessageable, text: str, nonce: str, where: str) -> int:
+        """Post a short text that pings nobody; a place closed to us is final, anything else classified."""
         try:
             sent = await target.send(text[:MESSAGE_MAX_CHARS], nonce=nonce,
                                      allowed_mentions=discord.AllowedMentions.none())
-        except Exception as exc:  # classified, then re-raised
-            classified = _classify(exc, f"audit channel {channel_id}")
+        except Exception as exc:  # classified: re-raised, final when the place is unusable
+            classified = _classify(exc, where)
             if isinstance(classified, _Unusable):
-                raise DeliveryError(f"audit channel {channel_id} is unusable ({classified})", retryable=False) from exc
+                raise DeliveryError(f"{where} is not postable ({classified})", retryable=False) from exc
             raise classified from exc
         if not sent or not getattr(sent, "id", None):
-            raise DeliveryError(f"Discord returned no message id for audit channel {channel_id}", retryable=True)
+            raise DeliveryError(f"Discord returned no message id for {where}", retryable=True)
         return int(sent.id)
