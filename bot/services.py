@@ -50,8 +50,7 @@ class Services:
     async def aclose(self) -> None:
         """Stop the card keeper and the poller, release vendor pools (ours only), close the database."""
         try:
-            if self.cards is not None:
-                await self.cards.stop()
+            await self.cards.stop()
             await self.poller.stop()
         finally:
             try:
