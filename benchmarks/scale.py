@@ -49,7 +49,7 @@ import httpx  # noqa: E402
 
 from benchmarks.scale_report import print_comparison, print_run  # noqa: E402
 from benchmarks.sim import percentile  # noqa: E402
-from benchmarks.workload import SIGMA, arrival_times, request_mix, seed_history  # noqa: E402
+from benchmarks.workload import ARRIVAL_WINDOW, SIGMA, arrival_times, request_mix, seed_history  # noqa: E402
 from bot.clock import SystemClock  # noqa: E402
 from bot.jobs.service import Requester  # noqa: E402
 from bot.services import Services, build_services  # noqa: E402
@@ -68,6 +68,7 @@ BACKLOG_AFTER = 1.0  # a job counts as waiting when it has been due for longer t
 TICKS = os.sysconf("SC_CLK_TCK")
 LOGGED_IN = "logged in as"
 SATURATE_POLL_INTERVAL = 1.0
+PROGRESS_EVERY = 60.0
 
 
 # --- /proc ------------------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ class Options:
     saturate: float | None = None
     poll_interval: float | None = None
     duration_scale: float = 1.0
+    arrival_window: float = ARRIVAL_WINDOW
     timeout: float = 1800.0
     log_level: str = "INFO"
 
@@ -213,7 +215,8 @@ async def create_jobs(services: Services, options: Options, discord: dict[str, A
     """The workload's orders through the gateway's service, at their arrival instants (wall clock)."""
     rng = random.Random(options.seed)
     requests = request_mix(rng, options.jobs)
-    arrivals = arrival_times(rng, options.jobs)
+    stretch = options.arrival_window / ARRIVAL_WINDOW
+    arrivals = [at * stretch for at in arrival_times(rng, options.jobs)]
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(options.jobs):
         queue.put_nowait(index)
@@ -235,11 +238,15 @@ async def create_jobs(services: Services, options: Options, discord: dict[str, A
 
 async def wait_delivered(db: Database, options: Options, started: float) -> int:
     deadline = started + (options.saturate if options.saturate else options.timeout)
+    said = started
     while True:
         done = int(await db.fetchval("SELECT COUNT(*) FROM jobs WHERE prompt LIKE 'benchmark clip %'"
                                      " AND delivery_state = 'delivered'"))
         if done >= options.jobs or time.time() >= deadline:
             return done
+        if time.time() - said >= PROGRESS_EVERY:
+            said = time.time()
+            print(f"    {said - started:4.0f} s: {done} delivered (load {load_average()})", flush=True)
         await asyncio.sleep(1.0)
 
 
@@ -500,12 +507,15 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> 
                         help="POLL_INTERVAL_SECONDS for the workers (default: the learned schedule)")
     parser.add_argument("--duration-scale", type=float, default=1.0,
                         help="quick runs only: every vendor task takes this fraction of the workload's time")
+    parser.add_argument("--arrival-window", type=float, default=ARRIVAL_WINDOW,
+                        help="seconds over which the jobs are ordered (the workload's: 30)")
 
 
 def options_from(args: argparse.Namespace, jobs: int) -> Options:
     return Options(jobs=jobs, seed=args.seed, sigma=args.sigma or SIGMA, latency=args.latency,
                    channels=args.channels, cold=args.cold, saturate=args.saturate, timeout=args.timeout,
-                   log_level=args.log_level, poll_interval=args.poll_interval, duration_scale=args.duration_scale)
+                   log_level=args.log_level, poll_interval=args.poll_interval, duration_scale=args.duration_scale,
+                   arrival_window=args.arrival_window)
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.run import lookup as dotted
+
 # (label, dotted key, unit)
 ROWS: list[tuple[str, str, str]] = [
     ("jobs delivered / created", "delivered_of", ""),
@@ -36,13 +38,8 @@ ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-def lookup(result: dict[str, Any], dotted: str) -> Any:
-    if dotted in DERIVED:
-        return DERIVED[dotted](result)
-    value: Any = result
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def lookup(result: dict[str, Any], key: str) -> Any:
+    return DERIVED[key](result) if key in DERIVED else dotted(result, key)
 
 
 def _per_worker(values: dict[str, Any]) -> list[Any]:
