@@ -69,6 +69,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 LOGGED_IN = "logged in as"
 SATURATE_POLL_INTERVAL = 1.0
 PROGRESS_EVERY = 60.0
+STEADY_AFTER = 5.0  # seconds after the last submit: the first checks of the last jobs are behind us
 
 
 # --- /proc ------------------------------------------------------------------------------------------
@@ -167,8 +168,8 @@ class Sampler:
             await asyncio.sleep(SAMPLE_SECONDS)
             now, cpu = time.time(), self.cpu_now()
             row = await self.db.fetchone(
-                "SELECT COUNT(*) FILTER (WHERE next_due_at <= ?) AS waiting,"
-                " COUNT(*) FILTER (WHERE next_due_at IS NOT NULL) AS open FROM jobs", (now - BACKLOG_AFTER,))
+                "SELECT COUNT(*) FILTER (WHERE next_due_at <= ?) AS waiting, COUNT(*) AS open FROM jobs"
+                " WHERE next_due_at IS NOT NULL", (now - BACKLOG_AFTER,))  # the poller's own index
             span = now - at
             assert row is not None
             self.rows.append({"t": round(now, 3), "waiting": int(row["waiting"]), "open": int(row["open"]),
@@ -388,12 +389,15 @@ def per_second(instants: list[float], start: float, end: float) -> tuple[float |
     return float(max(counts.values())), round(len(instants) / (end - start), 1)
 
 
-def status_rates(series: list[list[Any]], start: float, end: float) -> dict[str, Any]:
-    """Status checks per second from the vendor fakes' per-second counts, between `start` and `end`."""
-    inside = [int(counts.get("query", 0)) for at, counts in series if start < at <= end + 1]
+def status_rates(series: list[list[Any]], start: float, end: float, steady_from: float) -> dict[str, Any]:
+    """Status checks per second from the vendor fakes' per-second counts, between `start` and `end`;
+    `steady` is the mean from `steady_from` (every job submitted) on: what a saturated run holds."""
+    inside = [(float(at), int(counts.get("query", 0))) for at, counts in series if start < at <= end + 1]
     if not inside:
-        return {"peak": None, "mean": None, "total": 0}
-    return {"peak": max(inside), "mean": round(sum(inside) / max(1.0, end - start), 1), "total": sum(inside)}
+        return {"peak": None, "mean": None, "steady": None, "total": 0}
+    steady = [n for at, n in inside if at > steady_from]
+    return {"peak": max(n for _, n in inside), "mean": round(sum(n for _, n in inside) / max(1.0, end - start), 1),
+            "steady": round(sum(steady) / len(steady), 1) if steady else None, "total": sum(n for _, n in inside)}
 
 
 def correctness(rows: list[dict[str, Any]], created: dict[int, float], posts: list[list[Any]],
@@ -442,17 +446,21 @@ def cpu_figures(cpu: tuple[dict[str, float], dict[str, float]], machine: tuple[t
             "postgres_share_of_ours": round(used.get("postgres", 0.0) / ours, 3) if ours else None}
 
 
+def ours(sample: dict[str, Any]) -> float:
+    return sum(v for k, v in sample["cores"].items() if k != "machine")
+
+
 def busiest(samples: list[dict[str, Any]], seconds: int = 10) -> dict[str, Any]:
-    """The `seconds` consecutive samples with the most CPU used on the machine: who used it there."""
+    """The `seconds` consecutive samples in which this run's processes used the most CPU: who used it,
+    and the whole machine's use (other users of the machine included) in the same stretch."""
     if len(samples) < seconds:
         return {}
-    best = max(range(len(samples) - seconds + 1),
-               key=lambda i: sum(s["cores"].get("machine", 0.0) for s in samples[i:i + seconds]))
+    best = max(range(len(samples) - seconds + 1), key=lambda i: sum(ours(s) for s in samples[i:i + seconds]))
     window = samples[best:best + seconds]
     names = window[0]["cores"].keys()
     return {"at": window[0]["t"], "cores": {n: round(sum(s["cores"].get(n, 0.0) for s in window) / seconds, 2)
                                             for n in names},
-            "waiting_max": max(s["waiting"] for s in window)}
+            "ours": round(sum(ours(s) for s in window) / seconds, 2), "waiting_max": max(s["waiting"] for s in window)}
 
 
 def summarise(*, workers: int, options: Options, started: float, ended: float, created: dict[int, float],
@@ -472,7 +480,8 @@ def summarise(*, workers: int, options: Options, started: float, ended: float, c
         "arrival_span": round(max(created.values()) - started, 1) if created else None,
         "submit_span": round(max(submitted) - started, 1) if submitted else None,
         "create_ms_p50": rnd(percentile(create_ms, 0.5)), "create_ms_p99": rnd(percentile(create_ms, 0.99)),
-        "status_checks": status_rates(fakes["vendor_stats"]["series"], started, ended),
+        "status_checks": status_rates(fakes["vendor_stats"]["series"], started, ended,
+                                      max(submitted, default=ended) + STEADY_AFTER),
         "delivered_per_second": {"peak": delivered_peak, "mean": delivered_mean},
         "latency": latencies(rows, posts, tasks),
         "correct": {**correctness(rows, created, posts, tasks), "delivered_by_count": delivered,
