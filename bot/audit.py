@@ -1,7 +1,8 @@
 """The audit trail: who did what, kept in `audit_events`, which doubles as an outbox.
 
-An event is written in the same transaction as the change it describes (`record_in`), so the trail
-cannot miss a change or describe one that was rolled back. A loop elsewhere posts pending events to
+`AuditService.record` is the one way to write an event: given the caller's connection, in the same
+transaction as the change it describes, so the trail cannot miss a change or describe one that was
+rolled back; without one, in a transaction of its own. A loop elsewhere posts pending events to
 the server's audit channel (`AuditService.pending` / `mark_posted` / `mark_failed`). Texts name
 people as `<@id>` only and the sender uses AllowedMentions.none(); `quote` makes member-written text
 (a prompt, a ban reason) safe to embed.
@@ -10,13 +11,11 @@ people as `<@id>` only and the sender uses AllowedMentions.none(); `quote` makes
 from __future__ import annotations
 
 import re
-from typing import Protocol
-
 from bot.clock import Clock
-from storage.audit import AuditEvent, AuditStore, record_in
+from storage.audit import AuditEvent, AuditStore
 from storage.database import Connection, Database
 
-__all__ = ["AuditEvent", "AuditRecorder", "AuditService", "quote", "record_in"]
+__all__ = ["AuditEvent", "AuditService", "quote"]
 
 _MENTION_LIKE = re.compile(r"@(everyone|here)|<(@[!&]?|#)(\d+)>", re.IGNORECASE)
 _ZWSP = "\u200b"
@@ -33,16 +32,8 @@ def quote(text: str, limit: int = 200) -> str:
     return flat
 
 
-class AuditRecorder(Protocol):
-    """Writes one audit row inside the caller's transaction (`record_in`); tests may pass their own."""
-
-    async def __call__(self, conn: Connection, *, guild_id: int, kind: str, text: str,
-                       actor_id: int | None = None, target_id: int | None = None, job_id: int | None = None,
-                       now: float) -> int: ...
-
-
 class AuditService:
-    """Standalone audit writes and the outbox queries for the poster loop."""
+    """Writes audit events (the one way) and answers the outbox queries of the poster loop."""
 
     def __init__(self, db: Database, clock: Clock) -> None:
         self.db = db
@@ -58,19 +49,18 @@ class AuditService:
         actor_id: int | None = None,
         target_id: int | None = None,
         job_id: int | None = None,
+        conn: Connection | None = None,
+        now: float | None = None,
     ) -> int:
-        """Record an event in its own transaction (for events that go with no other write)."""
-        async with self.db.transaction() as conn:
-            return await record_in(
-                conn,
-                guild_id=guild_id,
-                kind=kind,
-                text=text,
-                actor_id=actor_id,
-                target_id=target_id,
-                job_id=job_id,
-                now=self.clock.now(),
-            )
+        """Record an event in `conn`'s transaction (it commits or rolls back with the change it describes),
+        or in a transaction of its own when it goes with no other write; returns its id."""
+        at = self.clock.now() if now is None else now
+        if conn is not None:
+            return await self._store.add(conn, guild_id=guild_id, kind=kind, text=text, actor_id=actor_id,
+                                         target_id=target_id, job_id=job_id, now=at)
+        async with self.db.transaction() as own:
+            return await self._store.add(own, guild_id=guild_id, kind=kind, text=text, actor_id=actor_id,
+                                         target_id=target_id, job_id=job_id, now=at)
 
     async def pending(self, now: float, limit: int = 20) -> list[AuditEvent]:
         """Unposted events that are due, for servers that have an audit channel, oldest first."""

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from bot.audit import AuditRecorder, record_in
+from bot.audit import AuditService
 from bot.clock import Clock
 from bot.errors import Refusal
 from bot.i18n import _
@@ -25,12 +25,12 @@ class ServerAdmin:
     """Audited changes to one server's settings, costs, budgets, families and channel allowlist."""
 
     def __init__(self, db: Database, clock: Clock, store: GuildSettingsStore, *,
-                 wake_poller: Callable[[], None] | None = None, audit_recorder: AuditRecorder | None = None) -> None:
+                 wake_poller: Callable[[], None] | None = None, audit: AuditService | None = None) -> None:
         self.db = db
         self.clock = clock
         self.store = store
         self.wake_poller = wake_poller  # the poller posts the audit event; wake it rather than wait
-        self.record_audit: AuditRecorder = audit_recorder or record_in
+        self.audit = audit or AuditService(db, clock)
 
     @asynccontextmanager
     async def _audited(self, guild_id: int, actor_id: int, kind: str, text: str, *,
@@ -40,7 +40,7 @@ class ServerAdmin:
         now = self.clock.now()
         async with self.db.transaction() as conn:
             yield conn
-            await self.record_audit(conn, guild_id=guild_id, kind=kind, actor_id=actor_id, target_id=target_id,
+            await self.audit.record(conn=conn, guild_id=guild_id, kind=kind, actor_id=actor_id, target_id=target_id,
                                     text=f"<@{actor_id}> {text}", now=now)
         if self.wake_poller is not None:
             self.wake_poller()

@@ -50,8 +50,7 @@ class Services:
     async def aclose(self) -> None:
         """Stop the card keeper and the poller, release vendor pools (ours only), close the database."""
         try:
-            if self.cards is not None:
-                await self.cards.stop()
+            await self.cards.stop()
             await self.poller.stop()
         finally:
             try:
@@ -82,8 +81,8 @@ async def build_services(
         poller = Poller(settings=settings, db=db, clock=clock, providers=clients, quota=quota,
                         publisher=publisher, audit_service=audit, repository=repository, instance_id=instance_id)
         jobs = JobService(settings=settings, db=db, clock=clock, providers=clients, quota=quota, policy=policy,
-                          repository=repository, wake_poller=poller.wake)
-        admin = ServerAdmin(db, clock, store, wake_poller=poller.wake)
+                          repository=repository, audit=audit, wake_poller=poller.wake)
+        admin = ServerAdmin(db, clock, store, wake_poller=poller.wake, audit=audit)
         cards = CardKeeper(store=CardStore(db), repository=repository, clock=clock, settings=settings,
                            publisher=publisher)
     except BaseException:

@@ -26,10 +26,13 @@ from bot.jobs.actions import PROMPT_ACTIONS, JobActions
 from bot.jobs.cards import CANCEL, EXTEND
 from bot.validation import GenerationRequest, ImageInput, InputError, JobSpec
 from cogs.errors import describe, send_ephemeral, unwrap
-from cogs.generate import requester_from
+from cogs.generate import GenerateCog, requester_from
+from cogs.interaction import member_role_ids
 from cogs.jobs import is_moderator
 
 if TYPE_CHECKING:
+    from bot.discord_bot import FramecastBot
+    from bot.services import Services
     from bot.jobs.models import JobRecord
 
 log = logging.getLogger(__name__)
@@ -122,22 +125,22 @@ class MakeVideoModal(discord.ui.Modal):
 class ActionsCog(commands.Cog):
     """Handles every Framecast button (`bot.publishing.components.JobButton` hands clicks here)."""
 
-    def __init__(self, bot: commands.Bot) -> None:
+    def __init__(self, bot: FramecastBot) -> None:
         self.bot = bot
         self.menu = app_commands.guild_only()(app_commands.ContextMenu(name="Make a video", callback=self.make_video))
 
     @property
-    def services(self) -> Any:
-        return self.bot.services  # type: ignore[attr-defined]
+    def services(self) -> Services:
+        return self.bot.services
 
     @property
     def actions(self) -> JobActions:
         return JobActions(self.services.jobs)
 
     @property
-    def generate(self) -> Any:
+    def generate(self) -> GenerateCog:
         cog = self.bot.get_cog("GenerateCog")
-        if cog is None:
+        if not isinstance(cog, GenerateCog):
             raise Refusal("not_available", _("Making videos is not available right now."))
         return cog
 
@@ -163,8 +166,8 @@ class ActionsCog(commands.Cog):
 
     def cooldowns_forgive(self, interaction: discord.Interaction) -> None:
         cog = self.bot.get_cog("GenerateCog")
-        if cog is not None:
-            cog.cooldowns.forgive(interaction)  # type: ignore[attr-defined]
+        if isinstance(cog, GenerateCog):
+            cog.cooldowns.forgive(interaction)
 
     # --- buttons ----------------------------------------------------------------------------------
     async def on_button(self, interaction: discord.Interaction, action: str, job_id: int) -> None:
@@ -210,9 +213,7 @@ class ActionsCog(commands.Cog):
             await self.fail(interaction, error)
 
     def _wake_cards(self) -> None:
-        cards = getattr(self.services, "cards", None)
-        if cards is not None:
-            cards.wake()
+        self.services.cards.wake()
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -269,7 +270,7 @@ class ActionsCog(commands.Cog):
         providers = services.jobs.available_providers()
         models = [m for family in Family for m in models_for(family, providers)]
         costs = {m.key: await services.quota.cost_of(interaction.guild_id, _text_spec(m)) for m in models}
-        roles = tuple(int(r) for r in getattr(interaction.user, "_roles", ()) or ())
+        roles = member_role_ids(interaction.user)
         balance = await services.quota.balance(interaction.guild_id, interaction.user.id, roles)
         text = help_text(models, costs, remaining=balance.remaining, budget=balance.budget,
                          active=balance.active_jobs, max_active=balance.max_concurrent,
@@ -277,7 +278,7 @@ class ActionsCog(commands.Cog):
         await interaction.edit_original_response(content=text, allowed_mentions=discord.AllowedMentions.none())
 
 
-def _modal_is_open(bot: commands.Bot, custom_id: str) -> bool:
+def _modal_is_open(bot: discord.Client, custom_id: str) -> bool:
     """Whether this process opened the modal and still listens for it (then it answers it itself)."""
     store = getattr(getattr(bot, "_connection", None), "_view_store", None)
     return custom_id in (getattr(store, "_modals", None) or {})
@@ -305,5 +306,5 @@ def _replace_channel(requester: Any, channel_id: int) -> Any:
     return replace(requester, channel_id=channel_id, parent_channel_id=None)
 
 
-async def setup(bot: commands.Bot) -> None:
+async def setup(bot: FramecastBot) -> None:
     await bot.add_cog(ActionsCog(bot))

@@ -11,9 +11,14 @@ import itertools
 import time
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 from bot.clock import Clock
 from bot.jobs.models import JobRecord
 from bot.publishing.base import DeliveryError, ResultMessage
+
+if TYPE_CHECKING:
+    from bot.jobs.cards import Card
 
 Fault = DeliveryError | str
 """A DeliveryError to raise, or a shorthand: "429", "503" (retryable, nothing posted), "gone" (no
@@ -52,6 +57,9 @@ class RecordingPublisher:
         self.notices: list[tuple[int, str, str]] = []  # (job id, text, nonce), a repeated nonce dropped
         self.faults: list[Fault] = []
         self.fault_for: dict[int, list[Fault]] = {}
+        self.card_edits_made: list[tuple[int, "Card"]] = []  # (job id, card) per successful edit
+        self.cards_gone: set[int] = set()  # card message ids Discord no longer has
+        self.card_failures = 0  # the next N card edits raise (retryable)
         self._ids = itertools.count(first_id)
 
     async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
@@ -85,6 +93,15 @@ class RecordingPublisher:
         if nonce not in {n for _, _, n in self.notices}:  # Discord drops a repeated nonce
             self.notices.append((job.id, str(text), nonce))
         return next(self._ids)
+
+    async def edit_card(self, job: JobRecord, channel_id: int, message_id: int, card: "Card") -> bool:
+        if self.card_failures:
+            self.card_failures -= 1
+            raise DeliveryError("Discord is busy", retryable=True)
+        if message_id in self.cards_gone:
+            return False
+        self.card_edits_made.append((job.id, card))
+        return True
 
     def results_for(self, job_id: int) -> list[ResultMessage]:
         return [m for j, m in self.messages.values() if j == job_id]

@@ -1,7 +1,8 @@
 """All SQL on `audit_events`, the audit trail that doubles as an outbox (see bot.audit for why).
 
-`record_in` writes inside the caller's transaction, so an event commits with the change it
-describes; `AuditStore` holds the outbox queries of the poster loop.
+`AuditStore.add` is the one INSERT (inside the caller's transaction, so an event commits with the
+change it describes); the rest are the outbox queries of the poster loop. Callers write through
+`bot.audit.AuditService.record`.
 """
 
 from __future__ import annotations
@@ -47,31 +48,22 @@ def _event(row: Row) -> AuditEvent:
     )
 
 
-async def record_in(
-    conn: Connection,
-    *,
-    guild_id: int,
-    kind: str,
-    text: str,
-    actor_id: int | None = None,
-    target_id: int | None = None,
-    job_id: int | None = None,
-    now: float,
-) -> int:
-    """Add an event inside the caller's transaction; returns its id. It is due for posting at once."""
-    return await insert_row(
-        conn,
-        "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (guild_id, kind, actor_id, target_id, job_id, text, now, now),
-    )
-
-
 class AuditStore:
-    """The outbox queries: what is due, posted, failed; and the latest events of a server."""
+    """The one write of an event, the outbox queries (what is due, posted, failed) and a server's latest."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @staticmethod
+    async def add(conn: Connection, *, guild_id: int, kind: str, text: str, actor_id: int | None,
+                  target_id: int | None, job_id: int | None, now: float) -> int:
+        """Add an event inside the caller's transaction; returns its id. It is due for posting at once."""
+        return await insert_row(
+            conn,
+            "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, kind, actor_id, target_id, job_id, text, now, now),
+        )
 
     async def pending(self, now: float, limit: int = 20) -> list[AuditEvent]:
         """Unposted events that are due, for servers that have an audit channel, oldest first."""

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import statistics
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from bot.catalog import MODELS_BY_KEY, ProviderName
 from bot.clock import Clock, sleep_or_wake
@@ -27,6 +27,9 @@ from bot.i18n import Joined, _, _n, join, option_name, translate
 from bot.jobs.models import JobRecord, JobStatus
 from bot.validation import JobSpec, mode_name
 from storage.cards import CardStore
+
+if TYPE_CHECKING:
+    from bot.publishing.base import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -215,16 +218,11 @@ def message_link(guild_id: int, channel_id: int, message_id: int) -> str:
     return f"https://discord.com/channels/{guild_id}/{channel_id}/{message_id}"
 
 
-class CardPublisher(Protocol):
-    async def edit_card(self, job: JobRecord, channel_id: int, message_id: int, card: Card) -> bool:
-        """Edit the card; False when it no longer exists (never re-made). Raises on a retryable failure."""
-
-
 class CardKeeper:
     """Keeps every open card in step with its job; its own loop, separate from delivery."""
 
     def __init__(self, *, store: CardStore, repository: Any, clock: Clock, settings: Any,
-                 publisher: Any = None) -> None:
+                 publisher: Publisher) -> None:
         self.store = store
         self.repository = repository
         self.clock = clock
@@ -319,8 +317,6 @@ class CardKeeper:
 
     async def run_once(self) -> int:
         """Edit every card that needs it now; returns the number of edits made."""
-        if self.publisher is None or not hasattr(self.publisher, "edit_card"):
-            return 0
         now = self.clock.now()
         rows = await self.store.due(now=now, progress_gap=PROGRESS_EDIT_SECONDS, max_edits=MAX_PROGRESS_EDITS,
                                     limit=BATCH)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot import metrics
-from bot.audit import AuditRecorder
+from bot.audit import AuditService
 from bot.clock import Clock
 from bot.i18n import to_json
 from bot.jobs.lease import JobLease
@@ -30,13 +30,13 @@ class Finisher:
     """Ends claimed jobs: status + settlement + audit in one transaction, then delivery."""
 
     def __init__(self, *, db: Database, clock: Clock, repository: JobRepository, lease: JobLease, quota: QuotaService,
-                 record_audit: AuditRecorder, outbox: Outbox) -> None:
+                 audit: AuditService, outbox: Outbox) -> None:
         self.db = db
         self.clock = clock
         self.repository = repository
         self.lease = lease
         self.quota = quota
-        self.record_audit = record_audit
+        self.audit = audit
         self.outbox = outbox
 
     async def finish(self, job: JobRecord, status: JobStatus, *, video_url: str | None = None,
@@ -71,8 +71,8 @@ class Finisher:
             if changed:
                 await self.quota.settle_in(conn, job_id=job.id, charge=success, now=now,
                                            amount=charged if charged != job.cost else None)
-                await self.record_audit(
-                    conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
+                await self.audit.record(
+                    conn=conn, guild_id=job.guild_id, kind=f"job_{status.value}", actor_id=None,
                     target_id=job.user_id, job_id=job.id, now=now,
                     text=audit_outcome(replace(job, cost=charged), status, video_url,
                                        error_message or note))

@@ -126,5 +126,5 @@ class Outbox:
                 log.warning("audit event %s: post failed (%s); retry in %.0fs", event.id, error, retry_in)
                 await service.mark_failed(event.id, now=self.clock.now(), retry_in=retry_in)
             except Exception:
-                log.exception("audit event %s: could not post", getattr(event, "id", "?"))
+                log.exception("audit event %s: could not post", event.id)
 

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Mapping
 
 from bot import metrics
-from bot.audit import AuditRecorder, AuditService, record_in
+from bot.audit import AuditService
 from bot.catalog import ProviderName
 from bot.clock import Clock, sleep_or_wake
 from bot.i18n import _
@@ -71,7 +71,6 @@ class Poller:
         repository: JobRepository | None = None,
         schedule: PollSchedule | None = None,
         limits: LimitsRegistry | None = None,
-        audit_recorder: AuditRecorder | None = None,
         instance_id: str | None = None,
         batch_size: int = 50,
         max_concurrency: int | None = None,
@@ -97,7 +96,7 @@ class Poller:
         self.outbox = Outbox(publisher=publisher, audit_service=audit_service, schedule=self.schedule, clock=clock,
                              lease=self.lease)
         self.finisher = Finisher(db=db, clock=clock, repository=self.repository, lease=self.lease, quota=quota,
-                                 record_audit=audit_recorder or record_in, outbox=self.outbox)
+                                 audit=audit_service or AuditService(db, clock), outbox=self.outbox)
         self.submission = Submission(settings=settings, db=db, clock=clock, providers=providers,
                                      repository=self.repository, schedule=self.schedule, limits=self.limits,
                                      lease=self.lease, finisher=self.finisher)

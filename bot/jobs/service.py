@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import metrics
-from bot.audit import AuditRecorder, quote, record_in
+from bot.audit import AuditService, quote
 from bot.catalog import ProviderName
 from bot.clock import Clock
 from bot.errors import Refusal
@@ -72,7 +72,7 @@ class JobService:
         quota: QuotaService,
         policy: PolicyService,
         repository: JobRepository | None = None,
-        audit_recorder: AuditRecorder | None = None,
+        audit: AuditService | None = None,
         wake_poller: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -82,7 +82,7 @@ class JobService:
         self.quota = quota
         self.policy = policy
         self.repository = repository or JobRepository(db)
-        self.record_audit: AuditRecorder = audit_recorder or record_in
+        self.audit = audit or AuditService(db, clock)
         self.wake_poller = wake_poller
         self.cards = CardStore(db)
 
@@ -121,13 +121,12 @@ class JobService:
 
     async def _record_refusal(self, requester: Requester, spec: JobSpec, refusal: Refusal) -> None:
         try:
-            async with self.db.transaction() as conn:
-                await self.record_audit(
-                    conn, guild_id=requester.guild_id, kind=f"refused_{refusal.kind}", actor_id=requester.user_id,
-                    target_id=requester.user_id, job_id=None, now=self.clock.now(),
-                    text=(f"Refused /{spec.family.value} ({spec.model_key}) from <@{requester.user_id}> in "
-                          f"<#{requester.channel_id}>: {refusal.user_message}"),
-                )
+            await self.audit.record(
+                guild_id=requester.guild_id, kind=f"refused_{refusal.kind}", actor_id=requester.user_id,
+                target_id=requester.user_id,
+                text=(f"Refused /{spec.family.value} ({spec.model_key}) from <@{requester.user_id}> in "
+                      f"<#{requester.channel_id}>: {refusal.user_message}"),
+            )
         except Exception:  # the member's answer matters more than the audit line
             log.exception("could not record a %s refusal for user %s", refusal.kind, requester.user_id)
 
@@ -175,8 +174,8 @@ class JobService:
                 conn, guild_id=requester.guild_id, user_id=requester.user_id, role_ids=requester.role_ids,
                 job_id=job_id, cost=cost, now=now,
             )
-            await self.record_audit(
-                conn, guild_id=requester.guild_id, kind="job_created", actor_id=requester.user_id,
+            await self.audit.record(
+                conn=conn, guild_id=requester.guild_id, kind="job_created", actor_id=requester.user_id,
                 target_id=requester.user_id, job_id=job_id, now=now,
                 text=(f"<@{requester.user_id}> started job #{job_id} in <#{requester.channel_id}>: "
                       f"{spec.model_key}, {spec.mode.value}, {cost} credits. \u201c{quote(spec.prompt)}\u201d"),
@@ -234,8 +233,8 @@ class JobService:
             if not changed:
                 raise Refusal("finished", _("Job #{id} has already finished.", id=job_id))
             await self.quota.settle_in(conn, job_id=job_id, charge=False, now=now)
-            await self.record_audit(
-                conn, guild_id=guild_id, kind="job_cancelled", actor_id=actor_id, target_id=job.user_id,
+            await self.audit.record(
+                conn=conn, guild_id=guild_id, kind="job_cancelled", actor_id=actor_id, target_id=job.user_id,
                 job_id=job_id, now=now, text=f"<@{actor_id}> cancelled job #{job_id} of <@{job.user_id}>.",
             )
             cancelled = await self.repository.get_in(conn, job_id)

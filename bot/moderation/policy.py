@@ -72,6 +72,7 @@ class PolicyService:
         self.db = db
         self.clock = clock
         self.store = store or GuildSettingsStore(db)
+        self.audit = audit.AuditService(db, clock)
 
     async def check(self, requester: RequesterLike, family: object, prompt: str | None = None, *,
                     snapshot: MemberSnapshot | None = None) -> None:
@@ -124,7 +125,7 @@ class PolicyService:
             requester.guild_id, requester.user_id, requester.channel_id, family,
             match.rule_id, match.kind, prompt[:300],
         )
-        await audit.AuditService(self.db, self.clock).record(
+        await self.audit.record(
             guild_id=requester.guild_id,
             kind="prompt_blocked",
             actor_id=requester.user_id,
@@ -147,8 +148,8 @@ class PolicyService:
         now = self.clock.now()
         async with self.db.transaction() as conn:
             rule = await self.store.add_prompt_rule(guild_id, kind, cleaned, created_by=actor_id, now=now, conn=conn)
-            await audit.record_in(
-                conn, guild_id=guild_id, kind="rule_added", actor_id=actor_id, now=now,
+            await self.audit.record(
+                conn=conn, guild_id=guild_id, kind="rule_added", actor_id=actor_id, now=now,
                 text=f"<@{actor_id}> added prompt rule #{rule.id} ({kind}).",
             )
         return rule
@@ -158,8 +159,8 @@ class PolicyService:
         async with self.db.transaction() as conn:
             removed = await self.store.remove_prompt_rule(guild_id, rule_id, conn=conn)
             if removed:
-                await audit.record_in(
-                    conn, guild_id=guild_id, kind="rule_removed", actor_id=actor_id, now=now,
+                await self.audit.record(
+                    conn=conn, guild_id=guild_id, kind="rule_removed", actor_id=actor_id, now=now,
                     text=f"<@{actor_id}> removed prompt rule #{rule_id}.",
                 )
         return removed
@@ -169,8 +170,8 @@ class PolicyService:
         async with self.db.transaction() as conn:
             await self.store.ban(guild_id, user_id, reason=reason, banned_by=actor_id, now=now, conn=conn)
             why = f": {audit.quote(reason)}" if reason else "."
-            await audit.record_in(
-                conn, guild_id=guild_id, kind="ban", actor_id=actor_id, target_id=user_id, now=now,
+            await self.audit.record(
+                conn=conn, guild_id=guild_id, kind="ban", actor_id=actor_id, target_id=user_id, now=now,
                 text=f"<@{actor_id}> banned <@{user_id}> from making videos{why}",
             )
 
@@ -179,8 +180,8 @@ class PolicyService:
         async with self.db.transaction() as conn:
             removed = await self.store.unban(guild_id, user_id, conn=conn)
             if removed:
-                await audit.record_in(
-                    conn, guild_id=guild_id, kind="unban", actor_id=actor_id, target_id=user_id, now=now,
+                await self.audit.record(
+                    conn=conn, guild_id=guild_id, kind="unban", actor_id=actor_id, target_id=user_id, now=now,
                     text=f"<@{actor_id}> lifted the video ban on <@{user_id}>.",
                 )
         return removed

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from bot.jobs.models import JobRecord, JobStatus
 
 if TYPE_CHECKING:
-    from bot.jobs.cards import Button
+    from bot.jobs.cards import Button, Card
 
 NONCE_MAX_CHARS = 25  # Discord's limit for a message nonce
 
@@ -61,6 +61,8 @@ class DeliveryError(Exception):
 
 
 class Publisher(Protocol):
+    """Everything the job engine asks of Discord; every publisher implements all of it (nothing is probed)."""
+
     async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
         """Post the result (job thread -> channel -> DM) and return the message id; raise DeliveryError."""
 
@@ -71,3 +73,6 @@ class Publisher(Protocol):
         """Tell the member something about a job still in progress (its thread, else its channel), pinging
         nobody; return the message id; raise DeliveryError. Never names the job as `job #<id>`: that
         marks its result (a retried result looks for it)."""
+
+    async def edit_card(self, job: JobRecord, channel_id: int, message_id: int, card: "Card") -> bool:
+        """Edit the job's card; False when it no longer exists (never re-made). Raises on a retryable failure."""

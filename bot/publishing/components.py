@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import discord
+from discord.ext import commands
 
 from bot.jobs.cards import BUTTON_LABELS, Button, Card
 
@@ -47,8 +48,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CUSTOM_
                    disabled=bool(getattr(item, "disabled", False)))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        get_cog = getattr(interaction.client, "get_cog", None)
-        handler = get_cog("ActionsCog") if get_cog is not None else None
+        client = interaction.client
+        handler: Any = client.get_cog("ActionsCog") if isinstance(client, commands.bot.BotBase) else None
         if handler is None:
             await interaction.response.send_message("This button is not available right now; try again in a minute.",
                                                     ephemeral=True)

@@ -80,6 +80,7 @@ class QuotaService:
         self.db = db
         self.clock = clock
         self.store = store or GuildSettingsStore(db)
+        self.audit = audit.AuditService(db, clock)
         self.default_daily_credits = settings.quota_daily_credits
         self.default_max_concurrent = settings.quota_max_concurrent_jobs
 
@@ -228,8 +229,8 @@ class QuotaService:
                 actor_id=actor_id, note=note, now=now,
             )
             why = f" ({audit.quote(note)})" if note else ""
-            await audit.record_in(
-                conn, guild_id=guild_id, kind="quota_grant", actor_id=actor_id, target_id=user_id, now=now,
+            await self.audit.record(
+                conn=conn, guild_id=guild_id, kind="quota_grant", actor_id=actor_id, target_id=user_id, now=now,
                 text=f"<@{actor_id}> granted {credits_text(amount)} to <@{user_id}> for the next 24 hours{why}.",
             )
         return row_id
@@ -243,8 +244,8 @@ class QuotaService:
                 actor_id=actor_id, note=note, now=now,
             )
             why = f" ({audit.quote(note)})" if note else ""
-            await audit.record_in(
-                conn, guild_id=guild_id, kind="quota_reset", actor_id=actor_id, target_id=user_id, now=now,
+            await self.audit.record(
+                conn=conn, guild_id=guild_id, kind="quota_reset", actor_id=actor_id, target_id=user_id, now=now,
                 text=f"<@{actor_id}> reset the credit usage of <@{user_id}>{why}.",
             )
         return row_id

@@ -1,7 +1,7 @@
 """`/framecast`: the moderators' control panel, one GroupCog with subgroups.
 
 Thin adapter over `GuildSettingsStore`, `QuotaService` and `JobService`. Every change is written in
-one database transaction together with its audit event (`bot.audit.record_in`), so the audit channel
+one database transaction together with its audit event (`bot.audit.AuditService.record`), so the audit channel
 hears of every action and never of one that was rolled back; the poller is then woken to post it.
 Permission is checked here, in the cog's `interaction_check` (Manage Server, or the moderator role
 the server configured), not only through Discord's default_permissions, which a server admin can

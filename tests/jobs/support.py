@@ -19,7 +19,7 @@ from bot.settings import Settings
 from bot.validation import GenerationRequest, JobSpec
 from fakes.publisher import RecordingPublisher
 from fakes.settings import make_settings
-from storage.database import Connection, Database, change_rows, insert_row
+from storage.database import Connection, Database, change_rows
 
 REQUESTER = Requester(guild_id=10, channel_id=20, user_id=30, role_ids=(40,))
 
@@ -156,17 +156,9 @@ def build_rig(db: Database, clock: FakeClock, *, settings: Settings | None = Non
     providers = {name: ScriptedProvider(name, clock, duration=duration) for name in ProviderName}
     publisher = RecordingPublisher()
     quota = quota or LedgerQuota()
-    recorder = record_audit_in
     poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota, publisher=publisher,
-                    audit_recorder=recorder, instance_id="poller-a", **poller_kwargs)
+                    instance_id="poller-a", **poller_kwargs)
     jobs = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota, policy=AllowAll(),
-                      audit_recorder=recorder, wake_poller=poller.wake)
+                      wake_poller=poller.wake)
     return Rig(db, clock, settings, providers, publisher, jobs, poller)
 
-
-async def record_audit_in(conn: Connection, *, guild_id: int, kind: str, text: str,
-                          actor_id: int | None = None, target_id: int | None = None, job_id: int | None = None,
-                          now: float) -> int:
-    return await insert_row(
-        conn, "INSERT INTO audit_events (guild_id, kind, actor_id, target_id, job_id, text, created_at, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (guild_id, kind, actor_id, target_id, job_id, text, now, now))

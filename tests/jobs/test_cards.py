@@ -5,7 +5,6 @@ asks a vendor anything."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from bot.clock import FakeClock
 from bot.jobs.cards import (
@@ -19,33 +18,17 @@ from bot.jobs.cards import (
 )
 from bot.jobs.models import JobRecord, JobStatus
 from bot.providers.base import PollResult, TaskState
+from fakes.publisher import RecordingPublisher
 from storage.cards import CardStore
 from storage.database import Database
 from tests.jobs.support import Rig, build_rig
 
 
-class RecordingCards:
-    """A card publisher: records every edit; `gone` holds message ids Discord no longer has."""
-
-    def __init__(self) -> None:
-        self.edits: list[tuple[int, Card]] = []
-        self.gone: set[int] = set()
-        self.failures = 0
-
-    async def edit_card(self, job: JobRecord, channel_id: int, message_id: int, card: Card) -> bool:
-        if self.failures:
-            self.failures -= 1
-            raise RuntimeError("Discord is busy")
-        if message_id in self.gone:
-            return False
-        self.edits.append((job.id, card))
-        return True
-
-    def status_of(self, index: int = -1) -> str:
-        return self.edits[index][1].fields[0][1]
+def status_of(cards: RecordingPublisher, index: int = -1) -> str:
+    return cards.card_edits_made[index][1].fields[0][1]
 
 
-def keeper_for(rig: Rig, publisher: Any) -> CardKeeper:
+def keeper_for(rig: Rig, publisher: RecordingPublisher) -> CardKeeper:
     return CardKeeper(store=CardStore(rig.db), repository=rig.jobs.repository, clock=rig.clock,
                       settings=rig.settings, publisher=publisher)
 
@@ -60,7 +43,7 @@ async def posted(rig: Rig, keeper: CardKeeper, model: str = "veo-fast-kie") -> J
 
 async def test_card_follows_the_job_to_done_with_a_link_and_no_vendor_call(db: Database, fake_clock: FakeClock) -> None:
     rig = build_rig(db, fake_clock, duration=120)
-    cards = RecordingCards()
+    cards = RecordingPublisher()
     keeper = keeper_for(rig, cards)
     job = await posted(rig, keeper)
     first, position = await keeper.render_new(job)
@@ -71,8 +54,8 @@ async def test_card_follows_the_job_to_done_with_a_link_and_no_vendor_call(db: D
     await rig.poller.run_once()  # submitted: now generating
     polls_before = len(rig.providers[job.provider].polls)
     assert await keeper.run_once() == 1
-    assert "Generating, started <t:" in cards.status_of() and "Usually ready in about" in cards.status_of()
-    assert cards.edits[-1][1].colour == 0x3498DB
+    assert "Generating, started <t:" in status_of(cards) and "Usually ready in about" in status_of(cards)
+    assert cards.card_edits_made[-1][1].colour == 0x3498DB
 
     async def delivered() -> bool:
         return (await rig.job(job.id)).delivery_state.value == "delivered"
@@ -80,7 +63,7 @@ async def test_card_follows_the_job_to_done_with_a_link_and_no_vendor_call(db: D
     assert len(rig.providers[job.provider].polls) > polls_before
     polls = len(rig.providers[job.provider].polls)
     assert await keeper.run_once() == 1
-    final = cards.edits[-1][1]
+    final = cards.card_edits_made[-1][1]
     done = await rig.job(job.id)
     assert final.colour == 0x2ECC71 and final.buttons == ()
     assert f"https://discord.com/channels/10/{done.destination_channel_id}/{done.result_message_id}" in final.fields[0][1]
@@ -91,12 +74,12 @@ async def test_card_follows_the_job_to_done_with_a_link_and_no_vendor_call(db: D
 async def test_progress_edits_are_spaced_and_capped_but_the_final_edit_always_happens(
         db: Database, fake_clock: FakeClock) -> None:
     rig = build_rig(db, fake_clock, duration=10_000)
-    cards = RecordingCards()
+    cards = RecordingPublisher()
     keeper = keeper_for(rig, cards)
     job = await posted(rig, keeper)
     await rig.poller.run_once()
     await keeper.run_once()  # -> generating
-    edits_at_start = len(cards.edits)
+    edits_at_start = len(cards.card_edits_made)
     provider = rig.providers[job.provider]
     for step in range(1, 40):
         provider.poll_script.append(PollResult(state=TaskState.RUNNING, raw_status="processing", progress=step / 100))
@@ -105,22 +88,22 @@ async def test_progress_edits_are_spaced_and_capped_but_the_final_edit_always_ha
         await keeper.run_once()
         await keeper.run_once()  # a second look at once: spaced edits only
         fake_clock.advance(PROGRESS_EDIT_SECONDS / 3)
-    progress_edits = len(cards.edits) - edits_at_start
+    progress_edits = len(cards.card_edits_made) - edits_at_start
     assert 0 < progress_edits <= MAX_PROGRESS_EDITS
-    assert "Progress:" in cards.status_of()
+    assert "Progress:" in status_of(cards)
     # 39 readings 5 s apart: at most one edit per 15 s, and never more than the cap.
     assert progress_edits <= min(MAX_PROGRESS_EDITS, 39 // 3 + 1)
 
     await rig.jobs.cancel_job(10, job.id, actor_id=30)
     await rig.poller.run_once()  # delivers the cancellation
     assert await keeper.run_once() == 1
-    assert "Cancelled by <@30>" in cards.status_of() and cards.edits[-1][1].colour == 0x607D8B
+    assert "Cancelled by <@30>" in status_of(cards) and cards.card_edits_made[-1][1].colour == 0x607D8B
 
 
 async def test_final_edit_happens_after_a_restart_and_a_deleted_card_is_left_alone(
         db: Database, fake_clock: FakeClock) -> None:
     rig = build_rig(db, fake_clock, duration=30)
-    keeper = keeper_for(rig, RecordingCards())
+    keeper = keeper_for(rig, RecordingPublisher())
     kept = await posted(rig, keeper)
     deleted = await posted(rig, keeper)
 
@@ -129,13 +112,13 @@ async def test_final_edit_happens_after_a_restart_and_a_deleted_card_is_left_alo
         return states == ["delivered", "delivered"]
     await rig.run_until(both_delivered, step=5)  # the old keeper never ran: "killed" before its edits
 
-    cards = RecordingCards()
-    cards.gone.add(5000 + deleted.id)
-    cards.failures = 1
+    cards = RecordingPublisher()
+    cards.cards_gone.add(5000 + deleted.id)
+    cards.card_failures = 1
     fresh = keeper_for(rig, cards)  # a new process, the same database
     assert await fresh.run_once() == 0  # Discord busy for the first: retried on the next tick
     assert await fresh.run_once() == 1
-    assert [job_id for job_id, _card in cards.edits] == [kept.id]
+    assert [job_id for job_id, _card in cards.card_edits_made] == [kept.id]
     assert await fresh.run_once() == 0
     assert (await CardStore(db).get(deleted.id)) is not None
 

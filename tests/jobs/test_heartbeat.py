@@ -10,12 +10,12 @@ from bot.jobs.heartbeat import HEARTBEAT_SECONDS, HEARTBEAT_STALE_SECONDS
 from bot.jobs.models import JobStatus
 from bot.jobs.poller import Poller
 from storage.database import Database
-from tests.jobs.support import Rig, build_rig, record_audit_in
+from tests.jobs.support import Rig, build_rig
 
 
 def _other(rig: Rig, name: str) -> Poller:
     return Poller(settings=rig.settings, db=rig.db, clock=rig.clock, providers=rig.providers,
-                  quota=rig.poller.quota, publisher=rig.publisher, audit_recorder=record_audit_in, instance_id=name)
+                  quota=rig.poller.quota, publisher=rig.publisher, instance_id=name)
 
 
 async def _leave_in_submitting(rig: Rig, job_id: int, owner: str) -> None:

@@ -12,7 +12,7 @@ from bot.jobs.models import JobStatus
 from bot.jobs.service import JobService
 from bot.validation import GenerationRequest
 from storage.database import open_database
-from tests.jobs.support import REQUESTER, AllowAll, build_rig, record_audit_in
+from tests.jobs.support import REQUESTER, AllowAll, build_rig
 
 
 async def test_a_job_made_elsewhere_wakes_an_idle_poller(engine: str, database_url: str,
@@ -25,7 +25,7 @@ async def test_a_job_made_elsewhere_wakes_an_idle_poller(engine: str, database_u
         rig.poller.start()  # idle: its timer runs on a fake clock that never moves
         await asyncio.sleep(0.3)
         gateway = JobService(settings=rig.settings, db=gateway_db, clock=fake_clock, providers=rig.providers,
-                             quota=rig.poller.quota, policy=AllowAll(), audit_recorder=record_audit_in)
+                             quota=rig.poller.quota, policy=AllowAll())
         spec = gateway.validate(GenerationRequest(family=Family.VEO, prompt="made by the gateway"))
         job = await gateway.create_job(REQUESTER, spec)  # no wake_poller: another process
 

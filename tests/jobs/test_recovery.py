@@ -10,7 +10,7 @@ from bot.jobs.poller import Poller
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.providers.base import ErrorKind, ProviderError
 from storage.database import Database, open_database
-from tests.jobs.support import build_rig, record_audit_in
+from tests.jobs.support import build_rig
 
 
 async def test_row_left_in_submitting_becomes_uncertain_and_is_never_resent(db: Database, fake_clock: FakeClock) -> None:
@@ -125,7 +125,7 @@ async def test_late_submit_answer_is_recorded_after_another_process_marked_it_un
         await asyncio.sleep(0.01)
     fake_clock.advance(rig.settings.lease_seconds + 1)
     other = Poller(settings=rig.settings, db=db, clock=fake_clock, providers=rig.providers, quota=rig.poller.quota,
-                   publisher=rig.publisher, audit_recorder=record_audit_in, instance_id="poller-b")
+                   publisher=rig.publisher, instance_id="poller-b")
     await other.run_once()
     assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
     provider.submit_gate.set()
@@ -159,7 +159,7 @@ async def test_two_pollers_on_one_database_never_double_submit_or_post(database_
     try:
         rig = build_rig(first_db, fake_clock, duration=45, batch_size=3)
         second = Poller(settings=rig.settings, db=second_db, clock=fake_clock, providers=rig.providers,
-                        quota=rig.poller.quota, publisher=rig.publisher, audit_recorder=record_audit_in,
+                        quota=rig.poller.quota, publisher=rig.publisher,
                         instance_id="poller-b", batch_size=3)
         handled: dict[str, int] = {"poller-a": 0, "poller-b": 0}
         for poller in (rig.poller, second):

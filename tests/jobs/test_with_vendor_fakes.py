@@ -16,16 +16,16 @@ from storage.database import Database
 from fakes.vendors import Fault, FakeKieVendor, FakeKlingVendor, FakeUnifiedVendor, Outcome
 from fakes.publisher import RecordingPublisher
 from fakes.settings import make_settings
-from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota, record_audit_in
+from tests.jobs.support import REQUESTER, AllowAll, LedgerQuota
 from bot.jobs.service import JobService
 
 
 def _wire(db: Database, clock: FakeClock, settings, providers):  # type: ignore[no-untyped-def]
     quota, publisher = LedgerQuota(), RecordingPublisher()
     poller = Poller(settings=settings, db=db, clock=clock, providers=providers, quota=quota, publisher=publisher,
-                    audit_recorder=record_audit_in, instance_id="poller-fakes")
+                    instance_id="poller-fakes")
     jobs = JobService(settings=settings, db=db, clock=clock, providers=providers, quota=quota, policy=AllowAll(),
-                      audit_recorder=record_audit_in, wake_poller=poller.wake)
+                      wake_poller=poller.wake)
     return jobs, poller, publisher
 
 

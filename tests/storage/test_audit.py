@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot.audit import AuditService, quote, record_in
+import bot.audit
+from bot.audit import AuditService, quote
 from bot.clock import FakeClock
 from storage.database import Database
 from storage.guild_settings import GuildSettingsStore
@@ -18,12 +21,25 @@ async def audit(db: Database, fake_clock: FakeClock) -> AuditService:
     return AuditService(db, fake_clock)
 
 
-async def test_record_in_rolls_back_with_the_callers_transaction(db: Database, audit: AuditService) -> None:
+async def test_a_record_in_the_callers_transaction_rolls_back_with_it(db: Database, audit: AuditService) -> None:
     with pytest.raises(RuntimeError):
         async with db.transaction() as conn:
-            await record_in(conn, guild_id=WITH_CHANNEL, kind="x", text="never happened", now=1.0)
+            await audit.record(conn=conn, guild_id=WITH_CHANNEL, kind="x", text="never happened", now=1.0)
             raise RuntimeError("the change failed")
     assert await audit.recent(WITH_CHANNEL) == []
+    async with db.transaction() as conn:
+        kept = await audit.record(conn=conn, guild_id=WITH_CHANNEL, kind="y", text="happened", now=2.0)
+    assert [(e.id, e.kind, e.created_at) for e in await audit.recent(WITH_CHANNEL)] == [(kept, "y", 2.0)]
+
+
+def test_one_way_to_write_an_audit_line() -> None:
+    """`AuditService.record` is the only writer: no second helper, and the INSERT is written once."""
+    root = Path(__file__).resolve().parents[2]
+    inserts = [path.relative_to(root).as_posix() for folder in ("bot", "cogs", "storage", "fakes", "tests", "benchmarks")
+               for path in (root / folder).rglob("*.py")
+               if "INSERT INTO audit_events" in path.read_text(encoding="utf-8") and path != Path(__file__).resolve()]
+    assert inserts == ["storage/audit.py"]
+    assert not hasattr(bot.audit, "record_in") and not hasattr(bot.audit, "AuditRecorder")
 
 
 async def test_pending_only_for_servers_with_a_channel_and_due(audit: AuditService, fake_clock: FakeClock) -> None:
