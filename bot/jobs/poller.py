@@ -86,7 +86,9 @@ class Poller:
             callback_providers=callback_providers(settings))
         self.limits = limits or LimitsRegistry(
             clock=clock, max_in_flight=settings.provider_max_in_flight,
-            submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s})
+            submits_per_window={ProviderName.KIE: settings.kie_submits_per_10s,
+                                ProviderName.KKIAI: settings.kkiai_submits_per_10s,
+                                ProviderName.KLING: settings.kling_submits_per_10s})
         self.owner = instance_id or f"poller-{uuid.uuid4().hex[:12]}"
         self.lease = JobLease(self.repository, self.owner)
         self.heartbeat = Heartbeat(self.repository, clock, self.owner)
