@@ -1,5 +1,8 @@
 """Framecast speed/cost benchmark: `python benchmarks/run.py` (see docs/performance.md).
 
+`--postgres`: the PostgreSQL mode instead, real worker processes scaling out on one database
+(benchmarks/scale.py): `python benchmarks/run.py --postgres --jobs 10000 --workers 1 2 4`.
+
 Runs each scenario (jobs in flight x polling/callback with the learned schedule, and the naive
 baseline for each count: the same bot polling every job every 10 s, no callbacks) in its own process,
 so each one's CPU time and peak memory are its own, and prints a table per count and mode with ratios.
@@ -14,6 +17,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 SCENARIO = Path(__file__).resolve().parent / "scenario.py"
 
@@ -98,8 +105,11 @@ def print_table(jobs: int, mode: str, ours: dict[str, Any], baseline: dict[str, 
 
 
 def main() -> None:
+    from benchmarks import scale  # the PostgreSQL mode's tables read this module's `lookup`
+
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, nargs="+", default=[1000], help="jobs in flight (several allowed, e.g. 1000 10000)")
+    parser.add_argument("--jobs", type=int, nargs="+",
+                        help="jobs in flight (several allowed, e.g. 1000 10000; default 1000, with --postgres 10000)")
     parser.add_argument("--modes", nargs="+", choices=("polling", "callback"), default=["polling", "callback"])
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--baseline-jobs", type=int,
@@ -110,7 +120,15 @@ def main() -> None:
     parser.add_argument("--failures", choices=("realistic", "midway"), default="realistic",
                         help="when failing tasks fail: the default mix, or all part-way (benchmarks/workload.py)")
     parser.add_argument("--json", type=Path, help="also write every raw result to this file")
+    parser.add_argument("--postgres", action="store_true",
+                        help="real worker processes on PostgreSQL, wall clock (benchmarks/scale.py); options below")
+    scale.add_arguments(parser.add_argument_group("--postgres"))
     args = parser.parse_args()
+    if args.postgres:
+        args.jobs = args.jobs or [10_000]
+        scale.run_all(args)
+        return
+    args.jobs = args.jobs or [1000]
     extra = ((["--sigma", str(args.sigma)] if args.sigma else []) + (["--cold"] if args.cold else [])
              + ["--failures", args.failures])
     results: list[dict[str, Any]] = []

@@ -39,7 +39,7 @@ from bot.clock import FakeClock
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.validation import GenerationRequest, JobSpec
-from storage.database import Database
+from storage.database import Database, execute_many
 from fakes.vendors import Outcome
 
 from benchmarks.sim import ActivityTracker
@@ -162,8 +162,8 @@ async def seed_history(db: Database, counts: Counter[tuple[str, str, str, str]],
         rows.append((family, model_key, provider, mode, json.dumps({}), "succeeded" if succeeded else "failed",
                      submitted, submitted, submitted + done, submitted + done))
     async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
+        await execute_many(
+            conn, "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt, request_json,"
             " status, delivery_state, created_at, submitted_at, vendor_done_at, finished_at)"
             " VALUES (2, 1, 1, ?, ?, ?, ?, 'history', ?, ?, 'delivered', ?, ?, ?, ?)", rows)
     await _record_requests(db, callback_providers)
@@ -189,7 +189,7 @@ async def _record_requests(db: Database, callback_providers: frozenset[ProviderN
             requests, progress = await _walk(schedule, row, ProviderName(row["provider"]) in callback_providers)
             updates.append((requests, progress, row["id"]))
         async with db.transaction() as conn:
-            await conn.executemany("UPDATE jobs SET poll_count = ?, progress = ? WHERE id = ?", updates)
+            await execute_many(conn, "UPDATE jobs SET poll_count = ?, progress = ? WHERE id = ?", updates)
 
 
 def _latest_finish(rows: list[Any]) -> float:

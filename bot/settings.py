@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # the 10,000-job benchmark's peak needs ~560/s, and at 128 its checks queued for up to 1 s).
     poller_concurrency: int = Field(default=256, ge=1, le=4096)
     kie_submits_per_10s: int = 20
+    # The unified API's and Kling's gateways publish no account rate; 10 per 10 s stays the cautious default.
+    kkiai_submits_per_10s: int = Field(default=10, ge=1)
+    kling_submits_per_10s: int = Field(default=10, ge=1)
     lease_seconds: float = 180.0
 
     # --- Quotas ------------------------------------------------------------------------------

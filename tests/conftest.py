@@ -2,7 +2,7 @@
 PostgreSQL server) and a controllable clock.
 
 Tests under the folders in BOTH_ENGINES that use `db` (or `database_url`) run once per engine;
-elsewhere `engine` is "sqlite". The PostgreSQL server starts once per session (tests/pg_server.py).
+elsewhere `engine` is "sqlite". The PostgreSQL server starts once per session (fakes/postgres.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import discord
 from bot.clock import FakeClock
 from storage.database import Database, open_database
 from fakes.discord_api import FakeDiscord
-from tests.pg_server import PostgresServer
+from fakes.postgres import PostgresServer
 
 BOTH_ENGINES = ("tests/storage/", "tests/jobs/", "tests/quota/", "tests/moderation/")
 ENGINES = ("sqlite", "postgres")

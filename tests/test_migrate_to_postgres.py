@@ -1,5 +1,5 @@
 """`python -m bot migrate-to-postgres`: a SQLite bot's settings, ledger, audit trail and finished jobs,
-copied to a real PostgreSQL server (the session's throwaway one, tests/pg_server.py)."""
+copied to a real PostgreSQL server (the session's throwaway one, fakes/postgres.py)."""
 
 from __future__ import annotations
 

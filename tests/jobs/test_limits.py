@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.catalog import ProviderName
+from bot.catalog import Family, ProviderName
 from bot.clock import FakeClock
 from bot.jobs.limits import BreakerState, CircuitBreaker, LoopLagLimiter
 from bot.jobs.models import JobStatus
@@ -49,6 +49,20 @@ async def test_rate_window_queues_extra_jobs_and_positions_count_them(db: Databa
     await rig.poller.run_once()
     assert len(rig.providers[ProviderName.KIE].submits) == 4
     assert (await rig.job(jobs[4].id)).status is JobStatus.QUEUED
+
+
+async def test_unified_and_kling_submit_windows_come_from_their_settings(db: Database, fake_clock: FakeClock) -> None:
+    """KKIAI_SUBMITS_PER_10S / KLING_SUBMITS_PER_10S: an operator whose accounts allow more raises them."""
+    settings = make_settings(kkiai_api_key="k", kling_api_key="k", kling_base_url="http://kling.invalid",
+                             kkiai_submits_per_10s=3, kling_submits_per_10s=1, quota_max_concurrent_jobs=10,
+                             quota_daily_credits=1000)
+    rig = build_rig(db, fake_clock, settings=settings)
+    sora = [await rig.create(f"sora {n}", family=Family.SORA) for n in range(4)]
+    kling = [await rig.create(f"kling {n}", family=Family.KLING) for n in range(2)]
+    assert {j.provider for j in sora} == {ProviderName.KKIAI} and {j.provider for j in kling} == {ProviderName.KLING}
+    await rig.poller.run_once()
+    assert [(await rig.job(j.id)).status for j in sora] == [JobStatus.RUNNING] * 3 + [JobStatus.QUEUED]
+    assert [(await rig.job(j.id)).status for j in kling] == [JobStatus.RUNNING, JobStatus.QUEUED]
 
 
 async def test_in_flight_limit_holds_jobs_until_a_slot_frees(db: Database, fake_clock: FakeClock) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from tests.e2e.harness import KIE_KEY, KIE_WEBHOOK_KEY, KKIAI_KEY, KLING_KEY, READY_LOG_LINE, BotHarness, free_port
 from fakes.discord_api import FakeDiscord
 from fakes.vendors import Fault, FakeVendor
-from tests.pg_server import PostgresServer
+from fakes.postgres import PostgresServer
 from tests.reliability.crash_support import invariant_violations, log_problems, restart, rows, wait_for_row
 from tests.reliability.fault_fakes import GatedDiscord, HoldingKie, HoldingUnified, result_messages
 

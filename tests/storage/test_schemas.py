@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from storage.database import migrations_for, open_database
-from tests.pg_server import PostgresServer
+from fakes.postgres import PostgresServer
 
 
 async def _sqlite_schema(path: Path) -> dict[str, object]:

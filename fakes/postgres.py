@@ -1,9 +1,11 @@
-"""A throwaway PostgreSQL server for the test session, from the system's binaries.
+"""A throwaway PostgreSQL server from the system's binaries, for the test session and the benchmark.
 
 `initdb` in a temp directory, `pg_ctl start` on a free loopback port, each test database copied
 from a migrated template (`CREATE DATABASE ... TEMPLATE`, tens of milliseconds), all torn down
 at the end. As root (a CI container) the server runs as the `postgres` user, as initdb demands.
 Under CI=true a machine where no server can start fails the session loudly instead of skipping.
+The tests run it without fsync (nothing in it outlives the session); the benchmark asks for a
+`durable` one, as an operator runs it, so that commits cost what they cost in production.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _free_port() -> int:
 class PostgresServer:
     """One server process; `url(db)` names a database on it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False, max_connections: int = 400, shared_buffers: str = "32MB") -> None:
         bindir = postgres_bindir()
         if bindir is None:
             raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) found; install postgresql")
@@ -56,6 +58,9 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="framecast-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
+        self.durable = durable
+        self.max_connections = max_connections
+        self.shared_buffers = shared_buffers
         self._as: list[str] = []
         if os.geteuid() == 0:  # initdb refuses to run as root
             user = pwd.getpwnam("postgres")
@@ -70,11 +75,20 @@ class PostgresServer:
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", ADMIN_USER, "-A", "trust",
                   "-E", "UTF8", "--no-sync", "--locale=C")
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off"
-                   " -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
-                   " -c shared_buffers=32MB")
+        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+                   f" -c max_connections={self.max_connections} -c shared_buffers={self.shared_buffers}")
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.root / "server.log"), "-w", "-t", "60", "start")
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's process id (its first line of postmaster.pid), None when not running."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self) -> None:
         try:
