@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 _V = TypeVar("_V")
+_N = TypeVar("_N", int, float)
 
 
 class Family(StrEnum):
@@ -334,6 +335,23 @@ def option_values(models: Iterable[ModelSpec], values: Callable[[ModelSpec], Ite
     for model in models:
         seen.extend(value for value in values(model) if value not in seen)
     return seen
+
+
+def option_range(
+    models: Iterable[ModelSpec], bounds: Callable[[ModelSpec], tuple[_N, _N] | None]
+) -> tuple[_N, _N] | None:
+    """The widest range the given models allow for one numeric option (a slash command's min/max, so a
+    model's range is its catalog entry); None when none of them takes it. Each model's own range is
+    what validation checks."""
+    ranges = [r for r in (bounds(m) for m in models) if r is not None]
+    if not ranges:
+        return None
+    return min(low for low, _high in ranges), max(high for _low, high in ranges)
+
+
+def duration_range(model: ModelSpec) -> tuple[int, int] | None:
+    """A model's durations as a range (for a command that takes any whole number of seconds in it)."""
+    return (min(model.durations), max(model.durations)) if model.durations else None
 
 
 def families_available(providers: set[ProviderName]) -> list[Family]:
