@@ -195,8 +195,10 @@ class GenerateCog(commands.Cog):
     # --- the shared flow ----------------------------------------------------------------------------
 
     async def generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
-        """Defer, validate, precheck, verify files, create the job, post the summary and thread."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        """Defer, validate, precheck, verify files, create the job, post the summary and thread. (A
+        *Make a video* form defers before it reads its image back from the message.)"""
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
         jobs = self.services.jobs
         requester = requester_from(interaction)
         try:
