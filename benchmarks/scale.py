@@ -308,8 +308,10 @@ async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, 
     if not options.cold:
         specs = [stack.services.jobs.validate(r) for r in request_mix(random.Random(options.seed), options.jobs)]
         kinds = Counter((s.model_key, s.mode.value, s.family.value, s.provider.value) for s in specs)
+        began = time.perf_counter()
         info["history_rows"] = await seed_history(stack.services.db, kinds, random.Random(options.seed + 2),
                                                   options.sigma, time.time())
+        print(f"    history: {info['history_rows']} finished jobs in {time.perf_counter() - began:.0f} s", flush=True)
     for n in range(workers):
         worker = RoleProcess(stack.tmp / f"worker-{n + 1}.log")
         await worker.start(("worker",), cwd=stack.tmp, env=env)
