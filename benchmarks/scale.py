@@ -238,7 +238,8 @@ async def create_jobs(services: Services, options: Options, discord: dict[str, A
 
 
 async def wait_delivered(db: Database, options: Options, started: float) -> int:
-    deadline = started + (options.saturate if options.saturate else options.timeout)
+    # Saturated: SECONDS from the end of the arrival window, when every job is in flight.
+    deadline = started + (options.arrival_window + options.saturate if options.saturate else options.timeout)
     said = started
     while True:
         done = int(await db.fetchval("SELECT COUNT(*) FROM jobs WHERE prompt LIKE 'benchmark clip %'"
@@ -323,6 +324,16 @@ async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, 
     return stack, info, processes
 
 
+def cancel_on_signals() -> None:
+    """SIGTERM (and SIGINT, which a background job may have ignored) cancel the run, so that its
+    server, fakes and workers are stopped by `Stack.close` rather than left behind."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+
+
 async def run_one(workers: int, options: Options) -> dict[str, Any]:
     stack, info, processes = await start_stack(workers, options)
     try:
@@ -362,6 +373,11 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         await stack.close()
     shutil.rmtree(stack.tmp, ignore_errors=True)
     return result
+
+
+async def run_cancellable(workers: int, options: Options) -> dict[str, Any]:
+    cancel_on_signals()
+    return await run_one(workers, options)
 
 
 def postgres_rss(postmaster: int) -> dict[str, Any]:
@@ -536,7 +552,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         runs = []
         for workers in args.workers:
             print(f"  {jobs} jobs, {workers} worker(s): starting (load {load_average()})", flush=True)
-            result = asyncio.run(run_one(workers, options_from(args, jobs)))
+            result = asyncio.run(run_cancellable(workers, options_from(args, jobs)))
             print_run(result)
             runs.append(result)
         print_comparison(runs)
