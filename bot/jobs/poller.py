@@ -38,7 +38,7 @@ from bot.jobs.outbox import Outbox
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_providers
-from bot.providers.base import ErrorKind, ProviderClient, ProviderError, TaskState
+from bot.providers.base import NO_LINK_MESSAGE, ErrorKind, ProviderClient, ProviderError, TaskState
 from bot.publishing.base import Publisher
 from bot.quota.service import QuotaService
 from bot.settings import Settings
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 DEADLINE_FALLBACK_NOTE = _("The higher-resolution file did not come before the time limit, so this is the 720p "
                            "video; its surcharge was not charged.")
 
-NO_URL_MESSAGE = _("The vendor said the video was done but sent no link to it.")
 TIMED_OUT_MESSAGE = _("Took longer than the model's time limit.")
 MAX_ROUNDS_PER_RUN = 20
 IDLE_SLEEP_CAP = 5.0
@@ -364,7 +363,7 @@ class Poller:
                                raw_status=result.raw_status, vendor_seconds=result.vendor_seconds,
                                note=result.note, uncharged=result.uncharged)
         else:
-            reason = result.error_message if result.state is TaskState.FAILED else NO_URL_MESSAGE
+            reason = result.error_message if result.state is TaskState.FAILED else NO_LINK_MESSAGE
             await self.finisher.finish(job, JobStatus.FAILED, error_message=reason, poll_count=polls,
                                raw_status=result.raw_status, vendor_seconds=result.vendor_seconds)
 

@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import BaseModel, SkipValidation
 
 from bot.catalog import ProviderName
+from bot.i18n import _
 from bot.validation import JobSpec
 
 
@@ -42,6 +43,10 @@ class PollResult(BaseModel):
     # for the member's result message, and the cost keys the delivered video did not earn.
     note: SkipValidation[str | None] = None
     uncharged: tuple[str, ...] = ()
+
+
+# A finished task with no video link: the same sentence whichever vendor (or the poller) notices it.
+NO_LINK_MESSAGE = _("The vendor said the video was done but sent no link to it.")
 
 
 class ErrorKind(StrEnum):

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from bot.catalog import ProviderName
 from bot.clock import Clock
-from bot.i18n import _
+from bot.i18n import Text, _
 from bot.metrics import VENDOR_LATENCY, VENDOR_REQUESTS
 from bot.providers.base import ErrorKind, ProviderError
 from bot.providers.transport import AiohttpTransport
@@ -243,17 +243,17 @@ def final_error(
     label = VENDOR_LABELS.get(provider, str(provider))
     reason = trim_reason(reason)
     if status in (401, 403):
-        message = f"The bot's {label} API key was refused; tell the server owner."
+        message = _("The bot's {vendor} API key was refused; tell the server owner.", vendor=label)
     elif status == 402:
-        message = f"The bot's {label} account is out of credit; tell the server owner."
+        message = _("The bot's {vendor} account is out of credit; tell the server owner.", vendor=label)
+    elif (policy or looks_like_policy(reason)) and reason:
+        message = _("The vendor rejected the prompt or images under its content policy: {reason}", reason=reason)
     elif policy or looks_like_policy(reason):
-        message = "The vendor rejected the prompt or images under its content policy" + (
-            f": {reason}" if reason else "."
-        )
+        message = _("The vendor rejected the prompt or images under its content policy.")
     elif reason:
-        message = f"The vendor refused the request: {reason}"
+        message = _("The vendor refused the request: {reason}", reason=reason)
     else:
-        message = f"The vendor refused the request (HTTP {status})."
+        message = _("The vendor refused the request (HTTP {status}).", status=status)
     return ProviderError(ErrorKind.FINAL, message, status_code=status, detail=reason)
 
 
@@ -269,19 +269,19 @@ def classify_http_error(
     label = VENDOR_LABELS.get(provider, str(provider))
     if phase is Phase.POLL:
         return ProviderError(
-            ErrorKind.RETRYABLE, f"{label} answered HTTP {status}; asking again later.",
+            ErrorKind.RETRYABLE, _("{vendor} answered HTTP {status}; asking again later.", vendor=label, status=status),
             retry_after=retry_after, status_code=status, detail=reason,
         )
     if status in (429, 503):
         return ProviderError(
-            ErrorKind.RETRYABLE, f"{label} is busy right now; the request will be sent again shortly.",
+            ErrorKind.RETRYABLE, _("{vendor} is busy right now; the request will be sent again shortly.", vendor=label),
             retry_after=retry_after, status_code=status, detail=reason,
         )
     if 400 <= status < 500 and status != 408:
         error = final_error(provider, status, reason)
     else:  # 5xx and 408: the vendor may have acted on the request
         error = ProviderError(
-            ErrorKind.UNCERTAIN, f"{label} failed while handling the request (HTTP {status}).",
+            ErrorKind.UNCERTAIN, _("{vendor} failed while handling the request (HTTP {status}).", vendor=label, status=status),
             retry_after=retry_after, status_code=status, detail=reason,
         )
     return soften_for_upload(error, phase)
@@ -304,10 +304,10 @@ def classify_transport_error(provider: ProviderName, phase: Phase, exc: httpx.Tr
     never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     if phase is Phase.POLL or never_sent:
         return ProviderError(
-            ErrorKind.RETRYABLE, f"{label} could not be reached; trying again later.", detail=detail,
+            ErrorKind.RETRYABLE, _("{vendor} could not be reached; trying again later.", vendor=label), detail=detail,
         )
     error = ProviderError(
-        ErrorKind.UNCERTAIN, f"The connection to {label} broke after the request was sent.", detail=detail,
+        ErrorKind.UNCERTAIN, _("The connection to {vendor} broke after the request was sent.", vendor=label), detail=detail,
     )
     return soften_for_upload(error, phase)
 
@@ -317,13 +317,22 @@ def unreadable_body(provider: ProviderName, phase: Phase, status: int, what: str
     label = VENDOR_LABELS.get(provider, str(provider))
     if phase is Phase.SUBMIT:
         return ProviderError(
-            ErrorKind.UNCERTAIN, f"{label} answered but the reply could not be read ({what}).",
+            ErrorKind.UNCERTAIN, _("{vendor} answered but the reply could not be read ({what}).", vendor=label, what=what),
             status_code=status, detail=what,
         )
     return ProviderError(
-        ErrorKind.RETRYABLE, f"{label} sent a reply that could not be read ({what}).",
+        ErrorKind.RETRYABLE, _("{vendor} sent a reply that could not be read ({what}).", vendor=label, what=what),
         status_code=status, detail=what,
     )
+
+
+def redacted(text: str, secret: str) -> str:
+    """`text` with `secret` blanked out; a marked sentence stays marked (its parameters are redacted)."""
+    if isinstance(text, Text):
+        params = {name: redacted(value, secret) if isinstance(value, str) else value
+                  for name, value in text.params.items()}
+        return Text(text.msgid, params, text.msgid_plural, text.context)
+    return text.replace(secret, "[REDACTED]")
 
 
 class VendorHttp:
@@ -417,7 +426,7 @@ class VendorHttp:
         if len(key) < 4 or (key not in error.user_message and key not in error.detail):
             return error
         return ProviderError(
-            error.kind, error.user_message.replace(key, "[REDACTED]"), retry_after=error.retry_after,
+            error.kind, redacted(error.user_message, key), retry_after=error.retry_after,
             status_code=error.status_code, detail=error.detail.replace(key, "[REDACTED]"),
         )
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, SecretStr
 from bot.catalog import UHD_COST_KEY, UPSAMPLE_COST_KEY, ImageRole, Mode, ProviderName
 from bot.clock import Clock
 from bot.i18n import _
-from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from bot.providers.base import NO_LINK_MESSAGE, ErrorKind, PollResult, ProviderError, TaskState
 from bot.providers.http import (
     VENDOR_LABELS,
     KnownAnswer,
@@ -355,7 +355,7 @@ class KieClient(VendorClient):
             return PollResult(state=TaskState.RUNNING, raw_status="generating")
         if not record.urls:
             return PollResult(state=TaskState.FAILED, raw_status="success_without_url",
-                              error_message="The vendor said the video was finished but sent no link to it.")
+                              error_message=NO_LINK_MESSAGE)
         wants = job.resolution  # "720p", or the pass ordered with the video: "1080p" / "4k"
         made = record.resolution.lower()
         if wants not in UPGRADES or record.fallback or made.startswith(UPGRADES[wants].reported):

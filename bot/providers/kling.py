@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from bot.catalog import ImageRole, Mode, ProviderName
 from bot.clock import Clock
 from bot.i18n import _
-from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
+from bot.providers.base import NO_LINK_MESSAGE, ErrorKind, PollResult, ProviderError, TaskState
 from bot.providers.http import (
     GATEWAY_ANSWERS,
     VENDOR_LABELS,
@@ -165,7 +165,7 @@ def parse_kling_task(payload: Any) -> PollResult:
         url = _video_url(node, success=True)
         if not url:
             return PollResult(state=TaskState.FAILED, raw_status=raw_status,
-                              error_message="The vendor said the video was finished but sent no link to it.")
+                              error_message=NO_LINK_MESSAGE)
         return PollResult(state=TaskState.SUCCEEDED, raw_status=raw_status, video_url=url, progress=1.0,
                           vendor_seconds=took)
     if normalized in FAILURE_STATUSES:
@@ -248,6 +248,6 @@ class KlingClient(VendorClient):
         except ValueError as exc:
             reason = error_text(payload)
             raise ProviderError(
-                ErrorKind.RETRYABLE, f"{VENDOR_LABELS[self.name]} sent a reply that could not be read.",
+                ErrorKind.RETRYABLE, _("{vendor} sent a reply that could not be read.", vendor=VENDOR_LABELS[self.name]),
                 status_code=response.status_code, detail=reason or str(exc),
             ) from exc

@@ -12,7 +12,7 @@ import httpx
 
 from bot.catalog import UPSAMPLE_COST_KEY, Family, ImageRole, Mode, ProviderName
 from bot.i18n import _
-from bot.providers.base import PollResult, TaskState
+from bot.providers.base import NO_LINK_MESSAGE, PollResult, TaskState
 from bot.providers.http import (
     GATEWAY_ANSWERS,
     Phase,
@@ -79,7 +79,7 @@ def parse_unified_query(payload: Any) -> PollResult:
         if not url:
             return PollResult(
                 state=TaskState.FAILED, raw_status=raw_status,
-                error_message="The vendor said the video was finished but sent no link to it.",
+                error_message=NO_LINK_MESSAGE,
             )
         return PollResult(state=state, raw_status=raw_status, video_url=url.strip(), progress=1.0, vendor_seconds=took)
     if state is TaskState.FAILED:

@@ -135,10 +135,11 @@ async def test_translated_names_stay_unique_among_siblings(harness: Harness) -> 
 
 @pytest.mark.parametrize("locale", ["es-ES", "es-419", "ja"])
 def test_stored_reasons_without_parameters_translate_by_id(locale: str) -> None:
-    from bot.jobs.poller import NO_URL_MESSAGE, TIMED_OUT_MESSAGE
+    from bot.jobs.poller import TIMED_OUT_MESSAGE
+    from bot.providers.base import NO_LINK_MESSAGE
     from bot.jobs.service import CANCELLED_MESSAGE
 
-    for stored in (str(NO_URL_MESSAGE), str(TIMED_OUT_MESSAGE), str(CANCELLED_MESSAGE)):
+    for stored in (str(NO_LINK_MESSAGE), str(TIMED_OUT_MESSAGE), str(CANCELLED_MESSAGE)):
         assert i18n.translate(stored, locale) not in ("", stored)
 
 

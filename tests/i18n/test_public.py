@@ -7,9 +7,8 @@ import dataclasses
 from bot.clock import FakeClock
 from bot.i18n import _, _n, from_json, join, to_json, translate
 from bot.jobs.models import DeliveryState, JobStatus
-from bot.jobs.poller import NO_URL_MESSAGE
 from bot.jobs.service import CANCELLED_MESSAGE
-from bot.providers.base import TaskState
+from bot.providers.base import NO_LINK_MESSAGE, TaskState
 from bot.publishing.render import render_result
 from storage.database import Database
 from tests.jobs.support import build_rig
@@ -26,7 +25,7 @@ def test_result_follows_the_requesters_locale_then_the_servers() -> None:
 
 
 def test_a_stored_reason_the_bot_wrote_is_shown_in_the_readers_language() -> None:
-    failed = make_job(status=JobStatus.FAILED, error_message=str(NO_URL_MESSAGE), locale="es-419")
+    failed = make_job(status=JobStatus.FAILED, error_message=str(NO_LINK_MESSAGE), locale="es-419")
     assert "el proveedor dijo que el vídeo estaba listo, pero no envió ningún enlace" in \
         render_result(failed).content.lower()
     vendor_words = make_job(status=JobStatus.FAILED, error_message="content policy violation", locale="ja")
