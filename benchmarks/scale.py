@@ -289,7 +289,7 @@ class Stack:
 
 
 async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, Any], Processes]:
-    server = PostgresServer(durable=True, shared_buffers="128MB")
+    server = PostgresServer(durable=True, shared_buffers="128MB", preload=("pg_stat_statements",))
     server.start()
     stack = Stack(server=server, tmp=Path(tempfile.mkdtemp(prefix="framecast-scale-")))
     vendor_process, vendors = await start_fake("vendors", "--seed", str(options.seed), "--api-key", API_KEY,
@@ -313,6 +313,9 @@ async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, 
         info["history_rows"] = await seed_history(stack.services.db, kinds, random.Random(options.seed + 2),
                                                   options.sigma, time.time())
         print(f"    history: {info['history_rows']} finished jobs in {time.perf_counter() - began:.0f} s", flush=True)
+    # Which statements PostgreSQL spends its time on (the history written above not counted).
+    await stack.services.db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    await stack.services.db.fetchall("SELECT pg_stat_statements_reset()")
     for n in range(workers):
         worker = RoleProcess(stack.tmp / f"worker-{n + 1}.log")
         await worker.start(("worker",), cwd=stack.tmp, env=env)
@@ -351,6 +354,7 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         peaks = {name: proc_status(pid, "VmHWM") for name, pid in processes.workers.items()}
         postgres_memory = postgres_rss(processes.postgres)
         fake_stats = await read_fakes(stack.controls)
+        statements = await top_statements(db)
         rows = [dict(r) for r in await db.fetchall(
             "SELECT id, provider, provider_task_id, status, delivery_state, prompt FROM jobs"
             " WHERE prompt LIKE 'benchmark clip %'")]
@@ -361,11 +365,11 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         stack.services = None
         await asyncio.sleep(0.5)  # the backends exit and the postmaster reaps them (their CPU moves to cutime)
         cpu_after["postgres"] = sampler.cpu_now()["postgres"]
-        result = summarise(
+        result = {"statements": statements, **summarise(
             workers=workers, options=options, started=started, ended=ended, created=created, create_ms=create_ms,
             delivered=delivered, rows=rows, fakes=fake_stats, samples=sampler.rows, peaks=peaks,
             postgres_memory=postgres_memory, cpu=(cpu_before, cpu_after), machine=(machine_before, machine_after),
-            load=(load_before, load_average()), exits=exits, history_rows=info["history_rows"])
+            load=(load_before, load_average()), exits=exits, history_rows=info["history_rows"])}
     except BaseException:
         print(f"  the run failed; the workers' logs are in {stack.tmp}", file=sys.stderr, flush=True)
         raise
@@ -378,6 +382,17 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
 async def run_cancellable(workers: int, options: Options) -> dict[str, Any]:
     cancel_on_signals()
     return await run_one(workers, options)
+
+
+async def top_statements(db: Database, count: int = 8) -> list[dict[str, Any]]:
+    """PostgreSQL's busiest statements of the run (pg_stat_statements), by total execution time."""
+    rows = await db.fetchall(
+        "SELECT calls, total_exec_time AS total_ms, rows, query FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " ORDER BY total_exec_time DESC LIMIT ?", (count,))
+    return [{"calls": int(r["calls"]), "total_s": round(float(r["total_ms"]) / 1000, 1),
+             "mean_ms": round(float(r["total_ms"]) / max(1, int(r["calls"])), 2), "rows": int(r["rows"]),
+             "query": " ".join(str(r["query"]).split())[:160]} for r in rows]
 
 
 def postgres_rss(postmaster: int) -> dict[str, Any]:
