@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 _V = TypeVar("_V")
+_N = TypeVar("_N", int, float)
 
 
 class Family(StrEnum):
@@ -86,6 +87,11 @@ class Timing(BaseModel):
     failure_rate: float = 0.05
     rejected_share: float = 0.4
     rejected_within: tuple[float, float] = (5.0, 25.0)
+    # A vendor that reports its progress as a share done paces its own jobs: the schedule polls just
+    # after the finish that share points to, and the plan is only the fallback. Such a kind costs far
+    # fewer requests than its plan, and a new server must know that before its own jobs tell it, or it
+    # books the kind at the whole budget and leaves the other kinds short. None: not paced.
+    paced_requests: float | None = None
 
 
 class FollowUpKind(BaseModel):
@@ -148,10 +154,11 @@ class ModelSpec(BaseModel):
 _VEO_FRAMES = ModeRule(min_images=1, max_images=2)
 
 
-def _typical(p50: float, max_runtime: float) -> Timing:
+def _typical(p50: float, max_runtime: float, paced_requests: float | None = None) -> Timing:
     """One model and mode's times: concentrated around their median, about +-35% for 95% of jobs (a
     log-normal spread of 0.15), as vendors' times for one model are; the models differ by median."""
-    return Timing(p10=round(p50 * 0.825, 1), p50=p50, p90=round(p50 * 1.212, 1), max_runtime=max_runtime)
+    return Timing(p10=round(p50 * 0.825, 1), p50=p50, p90=round(p50 * 1.212, 1), max_runtime=max_runtime,
+                  paced_requests=paced_requests)
 
 
 _VEO_TIMING_FAST = _typical(150, 20 * 60)  # the unified API's veo3.1-fast
@@ -264,11 +271,15 @@ def _kling(tier: str, audio: bool, cost: int, timing: Timing) -> ModelSpec:
     )
 
 
+# Kling's gateway reports a percentage: an early check, a second reading to see it move, then a poll
+# just after the finish it points to (and a check on the way for a far one). What that costs by the
+# schedule's own walk over jobs like the priors: ~4 requests a std job, ~5.5 a pro job.
+_KLING_PACED_STD, _KLING_PACED_PRO = 4.5, 5.5
 MODELS += (
-    _kling("std", False, 2, _typical(150, 30 * 60)),
-    _kling("std", True, 3, _typical(160, 30 * 60)),
-    _kling("pro", False, 4, _typical(230, 40 * 60)),
-    _kling("pro", True, 5, _typical(240, 40 * 60)),
+    _kling("std", False, 2, _typical(150, 30 * 60, _KLING_PACED_STD)),
+    _kling("std", True, 3, _typical(160, 30 * 60, _KLING_PACED_STD)),
+    _kling("pro", False, 4, _typical(230, 40 * 60, _KLING_PACED_PRO)),
+    _kling("pro", True, 5, _typical(240, 40 * 60, _KLING_PACED_PRO)),
 )
 
 MODELS_BY_KEY: dict[str, ModelSpec] = {spec.key: spec for spec in MODELS}
@@ -324,6 +335,23 @@ def option_values(models: Iterable[ModelSpec], values: Callable[[ModelSpec], Ite
     for model in models:
         seen.extend(value for value in values(model) if value not in seen)
     return seen
+
+
+def option_range(
+    models: Iterable[ModelSpec], bounds: Callable[[ModelSpec], tuple[_N, _N] | None]
+) -> tuple[_N, _N] | None:
+    """The widest range the given models allow for one numeric option (a slash command's min/max, so a
+    model's range is its catalog entry); None when none of them takes it. Each model's own range is
+    what validation checks."""
+    ranges = [r for r in (bounds(m) for m in models) if r is not None]
+    if not ranges:
+        return None
+    return min(low for low, _high in ranges), max(high for _low, high in ranges)
+
+
+def duration_range(model: ModelSpec) -> tuple[int, int] | None:
+    """A model's durations as a range (for a command that takes any whole number of seconds in it)."""
+    return (min(model.durations), max(model.durations)) if model.durations else None
 
 
 def families_available(providers: set[ProviderName]) -> list[Family]:

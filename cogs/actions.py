@@ -36,12 +36,19 @@ if TYPE_CHECKING:
     from bot.jobs.models import JobRecord
 
 log = logging.getLogger(__name__)
+_NO_IMAGE = _("That message has no PNG, JPEG or WebP image to start a video from. "
+              "Use **Make a video** on a message with an image attached.")
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MODAL_TITLE_MAX = 45
+# Forms are stateless: the form's id says what it is for and its fields have fixed ids, so a submit is
+# answered the same way whether this process opened the form or a restart came in between (discord.py
+# keeps open modals in memory only; ours are never left there, see `_stateless`).
 PROMPT_MODAL_ID = re.compile(r"fc-modal:(?P<action>remix|extend):(?P<job_id>[0-9]{1,20}):[0-9a-f]+")
+MAKE_MODAL_ID = re.compile(r"fc-make:(?P<message_id>[0-9]{1,20}):[0-9a-f]+")
 MODAL_PREFIXES = ("fc-modal:", "fc-make:")
+PROMPT_FIELD, MODEL_FIELD = "fc-prompt", "fc-model"
 TEXT_INPUT_MAX = 4000
 SELECT_OPTIONS_MAX = 25
 
@@ -73,53 +80,40 @@ def request_for(model: ModelSpec, prompt: str, image: discord.Attachment) -> Gen
     return GenerationRequest(family=model.family, prompt=prompt, images={ImageRole.FIRST_FRAME: frame}, **choice)
 
 
-class PromptModal(discord.ui.Modal):
+def _stateless(modal: discord.ui.Modal) -> discord.ui.Modal:
+    """A form discord.py does not keep: stopped before it is sent, so its submit reaches only
+    `ActionsCog.on_interaction`, which reads everything from the ids, restart or not."""
+    modal.stop()
+    return modal
+
+
+def prompt_form(action: str, source: JobRecord, locale: str | None) -> discord.ui.Modal:
     """Remix (the prompt pre-filled, editable) and Extend (what happens next)."""
-
-    def __init__(self, cog: ActionsCog, action: str, source: JobRecord, locale: str | None) -> None:
-        title = (_("Remix job #{id}", id=source.id) if action != EXTEND else _("Extend job #{id}", id=source.id))
-        super().__init__(title=translate(title, locale)[:MODAL_TITLE_MAX], timeout=900,
-                         custom_id=f"fc-modal:{action}:{source.id}:{uuid.uuid4().hex[:8]}")
-        self.cog, self.action, self.source = cog, action, source
-        limit = min(TEXT_INPUT_MAX, source.spec.spec.max_prompt_chars)
-        self.prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
-            label=translate(_("Prompt") if action != EXTEND else _("What happens next"), locale)[:45],
-            style=discord.TextStyle.paragraph, max_length=limit, required=True,
-            default=source.prompt[:limit] if action != EXTEND else None)
-        self.add_item(self.prompt)
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await self.cog.start(interaction, self.source, self.action, prompt=str(self.prompt.value))
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
-        await self.cog.fail(interaction, error)
+    title = _("Remix job #{id}", id=source.id) if action != EXTEND else _("Extend job #{id}", id=source.id)
+    modal = discord.ui.Modal(title=translate(title, locale)[:MODAL_TITLE_MAX],
+                             custom_id=f"fc-modal:{action}:{source.id}:{uuid.uuid4().hex[:8]}")
+    limit = min(TEXT_INPUT_MAX, source.spec.spec.max_prompt_chars)
+    modal.add_item(discord.ui.TextInput(
+        label=translate(_("Prompt") if action != EXTEND else _("What happens next"), locale)[:45],
+        custom_id=PROMPT_FIELD, style=discord.TextStyle.paragraph, max_length=limit, required=True,
+        default=source.prompt[:limit] if action != EXTEND else None))
+    return _stateless(modal)
 
 
-class MakeVideoModal(discord.ui.Modal):
-    """**Make a video**: the prompt, and which configured model (the image is the first frame)."""
-
-    def __init__(self, cog: ActionsCog, image: discord.Attachment, models: list[ModelSpec], locale: str | None) -> None:
-        super().__init__(title=translate(_("Make a video from this image"), locale)[:MODAL_TITLE_MAX], timeout=900,
-                         custom_id=f"fc-make:{uuid.uuid4().hex[:12]}")
-        self.cog, self.image = cog, image
-        self.models = {m.key: m for m in models}
-        self.prompt: discord.ui.TextInput[MakeVideoModal] = discord.ui.TextInput(
-            style=discord.TextStyle.paragraph,
-            max_length=min(TEXT_INPUT_MAX, min(m.max_prompt_chars for m in models)), required=True)
-        self.model: discord.ui.Select[MakeVideoModal] = discord.ui.Select(
-            options=[discord.SelectOption(label=m.label[:100], value=m.key, default=i == 0)
-                     for i, m in enumerate(models)], min_values=1, max_values=1)
-        self.add_item(discord.ui.Label(text=translate(_("Prompt"), locale)[:45], component=self.prompt))
-        self.add_item(discord.ui.Label(text=translate(_("Model"), locale)[:45], component=self.model))
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        model = self.models.get(self.model.values[0] if self.model.values else "")
-        if model is None:
-            raise Refusal("not_available", _("That model is not available any more; try again."))
-        await self.cog.make_video_from(interaction, model, str(self.prompt.value), self.image)
-
-    async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:  # type: ignore[override]
-        await self.cog.fail(interaction, error)
+def make_video_form(message_id: int, models: list[ModelSpec], locale: str | None) -> discord.ui.Modal:
+    """**Make a video**: the prompt, and which configured model. The image stays on its message, whose
+    id the form carries: the submit reads it from there again."""
+    modal = discord.ui.Modal(title=translate(_("Make a video from this image"), locale)[:MODAL_TITLE_MAX],
+                             custom_id=f"fc-make:{message_id}:{uuid.uuid4().hex[:8]}")
+    prompt = discord.ui.TextInput[discord.ui.Modal](
+        custom_id=PROMPT_FIELD, style=discord.TextStyle.paragraph,
+        max_length=min(TEXT_INPUT_MAX, min(m.max_prompt_chars for m in models)), required=True)
+    model = discord.ui.Select[discord.ui.Modal](
+        custom_id=MODEL_FIELD, min_values=1, max_values=1,
+        options=[discord.SelectOption(label=m.label[:100], value=m.key, default=i == 0) for i, m in enumerate(models)])
+    modal.add_item(discord.ui.Label(text=translate(_("Prompt"), locale)[:45], component=prompt))
+    modal.add_item(discord.ui.Label(text=translate(_("Model"), locale)[:45], component=model))
+    return _stateless(modal)
 
 
 class ActionsCog(commands.Cog):
@@ -180,7 +174,7 @@ class ActionsCog(commands.Cog):
             source = await self.actions.source(interaction.guild_id, job_id)
             if action in PROMPT_ACTIONS:
                 self.actions.spec_for(source, action, source.prompt)  # a plain "no" before the modal
-                await interaction.response.send_modal(PromptModal(self, action, source, str(interaction.locale)))
+                await interaction.response.send_modal(prompt_form(action, source, str(interaction.locale)))
                 return
             await self.start(interaction, source, action)
         except Exception as error:  # noqa: BLE001 - every failure becomes the clicker's private answer
@@ -217,47 +211,70 @@ class ActionsCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """A form submitted after a restart: discord.py keeps open modals in memory only, so a Remix or
-        Extend modal opened before a restart is answered from its custom id (action, job) and the text;
-        a Make a video form cannot be (its image is not in the id) and says so."""
+        """Every Framecast form's submit, answered from its ids and values alone (see `_stateless`)."""
         if interaction.type is not discord.InteractionType.modal_submit:
             return
         data: Any = interaction.data or {}
         custom_id = str(data.get("custom_id", ""))
-        if not custom_id.startswith(MODAL_PREFIXES) or _modal_is_open(self.bot, custom_id):
+        if not custom_id.startswith(MODAL_PREFIXES):
             return
-        parsed = PROMPT_MODAL_ID.fullmatch(custom_id)
-        if parsed is None or interaction.guild_id is None:
+        values = _field_values(data.get("components", []))
+        prompt_form_id, make_form_id = PROMPT_MODAL_ID.fullmatch(custom_id), MAKE_MODAL_ID.fullmatch(custom_id)
+        if interaction.guild_id is None or (prompt_form_id is None and make_form_id is None):
             await send_ephemeral(interaction, translate(_("This form expired; please start again."),
                                                         str(interaction.locale)))
             return
+        if make_form_id is not None:
+            await self.make_video_submitted(interaction, int(make_form_id["message_id"]), values)
+            return
+        assert prompt_form_id is not None
         try:
-            source = await self.actions.source(interaction.guild_id, int(parsed["job_id"]))
+            source = await self.actions.source(interaction.guild_id, int(prompt_form_id["job_id"]))
         except Exception as error:  # noqa: BLE001 - every failure becomes the member's private answer
             await self.fail(interaction, error)
             return
-        await self.start(interaction, source, parsed["action"], prompt=_text_value(data.get("components", [])))
+        await self.start(interaction, source, prompt_form_id["action"], prompt=str(values.get(PROMPT_FIELD, "")))
 
     # --- Make a video -----------------------------------------------------------------------------
     async def make_video(self, interaction: discord.Interaction, message: discord.Message) -> None:
         locale = str(interaction.locale)
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
-        image = first_image(message)
-        if image is None:
-            raise Refusal("no_image", _("That message has no PNG, JPEG or WebP image to start a video from. "
-                                        "Use **Make a video** on a message with an image attached."))
+        if first_image(message) is None:
+            raise Refusal("no_image", _NO_IMAGE)
         models = frame_models(self.services.jobs.available_providers())
         if not models:
             raise Refusal("not_available", _("No video model that starts from an image is configured here."))
-        await interaction.response.send_modal(MakeVideoModal(self, image, models, locale))
+        await interaction.response.send_modal(make_video_form(message.id, models, locale))
 
-    async def make_video_from(self, interaction: discord.Interaction, model: ModelSpec, prompt: str,
-                              image: discord.Attachment) -> None:
-        generate = self.generate
-        if not interaction.response.is_done():
+    async def make_video_submitted(self, interaction: discord.Interaction, message_id: int,
+                                   values: dict[str, str | list[str]]) -> None:
+        """The form's model and prompt, and the image read again from its message (it may have been
+        edited or deleted since, and this process may not have seen it: a restart)."""
+        try:
+            chosen = values.get(MODEL_FIELD) or []
+            key = chosen[0] if isinstance(chosen, list) and chosen else ""
+            model = next((m for m in frame_models(self.services.jobs.available_providers()) if m.key == key), None)
+            if model is None:
+                raise Refusal("not_available", _("That model is not available any more; try again."))
+            generate = self.generate
             generate.cooldowns.hit(interaction)
-        await generate.generate(interaction, request_for(model, prompt, image))
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            image = first_image(await self._fetch_message(interaction, message_id))
+            if image is None:
+                raise Refusal("no_image", _NO_IMAGE)
+            await generate.generate(interaction, request_for(model, str(values.get(PROMPT_FIELD, "")), image))
+        except Exception as error:  # noqa: BLE001 - every failure becomes the member's private answer
+            await self.fail(interaction, error)
+
+    async def _fetch_message(self, interaction: discord.Interaction, message_id: int) -> discord.Message:
+        assert interaction.channel_id is not None
+        channel = self.bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
+        try:
+            return await channel.fetch_message(message_id)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise Refusal("no_image", _("The message with the image is gone, or I may not read it; "
+                                        "use **Make a video** on it again.")) from error
 
     # --- /help ------------------------------------------------------------------------------------
     @app_commands.command(name="help", description="What Framecast makes, what it costs here, and how to use it")
@@ -278,19 +295,19 @@ class ActionsCog(commands.Cog):
         await interaction.edit_original_response(content=text, allowed_mentions=discord.AllowedMentions.none())
 
 
-def _modal_is_open(bot: discord.Client, custom_id: str) -> bool:
-    """Whether this process opened the modal and still listens for it (then it answers it itself)."""
-    store = getattr(getattr(bot, "_connection", None), "_view_store", None)
-    return custom_id in (getattr(store, "_modals", None) or {})
-
-
-def _text_value(components: list[dict[str, Any]]) -> str:
-    """The first text input's value in a modal submit's components (rows or labels)."""
+def _field_values(components: list[dict[str, Any]]) -> dict[str, str | list[str]]:
+    """A modal submit's values by field id (in action rows or labels): a text input's text, a select's
+    chosen values."""
+    values: dict[str, str | list[str]] = {}
     for row in components:
         for component in [row.get("component")] if row.get("type") == 18 else row.get("components", []):
-            if component and component.get("type") == 4:
-                return str(component.get("value", ""))
-    return ""
+            if not isinstance(component, dict) or "custom_id" not in component:
+                continue
+            if component.get("type") == 4:
+                values[str(component["custom_id"])] = str(component.get("value", ""))
+            else:
+                values[str(component["custom_id"])] = [str(v) for v in component.get("values", [])]
+    return values
 
 
 def _text_spec(model: ModelSpec) -> JobSpec:

@@ -21,7 +21,17 @@ from discord.ext import commands
 from bot.discord_bot import FramecastBot
 from bot.services import Services
 from bot.attachments import AttachmentError, AttachmentProcessor
-from bot.catalog import Family, ImageRole, ModelSpec, ProviderName, families_available, models_for, option_values
+from bot.catalog import (
+    Family,
+    ImageRole,
+    ModelSpec,
+    ProviderName,
+    duration_range,
+    families_available,
+    models_for,
+    option_range,
+    option_values,
+)
 from bot.i18n import _, translate
 from bot.jobs.cards import describe_options  # noqa: F401  (re-exported: cogs.jobs imports it from here)
 from bot.jobs.service import Requester
@@ -92,6 +102,23 @@ class MemberCooldowns:
         func = app_commands.checks.dynamic_cooldown(self.bucket_for, key=member_cooldown_key)(func)
         func = app_commands.check(require_guild)(func)
         return app_commands.guild_only()(func)
+
+
+def catalog_ranges(**ranges: tuple[int, int] | tuple[float, float] | None) -> Callable[[Any], Any]:
+    """Give numeric options the min/max the catalog's models allow (`option_range`), so a new model or
+    a changed range is one catalog entry. Applied first (lowest), before `app_commands.command` reads
+    the signature; an option no configured model takes keeps no bounds (validation refuses it)."""
+
+    def apply(func: Any) -> Any:
+        for name, bounds in ranges.items():
+            if bounds is None:
+                continue
+            low, high = bounds
+            kind: type = float if isinstance(low, float) or isinstance(high, float) else int
+            func.__annotations__[name] = Optional[app_commands.Range[kind, low, high]]
+        return func
+
+    return apply
 
 
 def image_inputs(**attachments: discord.Attachment | None) -> dict[ImageRole, ImageInput]:
@@ -168,8 +195,10 @@ class GenerateCog(commands.Cog):
     # --- the shared flow ----------------------------------------------------------------------------
 
     async def generate(self, interaction: discord.Interaction, request: GenerationRequest) -> None:
-        """Defer, validate, precheck, verify files, create the job, post the summary and thread."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        """Defer, validate, precheck, verify files, create the job, post the summary and thread. (A
+        *Make a video* form defers before it reads its image back from the message.)"""
+        if not interaction.response.is_done():
+            await interaction.response.defer(ephemeral=True, thinking=True)
         jobs = self.services.jobs
         requester = requester_from(interaction)
         try:
@@ -265,6 +294,7 @@ class GenerateCog(commands.Cog):
             upsample=_choices(models, lambda m: m.upscales),
         )
         @cog.cooldowns.checks
+        @catalog_ranges(seed=option_range(models, lambda m: m.seed_range))
         async def veo(
             interaction: discord.Interaction,
             prompt: str,
@@ -277,7 +307,7 @@ class GenerateCog(commands.Cog):
             aspect_ratio: Optional[str] = None,
             enhance_prompt: Optional[bool] = None,
             upsample: Optional[str] = None,
-            seed: Optional[app_commands.Range[int, 10000, 99999]] = None,
+            seed: Optional[int] = None,
         ) -> None:
             images = image_inputs(first_frame=first_frame, last_frame=last_frame, reference_1=reference_1,
                                   reference_2=reference_2, reference_3=reference_3)
@@ -335,9 +365,9 @@ class GenerateCog(commands.Cog):
             model="std (faster, cheaper) or pro",
             audio="Generate sound too (costs extra)",
             aspect_ratio="Shape of a text-only video (with a frame, the image decides)",
-            duration="Length in seconds (3-15)",
+            duration="Length in seconds",
             negative_prompt="What to avoid",
-            cfg_scale="How closely to follow the prompt (0-1)",
+            cfg_scale="How closely to follow the prompt",
             shot_type="customize (your shots) or intelligent (the model plans shots)",
             multi_prompt="Several shots, separated by |",
         )
@@ -347,6 +377,8 @@ class GenerateCog(commands.Cog):
             shot_type=_choices(models, lambda m: m.shot_types),
         )
         @cog.cooldowns.checks
+        @catalog_ranges(duration=option_range(models, duration_range),
+                        cfg_scale=option_range(models, lambda m: m.cfg_scale_range))
         async def kling(
             interaction: discord.Interaction,
             prompt: str,
@@ -355,9 +387,9 @@ class GenerateCog(commands.Cog):
             model: Optional[str] = None,
             audio: Optional[bool] = None,
             aspect_ratio: Optional[str] = None,
-            duration: Optional[app_commands.Range[int, 3, 15]] = None,
+            duration: Optional[int] = None,
             negative_prompt: Optional[str] = None,
-            cfg_scale: Optional[app_commands.Range[float, 0.0, 1.0]] = None,
+            cfg_scale: Optional[float] = None,
             shot_type: Optional[str] = None,
             multi_prompt: Optional[str] = None,
         ) -> None:

@@ -34,6 +34,8 @@ POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 10
 RESERVED_FOR_INTERACTIVE = 2
 MIGRATION_LOCK = 0x46524D43  # "FRMC": one process migrates at a time
+# Re-opening a dropped LISTEN connection: first try at once, then back off to this (seconds).
+LISTEN_RETRY_SECONDS = (0.0, 0.5, 1.0, 2.0, 5.0)
 
 # The connection of the transaction the current task is in: a read or write made through the Database
 # inside `async with db.transaction()` reuses it instead of taking a second pooled connection (which,
@@ -133,6 +135,8 @@ class PostgresDatabase(Database):
         self._background_slots = asyncio.Semaphore(max(1, max_size - RESERVED_FOR_INTERACTIVE))
         self._listener: asyncpg.Connection | None = None
         self._subscribers: dict[str, list[Callable[[], None]]] = {}
+        self._relisten: asyncio.Task[None] | None = None
+        self._closing = False
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = POOL_MIN_SIZE,  # type: ignore[override]
@@ -147,6 +151,10 @@ class PostgresDatabase(Database):
         return db
 
     async def close(self) -> None:
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            await asyncio.gather(self._relisten, return_exceptions=True)
         if self._listener is not None:
             listener, self._listener = self._listener, None
             try:
@@ -205,13 +213,55 @@ class PostgresDatabase(Database):
 
     # --- LISTEN/NOTIFY --------------------------------------------------------------------------
     async def subscribe(self, channel: str, callback: Callable[[], None]) -> None:
-        """Call `callback` whenever any process commits a `notify(channel)`; one listening connection."""
+        """Call `callback` whenever any process commits a `notify(channel)`; one listening connection,
+        re-opened if it drops (the timers stay the safety net meanwhile)."""
         if self._listener is None:
-            self._listener = await asyncpg.connect(self.url)
+            self._listener = await self._listen_on(())
         if channel not in self._subscribers:
             self._subscribers[channel] = []
             await self._listener.add_listener(channel, self._dispatch)
         self._subscribers[channel].append(callback)
+
+    async def _listen_on(self, channels: Iterable[str]) -> asyncpg.Connection:
+        """A new listening connection on `channels` that notices its own end."""
+        listener = await asyncpg.connect(self.url)
+        try:
+            for channel in channels:
+                await listener.add_listener(channel, self._dispatch)
+        except BaseException:
+            listener.terminate()
+            raise
+        listener.add_termination_listener(self._listener_lost)
+        return listener
+
+    def _listener_lost(self, lost: object) -> None:
+        """The listening connection ended (server restart, a terminated backend, a network cut): without
+        it every poller here would wait out its timer for the rest of its life, so open another."""
+        if self._closing or lost is not self._listener:
+            return
+        self._listener = None
+        log.warning("the PostgreSQL LISTEN connection was lost; re-opening it")
+        if self._relisten is None or self._relisten.done():
+            self._relisten = asyncio.get_running_loop().create_task(self._reopen_listener(), name="pg-relisten")
+
+    async def _reopen_listener(self) -> None:
+        attempt = 0
+        while not self._closing:
+            await asyncio.sleep(LISTEN_RETRY_SECONDS[min(attempt, len(LISTEN_RETRY_SECONDS) - 1)])
+            attempt += 1
+            try:
+                listener = await self._listen_on(tuple(self._subscribers))
+            except Exception as error:  # noqa: BLE001 - any failure to connect: wait and try again
+                log.debug("re-opening the LISTEN connection failed (%s); retrying", error)
+                continue
+            if self._closing:
+                await listener.close()
+                return
+            self._listener = listener
+            log.info("the PostgreSQL LISTEN connection is back after %d attempt(s)", attempt)
+            for channel in self._subscribers:  # a notification sent while it was down is lost: look now
+                self._dispatch(listener, 0, channel, "")
+            return
 
     def _dispatch(self, _conn: object, _pid: int, channel: str, _payload: str) -> None:
         for callback in self._subscribers.get(channel, ()):

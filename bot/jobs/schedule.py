@@ -154,13 +154,13 @@ def plan_kinds(kinds: Sequence[KindHistory], planning: Planning) -> dict[tuple[s
         model = MODELS_BY_KEY.get(kind.model_key)
         if model is None:  # a model since removed from the catalog
             continue
-        finish, successes, learned = _finish_times(kind, model.timing_for(kind.mode), planning)
-        costed = kind.costed_jobs >= MIN_HISTORY
-        paced = model.provider in planning.callback_providers or (costed and kind.progress_share >= SELF_PACED_PROGRESS)
-        if paced or not planning.shared_budget:
+        timing = model.timing_for(kind.mode)
+        finish, successes, learned = _finish_times(kind, timing, planning)
+        paced_cost = _paced_cost(kind, timing, model.provider in planning.callback_providers, budget)
+        if paced_cost is not None or not planning.shared_budget:
             polls = optimal_polls(finish, budget, planning.min_interval)
             plans[(kind.model_key, kind.mode)] = _as_plan(polls, successes, learned, planning.min_interval)
-            paced_spend += kind.jobs * (kind.mean_requests if costed else budget)
+            paced_spend += kind.jobs * (budget if paced_cost is None else paced_cost)
         else:
             shared.append((kind, finish, successes, learned))
     if not shared:
@@ -176,6 +176,21 @@ def plan_kinds(kinds: Sequence[KindHistory], planning: Planning) -> dict[tuple[s
     for (kind, _, successes, learned), polls in zip(shared, shared_polls(priced, shared_budget), strict=True):
         plans[(kind.model_key, kind.mode)] = _as_plan(polls, successes, learned, planning.min_interval)
     return plans
+
+
+def _paced_cost(kind: KindHistory, timing: Timing, called_back: bool, budget: float) -> float | None:
+    """Requests a job of a kind paced by something other than its plan costs (None: the plan paces it).
+
+    Its own recent successes say both whether it is paced (most reported progress) and what it costs;
+    with too few of them, the catalog's prior says (`Timing.paced_requests`), and a kind paced by a
+    callback whose cost is not known yet is booked at the whole budget."""
+    if kind.costed_jobs >= MIN_HISTORY:
+        if called_back or kind.progress_share >= SELF_PACED_PROGRESS:
+            return kind.mean_requests
+        return None
+    if timing.paced_requests is not None:
+        return timing.paced_requests
+    return budget if called_back else None
 
 
 def _finish_times(kind: KindHistory, timing: Timing, planning: Planning) -> tuple[FinishTimes, Distribution, bool]:

@@ -217,6 +217,18 @@ class RestMixin(DiscordState):
         found.sort(key=lambda m: m.id, reverse=True)
         return _json([m.payload for m in found[:limit]])
 
+    async def get_message(self, request: web.Request, body: Any, files: Any, channel_id: str,
+                          message_id: str) -> web.Response:
+        """One message: a member's (`user_message`) or one the bot posted."""
+        cid, mid = int(channel_id), int(message_id)
+        if (error := self._channel_error(cid)) is not None:
+            return error
+        posted = self.messages.get(mid)
+        payload = self.member_messages.get(mid) or (posted.payload if posted is not None else None)
+        if payload is None or int(payload["channel_id"]) != cid or mid in self.deleted_messages:
+            return _error(404, 10008, "Unknown Message")
+        return _json(payload)
+
     async def patch_message(self, request: web.Request, body: Any, files: list[dict[str, Any]], channel_id: str,
                             message_id: str) -> web.Response:
         """Edit a message the bot posted (a job card): content, embeds, components."""
@@ -355,6 +367,7 @@ _ROUTES: list[tuple[str, str]] = [
     (r"/channels/(\d+)", "get_channel"),
     (r"/channels/(\d+)/messages", "post_message"),
     (r"/channels/(\d+)/messages", "get_messages"),
+    (r"/channels/(\d+)/messages/(\d+)", "get_message"),
     (r"/channels/(\d+)/messages/(\d+)", "patch_message"),
     (r"/channels/(\d+)/messages/(\d+)", "delete_message"),
     (r"/channels/(\d+)/messages/(\d+)/threads", "post_thread_on_message"),

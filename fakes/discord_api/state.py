@@ -134,6 +134,7 @@ class DiscordState:
         self.forbidden_send_channels: set[int] = set()
         self.deleted_channels: set[int] = set()
         self.deleted_messages: set[int] = set()
+        self.member_messages: dict[int, dict[str, Any]] = {}  # members' messages, readable by the bot
         self.allow_privileged_intents = False
         self._ids = itertools.count(((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) + 1)
         self._nonces: dict[tuple[int, str], tuple[float, int]] = {}
@@ -363,11 +364,13 @@ class DiscordState:
         """A member's message (as Discord would resolve it for a message command)."""
         message_id = self.next_id()
         files = [{k: v for k, v in a.items() if k != "ephemeral"} for a in attachments]
-        return {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(self.GUILD_ID), "type": 0,
-                "content": content, "author": self.users.get(user_id) or self._user(user_id, "member"),
-                "embeds": [], "attachments": files, "timestamp": _iso(), "edited_timestamp": None, "tts": False,
-                "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False, "flags": 0,
-                "components": []}
+        payload = {"id": str(message_id), "channel_id": str(channel_id), "guild_id": str(self.GUILD_ID), "type": 0,
+                   "content": content, "author": self.users.get(user_id) or self._user(user_id, "member"),
+                   "embeds": [], "attachments": files, "timestamp": _iso(), "edited_timestamp": None, "tts": False,
+                   "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False, "flags": 0,
+                   "components": []}
+        self.member_messages[message_id] = payload
+        return payload
 
     def message_command(self, name: str, target: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """A message context-menu command (type 2, command type 3) on `target` (resolved with it)."""

@@ -92,6 +92,7 @@ async def test_remix_opens_a_prefilled_modal_and_uses_the_edited_prompt(harness:
     remix = await harness.job_row(2)
     assert remix is not None and remix.prompt == "a fox in the snow, at night" and remix.follow_up == "remix"
     assert harness.answer(submit).startswith("Job #2 accepted")
+    assert await harness.count("jobs") == 2  # answered once: discord.py keeps no copy of the form
 
 
 async def test_a_remix_form_submitted_after_a_restart_still_works(same_bot: BotFactory) -> None:
@@ -193,6 +194,35 @@ async def test_make_a_video_from_a_message_image(harness: Harness, kie: FakeKieV
     assert job is not None and job.model_key == "veo-fast-kie" and job.mode.value == "frames"
     assert job.spec.images[0].url.startswith(kie.base_url) and kie.uploads[0].data == PNG
     assert harness.answer(submit).startswith("Job #1 accepted")
+
+
+async def test_a_make_a_video_form_submitted_after_a_restart_reads_the_image_again(
+        same_bot: BotFactory, kie: FakeKieVendor) -> None:
+    first = await same_bot()
+    target = first.fake.user_message(CHANNEL, "my dog", [first.fake.add_attachment(PNG, "dog.png", "image/png")])
+    modal = (await first.dispatch(first.fake.message_command("Make a video", target)))["data"]
+    await first.bot.close()  # the member is still typing; the bot restarts
+
+    h = await same_bot()
+    fields = {row["component"]["type"]: row["component"]["custom_id"] for row in modal["components"]}
+    submit = h.fake.modal_submit(modal, {fields[4]: "the dog wags its tail", fields[3]: ["veo-fast-kie"]})
+    await h.dispatch(submit)
+    job = await h.job_row(1)
+    assert job is not None and job.prompt == "the dog wags its tail" and job.mode.value == "frames"
+    assert kie.uploads[-1].data == PNG
+    assert h.answer(submit).startswith("Job #1 accepted")
+
+
+async def test_a_make_a_video_form_whose_message_was_deleted_costs_nothing(harness: Harness) -> None:
+    fake = harness.fake
+    target = fake.user_message(CHANNEL, "my dog", [fake.add_attachment(PNG, "dog.png", "image/png")])
+    modal = (await harness.dispatch(fake.message_command("Make a video", target)))["data"]
+    fake.deleted_messages.add(int(target["id"]))
+    fields = {row["component"]["type"]: row["component"]["custom_id"] for row in modal["components"]}
+    submit = fake.modal_submit(modal, {fields[4]: "the dog wags its tail", fields[3]: ["veo-fast-kie"]})
+    await harness.dispatch(submit)
+    assert "The message with the image is gone" in harness.answer(submit)
+    assert await harness.count("jobs") == 0 and await harness.count("credit_ledger") == 0
 
 
 async def test_make_a_video_on_a_message_without_an_image_explains(harness: Harness) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from bot import catalog
+from bot.catalog import Family, ModelSpec
 from tests.cogs.conftest import JPEG, MAX_ATTACHMENT_BYTES, PDF, PNG, BotFactory, Harness
 from fakes.discord_api import FakeDiscord
 from fakes.vendors import FakeKieVendor
@@ -46,11 +48,33 @@ async def test_commands_are_registered_with_the_contracted_option_names(harness:
     assert [(c["name"], c["value"]) for c in veo_option(sora, "duration")["choices"]] == [("10 s", 10), ("15 s", 15)]
     seed = next(o for o in veo["options"] if o["name"] == "seed")
     assert (seed["min_value"], seed["max_value"]) == (10000, 99999)
+    assert [(veo_option(kling, n)["min_value"], veo_option(kling, n)["max_value"]) for n in ("duration", "cfg_scale")] \
+        == [(3, 15), (0.0, 1.0)]
     assert veo.get("dm_permission") is False or veo.get("contexts") == [0]
 
 
 def veo_option(command: dict[str, Any], name: str) -> dict[str, Any]:
     return next(o for o in command["options"] if o["name"] == name)
+
+
+async def test_numeric_option_bounds_follow_the_catalog(make_harness: BotFactory,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changing a model's range is one catalog entry: the registered command's min/max follow it."""
+    def widened(model: ModelSpec) -> ModelSpec:
+        if model.family is Family.KLING:
+            return model.model_copy(update={"durations": tuple(range(2, 21)), "cfg_scale_range": (0.0, 2.0)})
+        if model.key == "veo-lite-kie":
+            return model.model_copy(update={"seed_range": (1, 4_294_967_295)})
+        return model
+
+    monkeypatch.setattr(catalog, "MODELS", tuple(widened(m) for m in catalog.MODELS))
+    fake = (await make_harness()).fake
+    [veo] = [c for c in fake.commands[GUILD] if c["name"] == "veo"]
+    [kling] = [c for c in fake.commands[GUILD] if c["name"] == "kling"]
+    bounds = {name: (option["min_value"], option["max_value"])
+              for name, option in (("seed", veo_option(veo, "seed")), ("duration", veo_option(kling, "duration")),
+                                   ("cfg_scale", veo_option(kling, "cfg_scale")))}
+    assert bounds == {"seed": (1, 4_294_967_295), "duration": (2, 20), "cfg_scale": (0.0, 2.0)}
 
 
 async def test_only_families_with_a_provider_get_a_command(make_harness: BotFactory) -> None:

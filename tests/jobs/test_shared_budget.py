@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from bot.catalog import ProviderName, get_model
+from bot.catalog import ProviderName, get_model, timing_for
 from bot.clock import FakeClock
 from bot.jobs.placement import (
     LATE_SECONDS,
@@ -19,14 +19,19 @@ from bot.jobs.placement import (
     expected_requests,
     shared_polls,
 )
+from bot.jobs.models import KindHistory
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import (
     KIND_BUDGET_CAP,
+    MIN_HISTORY,
     MIX_ROWS,
     PLAN_MARGIN,
     REQUEST_BUDGET,
+    Planning,
     PollPlan,
     PollSchedule,
+    plan_kinds,
+    prior_durations,
 )
 from storage.database import Database, execute_many
 
@@ -118,6 +123,23 @@ async def test_without_progress_the_same_kind_shares_the_budget_like_any_other(d
     kling = await JobRepository(db).recent_durations(KLING, "text", 1000)
     assert (_cost(await schedule.plan_for(SLOW, "text"), slow)
             + _cost(await schedule.plan_for(KLING, "text"), kling)) / 2 == pytest.approx(PLANNED, abs=0.15)
+
+
+def test_a_new_server_books_a_progress_paced_kind_at_its_prior_cost() -> None:
+    """No history at all: Kling's prior says its percentage paces it (`Timing.paced_requests`), so the
+    planner books it at that, not at the whole budget, and Sora gets the rest, as once history shows it.
+    A kind whose own jobs show no progress is planned like any other, whatever its prior says."""
+    sora = prior_durations(timing_for(SLOW, "text"))
+    prior = timing_for(KLING, "text").paced_requests
+    assert prior is not None and prior < PLANNED / 2
+    cold = plan_kinds([KindHistory(KLING, "text", 1, ()), KindHistory(SLOW, "text", 1, ())], Planning())
+    assert _cost(cold[(SLOW, "text")], sora) > PLANNED + 2
+    kling = prior_durations(timing_for(KLING, "text"))[::50]
+    unpaced = KindHistory(KLING, "text", 1, kling, costed_jobs=len(kling), mean_requests=9.0, progress_share=0.0)
+    assert len(kling) >= MIN_HISTORY
+    shared = plan_kinds([unpaced, KindHistory(SLOW, "text", 1, ())], Planning())
+    both = (_cost(shared[(SLOW, "text")], sora) + _cost(shared[(KLING, "text")], kling)) / 2
+    assert both == pytest.approx(PLANNED, abs=0.3)
 
 
 async def test_a_kind_with_callbacks_counts_what_its_jobs_cost(db: Database, fake_clock: FakeClock) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from storage.database import Database, PriorityLock, background_priority, is_background
 
-pytestmark = pytest.mark.sqlite_only  # SQLite's own writer queue; PostgreSQL's pool: test_postgres.py
+pytestmark = pytest.mark.sqlite_only  # SQLite's own writer queue; PostgreSQL's pool: test_postgres_pool.py
 
 
 async def _wait_until(condition, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
