@@ -351,7 +351,9 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         await create_jobs(stack.services, options, info["discord"], created, create_ms)
         delivered = await wait_delivered(db, options, started)
         ended = time.time()
-        peaks = {name: proc_status(pid, "VmHWM") for name, pid in processes.workers.items()}
+        # VmHWM, not the fakes' own getrusage: on Linux ru_maxrss survives exec, so a child started by
+        # this process would report this process's peak if it was higher.
+        peaks = {name: proc_status(pid, "VmHWM") for name, pid in {**processes.workers, **processes.fakes}.items()}
         postgres_memory = postgres_rss(processes.postgres)
         fake_stats = await read_fakes(stack.controls)
         statements = await top_statements(db)
@@ -520,8 +522,6 @@ def summarise(*, workers: int, options: Options, started: float, ended: float, c
         "correct": {**correctness(rows, created, posts, tasks), "delivered_by_count": delivered,
                     "worker_exits": exits},
         "memory_mb": {**{n: rnd(v) for n, v in peaks.items()}, "postgres": postgres_memory,
-                      "vendor fakes": rnd(fakes["vendor_stats"]["peak_rss_mb"]),
-                      "discord fake": rnd(fakes["discord"]["peak_rss_mb"]),
                       "driver": rnd(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)},
         "cpu": cpu_figures(cpu, machine, ended - started),
         "backlog": {"peak": max(waiting, default=0), "mean": round(sum(waiting) / len(waiting), 1) if waiting else 0,
