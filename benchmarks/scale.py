@@ -238,7 +238,8 @@ async def create_jobs(services: Services, options: Options, discord: dict[str, A
 
 
 async def wait_delivered(db: Database, options: Options, started: float) -> int:
-    deadline = started + (options.saturate if options.saturate else options.timeout)
+    # Saturated: SECONDS from the end of the arrival window, when every job is in flight.
+    deadline = started + (options.arrival_window + options.saturate if options.saturate else options.timeout)
     said = started
     while True:
         done = int(await db.fetchval("SELECT COUNT(*) FROM jobs WHERE prompt LIKE 'benchmark clip %'"
@@ -288,7 +289,7 @@ class Stack:
 
 
 async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, Any], Processes]:
-    server = PostgresServer(durable=True, shared_buffers="128MB")
+    server = PostgresServer(durable=True, shared_buffers="128MB", preload=("pg_stat_statements",))
     server.start()
     stack = Stack(server=server, tmp=Path(tempfile.mkdtemp(prefix="framecast-scale-")))
     vendor_process, vendors = await start_fake("vendors", "--seed", str(options.seed), "--api-key", API_KEY,
@@ -308,8 +309,13 @@ async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, 
     if not options.cold:
         specs = [stack.services.jobs.validate(r) for r in request_mix(random.Random(options.seed), options.jobs)]
         kinds = Counter((s.model_key, s.mode.value, s.family.value, s.provider.value) for s in specs)
+        began = time.perf_counter()
         info["history_rows"] = await seed_history(stack.services.db, kinds, random.Random(options.seed + 2),
                                                   options.sigma, time.time())
+        print(f"    history: {info['history_rows']} finished jobs in {time.perf_counter() - began:.0f} s", flush=True)
+    # Which statements PostgreSQL spends its time on (the history written above not counted).
+    await stack.services.db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    await stack.services.db.fetchall("SELECT pg_stat_statements_reset()")
     for n in range(workers):
         worker = RoleProcess(stack.tmp / f"worker-{n + 1}.log")
         await worker.start(("worker",), cwd=stack.tmp, env=env)
@@ -319,6 +325,16 @@ async def start_stack(workers: int, options: Options) -> tuple[Stack, dict[str, 
         assert worker.process is not None
         processes.workers[f"worker {n + 1}"] = worker.process.pid
     return stack, info, processes
+
+
+def cancel_on_signals() -> None:
+    """SIGTERM (and SIGINT, which a background job may have ignored) cancel the run, so that its
+    server, fakes and workers are stopped by `Stack.close` rather than left behind."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
 
 
 async def run_one(workers: int, options: Options) -> dict[str, Any]:
@@ -335,9 +351,12 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         await create_jobs(stack.services, options, info["discord"], created, create_ms)
         delivered = await wait_delivered(db, options, started)
         ended = time.time()
-        peaks = {name: proc_status(pid, "VmHWM") for name, pid in processes.workers.items()}
+        # VmHWM, not the fakes' own getrusage: on Linux ru_maxrss survives exec, so a child started by
+        # this process would report this process's peak if it was higher.
+        peaks = {name: proc_status(pid, "VmHWM") for name, pid in {**processes.workers, **processes.fakes}.items()}
         postgres_memory = postgres_rss(processes.postgres)
         fake_stats = await read_fakes(stack.controls)
+        statements = await top_statements(db)
         rows = [dict(r) for r in await db.fetchall(
             "SELECT id, provider, provider_task_id, status, delivery_state, prompt FROM jobs"
             " WHERE prompt LIKE 'benchmark clip %'")]
@@ -348,11 +367,11 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         stack.services = None
         await asyncio.sleep(0.5)  # the backends exit and the postmaster reaps them (their CPU moves to cutime)
         cpu_after["postgres"] = sampler.cpu_now()["postgres"]
-        result = summarise(
+        result = {"statements": statements, **summarise(
             workers=workers, options=options, started=started, ended=ended, created=created, create_ms=create_ms,
             delivered=delivered, rows=rows, fakes=fake_stats, samples=sampler.rows, peaks=peaks,
             postgres_memory=postgres_memory, cpu=(cpu_before, cpu_after), machine=(machine_before, machine_after),
-            load=(load_before, load_average()), exits=exits, history_rows=info["history_rows"])
+            load=(load_before, load_average()), exits=exits, history_rows=info["history_rows"])}
     except BaseException:
         print(f"  the run failed; the workers' logs are in {stack.tmp}", file=sys.stderr, flush=True)
         raise
@@ -360,6 +379,22 @@ async def run_one(workers: int, options: Options) -> dict[str, Any]:
         await stack.close()
     shutil.rmtree(stack.tmp, ignore_errors=True)
     return result
+
+
+async def run_cancellable(workers: int, options: Options) -> dict[str, Any]:
+    cancel_on_signals()
+    return await run_one(workers, options)
+
+
+async def top_statements(db: Database, count: int = 8) -> list[dict[str, Any]]:
+    """PostgreSQL's busiest statements of the run (pg_stat_statements), by total execution time."""
+    rows = await db.fetchall(
+        "SELECT calls, total_exec_time AS total_ms, rows, query FROM pg_stat_statements"
+        " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " ORDER BY total_exec_time DESC LIMIT ?", (count,))
+    return [{"calls": int(r["calls"]), "total_s": round(float(r["total_ms"]) / 1000, 1),
+             "mean_ms": round(float(r["total_ms"]) / max(1, int(r["calls"])), 2), "rows": int(r["rows"]),
+             "query": " ".join(str(r["query"]).split())[:160]} for r in rows]
 
 
 def postgres_rss(postmaster: int) -> dict[str, Any]:
@@ -487,8 +522,6 @@ def summarise(*, workers: int, options: Options, started: float, ended: float, c
         "correct": {**correctness(rows, created, posts, tasks), "delivered_by_count": delivered,
                     "worker_exits": exits},
         "memory_mb": {**{n: rnd(v) for n, v in peaks.items()}, "postgres": postgres_memory,
-                      "vendor fakes": rnd(fakes["vendor_stats"]["peak_rss_mb"]),
-                      "discord fake": rnd(fakes["discord"]["peak_rss_mb"]),
                       "driver": rnd(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)},
         "cpu": cpu_figures(cpu, machine, ended - started),
         "backlog": {"peak": max(waiting, default=0), "mean": round(sum(waiting) / len(waiting), 1) if waiting else 0,
@@ -534,7 +567,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         runs = []
         for workers in args.workers:
             print(f"  {jobs} jobs, {workers} worker(s): starting (load {load_average()})", flush=True)
-            result = asyncio.run(run_one(workers, options_from(args, jobs)))
+            result = asyncio.run(run_cancellable(workers, options_from(args, jobs)))
             print_run(result)
             runs.append(result)
         print_comparison(runs)

@@ -99,7 +99,13 @@ def print_run(result: dict[str, Any]) -> None:
         verdict = "nothing posted or submitted twice (stopped before the jobs ended)" if ok else "DUPLICATES"
     else:
         verdict = "every job delivered exactly once" if ok else "NOT ALL DELIVERED ONCE"
-    print(f"\ncorrectness: {correct} -> {verdict}", flush=True)
+    print(f"\ncorrectness: {correct} -> {verdict}")
+    print("\nPostgreSQL's busiest statements (pg_stat_statements, execution time in the server):\n")
+    print("| total s | calls | mean ms | rows | statement |\n| --- | --- | --- | --- | --- |")
+    for row in result.get("statements", []):
+        query = row["query"].replace("|", "\\|")
+        print(f"| {row['total_s']} | {row['calls']} | {row['mean_ms']} | {row['rows']} | `{query}` |")
+    print(flush=True)
 
 
 COMPARE: list[tuple[str, str]] = [

@@ -50,7 +50,8 @@ def _free_port() -> int:
 class PostgresServer:
     """One server process; `url(db)` names a database on it."""
 
-    def __init__(self, *, durable: bool = False, max_connections: int = 400, shared_buffers: str = "32MB") -> None:
+    def __init__(self, *, durable: bool = False, max_connections: int = 400, shared_buffers: str = "32MB",
+                 preload: tuple[str, ...] = ()) -> None:
         bindir = postgres_bindir()
         if bindir is None:
             raise RuntimeError("no PostgreSQL binaries (initdb, pg_ctl) found; install postgresql")
@@ -61,6 +62,7 @@ class PostgresServer:
         self.durable = durable
         self.max_connections = max_connections
         self.shared_buffers = shared_buffers
+        self.preload = preload  # shared_preload_libraries, e.g. pg_stat_statements for the benchmark
         self._as: list[str] = []
         if os.geteuid() == 0:  # initdb refuses to run as root
             user = pwd.getpwnam("postgres")
@@ -77,6 +79,8 @@ class PostgresServer:
                   "-E", "UTF8", "--no-sync", "--locale=C")
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
                    f" -c max_connections={self.max_connections} -c shared_buffers={self.shared_buffers}")
+        if self.preload:
+            options += f" -c shared_preload_libraries={','.join(self.preload)}"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
