@@ -60,6 +60,7 @@ class RecordingPublisher:
         self.card_edits_made: list[tuple[int, "Card"]] = []  # (job id, card) per successful edit
         self.cards_gone: set[int] = set()  # card message ids Discord no longer has
         self.card_failures = 0  # the next N card edits raise (retryable)
+        self.notice_faults: list[Fault] = []  # consumed one per notice post ("429", "503", "gone", ...)
         self._ids = itertools.count(first_id)
 
     async def deliver(self, job: JobRecord, message: ResultMessage) -> int:
@@ -90,6 +91,11 @@ class RecordingPublisher:
         return next(self._ids)
 
     async def post_notice(self, job: JobRecord, text: str, nonce: str) -> int:
+        fault = self.notice_faults.pop(0) if self.notice_faults else None
+        if isinstance(fault, DeliveryError):
+            raise fault
+        if fault in _SHORTHAND:
+            raise _SHORTHAND[fault]()
         if nonce not in {n for _, _, n in self.notices}:  # Discord drops a repeated nonce
             self.notices.append((job.id, str(text), nonce))
         return next(self._ids)

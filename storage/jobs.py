@@ -37,7 +37,9 @@ from storage.database import (
 )
 
 # Columns a state change may set; anything else is a programming error, caught before SQL is built.
-_UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}
+# A notice queued on the job for the outbox (migration 0014); not part of JobRecord.
+NOTICE_COLUMNS = frozenset({"notice_key", "notice_text", "notice_due_at", "notice_attempts"})
+_UPDATABLE = (frozenset(JOB_COLUMNS) - {"id", "guild_id", "user_id", "created_at", "request_json"}) | NOTICE_COLUMNS
 # Set once, at creation (migration 0007): who asked in which language, and which click made the job.
 ORIGIN_COLUMNS = frozenset({"locale", "guild_locale", "parent_job_id", "follow_up", "request_key"})
 
@@ -320,6 +322,26 @@ class JobRepository:
         if changed:
             await notify_in(conn, JOBS_CHANNEL)
         return changed == 1
+
+    # --- notices: a word to the member about a job in progress, kept on the row until Discord has it ---
+    async def due_notices(self, now: float, limit: int) -> list[tuple[JobRecord, str, str | None, int]]:
+        """Jobs with a notice due: (job, key, its text as stored, attempts so far), oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE notice_due_at IS NOT NULL AND notice_due_at <= ? ORDER BY notice_due_at, id "
+            "LIMIT ?", (now, limit))
+        return [(JobRecord.from_row(r), r["notice_key"], r["notice_text"], int(r["notice_attempts"])) for r in rows]
+
+    async def notice_done(self, job_id: int, key: str) -> bool:
+        """Posted (or given up): clear it, unless a newer notice took its place meanwhile."""
+        changed = await self.db.execute(
+            "UPDATE jobs SET notice_key = NULL, notice_text = NULL, notice_due_at = NULL, notice_attempts = 0 "
+            "WHERE id = ? AND notice_key = ?", (job_id, key))
+        return changed > 0
+
+    async def notice_failed(self, job_id: int, key: str, retry_at: float) -> None:
+        await self.db.execute(
+            "UPDATE jobs SET notice_attempts = notice_attempts + 1, notice_due_at = ? WHERE id = ? AND notice_key = ?",
+            (retry_at, job_id, key))
 
     async def release_lease(self, job_id: int, owner: str) -> None:
         """Give a job back without changing it (e.g. after an unexpected error)."""

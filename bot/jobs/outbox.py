@@ -1,4 +1,5 @@
-"""The outbox: finished jobs' results and pending audit events, posted to Discord with retries.
+"""The outbox: finished jobs' results, notices about jobs in progress and pending audit events, posted
+to Discord with retries.
 
 Split from the poller (bot.jobs.poller) so the loop that moves jobs forward stays readable: this is
 the part that talks to the publisher and decides what to do when Discord says no. It never writes a
@@ -10,10 +11,12 @@ repeat post after a crash carries the same nonce, which Discord deduplicates.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bot import metrics
 from bot.audit import AuditService, quote
 from bot.clock import Clock
+from bot.i18n import from_json, to_json, translate
 from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord
 from bot.jobs.schedule import PollSchedule
@@ -25,6 +28,15 @@ log = logging.getLogger(__name__)
 MAX_DELIVERY_ATTEMPTS = 25
 MAX_FINAL_DELIVERY_ATTEMPTS = 3
 AUDIT_BATCH = 20
+NOTICE_BATCH = 20
+MAX_NOTICE_ATTEMPTS = 12
+
+
+def notice_values(text: Any, key: str, now: float) -> dict[str, Any]:
+    """The columns that queue a notice on its job, written in the same change as the status it explains:
+    posted by `Outbox.post_notices` (at once, retried while Discord is down, after a restart too)."""
+    return {"notice_key": key, "notice_text": to_json(text), "notice_due_at": now, "notice_attempts": 0}
+
 
 class Outbox:
     """Posts results and audit events; `publisher` and `audit_service` may be swapped after start-up."""
@@ -37,15 +49,41 @@ class Outbox:
         self.clock = clock
         self.lease = lease
 
-    async def notice(self, job: JobRecord, text: str, key: str) -> bool:
-        """Tell the member how a job in progress stands, once, best effort: an interim word never holds
-        a job up (its result still comes through `deliver_or_clear`, with retries)."""
+    async def post_notices(self) -> None:
+        """Post the notices queued on jobs (`notice_values`), in each reader's language; a failed post is
+        retried with backoff, a repeat after a crash carries the same nonce (Discord drops it). Never
+        lets an error out: a notice never holds a job up."""
+        repository = self.lease.repository
+        now = self.clock.now()
         try:
-            await self.publisher.post_notice(job, text, notice_nonce(job.id, key))
-        except Exception as error:  # noqa: BLE001 - best effort: a notice never holds a job up
-            log.warning("job %s: could not post the %s notice (%s)", job.id, key, error)
-            return False
-        return True
+            due = await repository.due_notices(now, NOTICE_BATCH)
+        except Exception:
+            log.exception("could not read due notices")
+            return
+        for job, key, stored, attempts in due:
+            text = from_json(stored)
+            try:
+                if text is not None:
+                    await self.publisher.post_notice(job, translate(text, job.reader_locale),
+                                                     notice_nonce(job.id, key))
+                await repository.notice_done(job.id, key)
+            except Exception as error:  # noqa: BLE001 - DeliveryError or a database hiccup: retried
+                retryable = not isinstance(error, DeliveryError) or error.retryable
+                if not retryable or attempts + 1 >= MAX_NOTICE_ATTEMPTS:
+                    log.warning("job %s: giving up on the %s notice (%s)", job.id, key, error)
+                    await self._quietly(repository.notice_done(job.id, key))
+                    continue
+                retry_after = error.retry_after if isinstance(error, DeliveryError) else None
+                retry_in = self.schedule.error_backoff(attempts + 1, retry_after)
+                log.warning("job %s: %s notice not posted (%s); retry in %.0fs", job.id, key, error, retry_in)
+                await self._quietly(repository.notice_failed(job.id, key, now + retry_in))
+
+    @staticmethod
+    async def _quietly(write: Any) -> None:
+        try:
+            await write
+        except Exception:
+            log.exception("could not record a notice's outcome; it is tried again")
 
     async def deliver_or_clear(self, job: JobRecord) -> None:
         """Post a terminal job's result, or just clear its due time when it is already delivered."""

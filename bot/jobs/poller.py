@@ -248,6 +248,7 @@ class Poller:
         await sleep_or_wake(self.clock, self._wake, delay)
 
     async def _housekeeping(self, force: bool = False) -> None:
+        await self.outbox.post_notices()
         await self.outbox.post_audit_events()
         now = self.clock.now()
         if force or now - self._gauges_at >= GAUGE_REFRESH_SECONDS:

@@ -24,6 +24,7 @@ from bot.jobs.finish import Finisher
 from bot.jobs.lease import CLEAR_LEASE, JobLease
 from bot.jobs.limits import LimitsRegistry
 from bot.jobs.models import JobRecord, JobStatus, deadline_for
+from bot.jobs.outbox import notice_values
 from bot.jobs.repository import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError
@@ -180,6 +181,8 @@ class Submission:
         values = {"status": JobStatus.RUNNING.value, "provider_task_id": task_id, "submitted_at": now,
                   "deadline_at": deadline_for(self.settings, job.model_key, now, job.mode), "next_due_at": first_poll,
                   "error_streak": 0}
+        if job.status is JobStatus.UNCERTAIN:  # the member was told we could not tell: settle it
+            values.update(notice_values(CONFIRMED_NOTICE, "found", now))
         leased = False
         async with self.db.transaction() as conn:
             if owned:
@@ -191,21 +194,20 @@ class Submission:
             await self.lease.release(job.id)
         if recorded:
             log.info("job %s: vendor task %s", job.id, task_id)
-            if job.status is JobStatus.UNCERTAIN:  # the member was told we could not tell: settle it
-                await self.finisher.outbox.notice(job, CONFIRMED_NOTICE, "found")
         else:
             log.warning("job %s: vendor task %s arrived but the job has moved on", job.id, task_id)
         return recorded
 
     async def mark_uncertain(self, job: JobRecord, why: str) -> None:
         """The submit may have reached the vendor: wait out the grace period for a task id, never resend."""
-        grace_end = self.clock.now() + self.settings.uncertain_submit_grace_seconds
+        now = self.clock.now()
+        grace_end = now + self.settings.uncertain_submit_grace_seconds
         log.warning("job %s: submit outcome unknown (%s); waiting for reconciliation, never resending", job.id, why)
-        moved = await self.lease.transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
-                                                  "next_due_at": grace_end})
-        if moved:  # at once, not after the grace period: what happened and what comes next
-            minutes = max(1, round(self.settings.uncertain_submit_grace_seconds / 60))
-            await self.finisher.outbox.notice(job, uncertain_notice(minutes), "lost")
+        # The member hears at once (not after the grace period) what happened and what comes next: the
+        # notice is queued in the same change, so it is posted even if Discord or this process is down now.
+        minutes = max(1, round(self.settings.uncertain_submit_grace_seconds / 60))
+        await self.lease.transition(job, {"status": JobStatus.UNCERTAIN.value, "deadline_at": grace_end,
+                                          "next_due_at": grace_end, **notice_values(uncertain_notice(minutes), "lost", now)})
 
     async def handle_uncertain(self, job: JobRecord) -> None:
         """Keep waiting until the grace period ends; then fail the job and release the credits."""
