@@ -482,7 +482,8 @@ def cpu_figures(cpu: tuple[dict[str, float], dict[str, float]], machine: tuple[t
 
 
 def ours(sample: dict[str, Any]) -> float:
-    return sum(v for k, v in sample["cores"].items() if k != "machine")
+    """Cores this run's processes used in one sample (the machine's own figure left out)."""
+    return float(sum(v for k, v in sample["cores"].items() if k != "machine"))
 
 
 def busiest(samples: list[dict[str, Any]], seconds: int = 10) -> dict[str, Any]:
