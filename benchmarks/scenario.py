@@ -46,7 +46,7 @@ from bot.jobs.cards import CardKeeper  # noqa: E402
 from bot.jobs.limits import LimitsRegistry  # noqa: E402
 from bot.jobs.models import JobRecord  # noqa: E402
 from bot.jobs.poller import Poller  # noqa: E402
-from bot.jobs.repository import JobRepository  # noqa: E402
+from storage.jobs import JobRepository  # noqa: E402
 from bot.jobs.schedule import PollSchedule  # noqa: E402
 from storage.cards import CardStore  # noqa: E402
 from bot.jobs.service import JobService, Requester  # noqa: E402

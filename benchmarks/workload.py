@@ -36,7 +36,7 @@ from typing import Any
 
 from bot.catalog import MODELS, Family, ProviderName, get_model
 from bot.clock import FakeClock
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.validation import GenerationRequest, JobSpec
 from storage.database import Database, execute_many

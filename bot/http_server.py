@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot import metrics
 from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.submission import CALLBACK_PATH
 from bot.providers.kie import callback_task_id, parse_kie_callback, verify_kie_signature
 from bot.settings import Settings

@@ -15,7 +15,7 @@ from bot.catalog import ProviderName
 from bot.clock import Clock, SystemClock
 from bot.jobs.cards import CardKeeper
 from bot.jobs.poller import Poller
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.service import JobService
 from bot.moderation.policy import PolicyService
 from bot.providers.base import ProviderClient

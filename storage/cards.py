@@ -46,7 +46,7 @@ class CardStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    # --- the job's origin (written with the job row: bot.jobs.repository.ORIGIN_COLUMNS) ----------
+    # --- the job's origin (written with the job row: storage.jobs.ORIGIN_COLUMNS) ----------
     async def job_id_for_key(self, request_key: str) -> int | None:
         value = await self.db.fetchval("SELECT id FROM jobs WHERE request_key = ?", (request_key,))
         return int(value) if value is not None else None

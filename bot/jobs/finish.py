@@ -19,7 +19,7 @@ from bot.i18n import to_json
 from bot.jobs.lease import JobLease
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.outbox import Outbox
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.quota.service import QuotaService
 from storage.database import Database
 

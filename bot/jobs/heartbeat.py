@@ -17,7 +17,7 @@ import os
 import socket
 
 from bot.clock import Clock
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 
 log = logging.getLogger("bot.heartbeat")  # not bot.jobs: its lines are about a process, not a job
 

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from bot.jobs.models import JobRecord
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from bot.jobs.lease import JobLease
 from bot.jobs.limits import LimitsRegistry, LoopLagLimiter
 from bot.jobs.models import JobRecord, JobStatus
 from bot.jobs.outbox import Outbox
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.jobs.submission import NO_PROVIDER_MESSAGE, Submission, callback_providers
 from bot.providers.base import NO_LINK_MESSAGE, ErrorKind, ProviderClient, ProviderError, TaskState

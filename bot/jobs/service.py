@@ -19,7 +19,7 @@ from bot.clock import Clock
 from bot.errors import Refusal
 from bot.i18n import _
 from bot.jobs.models import ACTIVE_STATUSES, JobRecord, JobStatus, deadline_for
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.moderation.policy import PolicyService
 from bot.providers.base import ProviderClient
 from bot.quota.service import QuotaService

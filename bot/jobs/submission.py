@@ -25,7 +25,7 @@ from bot.jobs.lease import CLEAR_LEASE, JobLease
 from bot.jobs.limits import LimitsRegistry
 from bot.jobs.models import JobRecord, JobStatus, deadline_for
 from bot.jobs.outbox import notice_values
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.providers.base import ErrorKind, ProviderClient, ProviderError
 from bot.settings import Settings

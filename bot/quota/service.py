@@ -19,8 +19,8 @@ from bot.catalog import COST_KEYS, default_cost
 from bot.clock import Clock
 from bot.errors import Refusal
 from bot.i18n import Text, _, _n
-from bot.quota import ledger
-from bot.quota.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
+from storage import ledger
+from storage.ledger import WINDOW_SECONDS, LedgerEntry, WindowRow
 from bot.settings import Settings
 from bot.validation import JobSpec
 from storage.database import Connection, Database

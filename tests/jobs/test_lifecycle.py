@@ -8,7 +8,7 @@ from bot.publishing.base import DeliveryError
 from bot.errors import Refusal
 from bot.jobs.outbox import MAX_FINAL_DELIVERY_ATTEMPTS
 from bot.jobs.models import DeliveryState, JobStatus
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.schedule import PollSchedule
 from bot.providers.base import ErrorKind, PollResult, ProviderError, TaskState
 from storage.database import Database, change_rows

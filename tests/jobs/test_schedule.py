@@ -12,7 +12,7 @@ import bot.jobs.schedule as schedule_module
 from bot.catalog import MODELS, Timing, get_model, timing_for
 from bot.clock import FakeClock
 from bot.jobs.placement import LATE_SECONDS, NOTICE_SECONDS
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.schedule import (
     REQUEST_BUDGET,
     KindHistory,

@@ -20,7 +20,7 @@ from bot.jobs.placement import (
     shared_polls,
 )
 from bot.jobs.models import KindHistory
-from bot.jobs.repository import JobRepository
+from storage.jobs import JobRepository
 from bot.jobs.schedule import (
     KIND_BUDGET_CAP,
     MIN_HISTORY,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.clock import FakeClock
 from bot.errors import Refusal
-from bot.quota import ledger
+from storage import ledger
 from bot.quota.service import QuotaService
 from storage.database import Database, open_database
 from storage.guild_settings import GuildSettingsStore

@@ -11,7 +11,7 @@ from bot.catalog import ProviderName
 from bot.clock import FakeClock
 from bot.errors import Refusal
 from bot.jobs.models import IN_FLIGHT_STATUSES, JobStatus
-from bot.quota import ledger
+from storage import ledger
 from bot.quota.service import QuotaService
 from storage.database import Database, open_database
 from storage.jobs import JobRepository
