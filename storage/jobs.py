@@ -50,12 +50,24 @@ def _statuses(expected: JobStatus | Iterable[JobStatus]) -> tuple[str, ...]:
     return tuple(JobStatus(s).value for s in expected)
 
 
-def _set_clause(values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+# A poller's new next look gives way to a callback's mark (see JobRepository.update_leased_in).
+_DUE_GIVES_WAY = "next_due_at = CASE WHEN woken_at IS NOT NULL AND woken_at < ? THEN woken_at ELSE ? END, woken_at = NULL"
+
+
+def _set_clause(values: Mapping[str, Any], *, due_gives_way: bool = False) -> tuple[str, list[Any]]:
     unknown = set(values) - _UPDATABLE
     if unknown:
         raise ValueError(f"not updatable job columns: {sorted(unknown)}")
-    names = sorted(values)
-    return ", ".join(f"{name} = ?" for name in names), [values[name] for name in names]
+    parts: list[str] = []
+    params: list[Any] = []
+    for name in sorted(values):
+        if name == "next_due_at" and due_gives_way and values[name] is not None:
+            parts.append(_DUE_GIVES_WAY)
+            params += [values[name], values[name]]
+        else:
+            parts.append(f"{name} = ?")
+            params.append(values[name])
+    return ", ".join(parts), params
 
 
 class JobRepository:
@@ -267,7 +279,7 @@ class JobRepository:
         async with self.db.transaction() as conn:
             rows = await fetch_rows(
                 conn,
-                "UPDATE jobs SET lease_owner = :owner, lease_until = :until WHERE id IN ("
+                "UPDATE jobs SET lease_owner = :owner, lease_until = :until, woken_at = NULL WHERE id IN ("
                 " SELECT id FROM jobs WHERE next_due_at <= :now AND (lease_until IS NULL OR lease_until < :now"
                 f"{dead_owner}) ORDER BY next_due_at LIMIT :limit{skip_locked}) RETURNING *",
                 {"owner": owner, "until": now + lease_seconds, "now": now, "limit": limit,
@@ -285,8 +297,12 @@ class JobRepository:
         expected: JobStatus | Iterable[JobStatus],
         values: Mapping[str, Any],
     ) -> bool:
-        """Change a job we hold the lease on, if it is still in a status we expect."""
-        clause, params = _set_clause(values)
+        """Change a job we hold the lease on, if it is still in a status we expect.
+
+        A new `next_due_at` gives way to a callback that came while we held the job (`woken_at`, set by
+        `make_due_now`): the job stays due at once, since our poll may have been answered before the
+        vendor finished."""
+        clause, params = _set_clause(values, due_gives_way=True)
         statuses = _statuses(expected)
         marks = ",".join("?" for _ in statuses)
         changed = await change_rows(
@@ -361,13 +377,15 @@ class JobRepository:
         return changed
 
     async def make_due_now(self, job_id: int, now: float, statuses: Iterable[JobStatus]) -> bool:
-        """Bring a job's next look forward (a callback said something happened)."""
+        """Bring a job's next look forward (a callback said something happened). If a poll of it is in
+        flight, `woken_at` keeps it due once that poll is done (`update_leased_in`)."""
         marks_statuses = _statuses(statuses)
         marks = ",".join("?" for _ in marks_statuses)
         async with self.db.transaction() as conn:
             changed = await change_rows(
-                conn, f"UPDATE jobs SET next_due_at = ? WHERE id = ? AND status IN ({marks})"
-                " AND (next_due_at IS NULL OR next_due_at > ?)", (now, job_id, *marks_statuses, now))
+                conn, "UPDATE jobs SET woken_at = ?, next_due_at = CASE WHEN next_due_at IS NULL OR next_due_at > ?"
+                f" THEN ? ELSE next_due_at END WHERE id = ? AND status IN ({marks})",
+                (now, now, now, job_id, *marks_statuses))
             if changed:
                 await notify_in(conn, JOBS_CHANNEL)
         return changed == 1

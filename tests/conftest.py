@@ -22,7 +22,9 @@ from storage.database import Database, open_database
 from fakes.discord_api import FakeDiscord
 from fakes.postgres import PostgresServer
 
-BOTH_ENGINES = ("tests/storage/", "tests/jobs/", "tests/quota/", "tests/moderation/")
+BOTH_ENGINES = ("tests/storage/", "tests/jobs/", "tests/quota/", "tests/moderation/", "tests/publishing/", "tests/cogs/",
+                "tests/reliability/test_vendor_faults.py", "tests/reliability/test_discord_faults.py",
+                "tests/reliability/test_logs.py", "tests/reliability/test_soak.py", "tests/test_server_admin.py", "tests/test_http_server.py")
 ENGINES = ("sqlite", "postgres")
 
 

@@ -25,7 +25,7 @@ from bot.http_server import (
 from bot.settings import Settings
 from bot.jobs.submission import callback_url_for
 from fakes.settings import make_settings
-from storage.database import Database
+from storage.database import Database, insert_row
 
 HMAC_KEY = "webhook-test-key"
 
@@ -56,13 +56,13 @@ async def insert_job(
     task_id: str | None = "task-1", next_due_at: float | None = 2_000_000_000.0, mode: str = "text",
 ) -> int:
     async with db.transaction() as conn:
-        cursor = await conn.execute(
+        return await insert_row(
+            conn,
             "INSERT INTO jobs (guild_id, channel_id, user_id, family, model_key, provider, mode, prompt,"
             " request_json, status, provider_task_id, created_at, next_due_at)"
             " VALUES (1, 2, 3, ?, 'veo-fast-kie', ?, ?, 'a cat', '{}', ?, ?, 1.0, ?)",
             (family, provider, mode, status, task_id, next_due_at),
         )
-        return int(cursor.lastrowid)
 
 
 async def start(
@@ -160,6 +160,7 @@ async def test_health_is_503_when_one_check_fails(
     assert all(body[name] for name in others)
 
 
+@pytest.mark.sqlite_only  # SQLite's single write lock; PostgreSQL has no such thing to hold
 async def test_database_held_by_another_writer_is_not_writable_then_recovers(db: Database) -> None:
     server, h = await start(db, settings=make_settings(), probe_timeout=0.2)
     other = sqlite3.connect(db.path, isolation_level=None)

@@ -1,4 +1,4 @@
-"""A real FramecastBot against the loopback Discord stand-in, with services on a real SQLite file.
+"""A real FramecastBot against the loopback Discord stand-in, with services on a real database (both engines).
 
 Commands run through discord.py's own command tree: `discord.Interaction(data=payload, state=...)` built
 from a Discord INTERACTION_CREATE payload, then `tree._call` (checks, cooldowns, transformers and the
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -38,11 +37,10 @@ async def kie() -> AsyncIterator[FakeKieVendor]:
         yield vendor
 
 
-def harness_settings(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor, **overrides: Any) -> Settings:
+def harness_settings(database_url: str, fake: FakeDiscord, kie: FakeKieVendor, **overrides: Any) -> Settings:
     """A bot wired to the Discord fake and the kie fake; the other vendors are configured but unreachable."""
     values: dict[str, Any] = dict(
-        discord_token=fake.token, discord_guild_ids=[fake.GUILD_ID],
-        database_url=f"sqlite:///{tmp_path / 'bot.db'}",
+        discord_token=fake.token, discord_guild_ids=[fake.GUILD_ID], database_url=database_url,
         kkiai_api_key="kk-key", kkiai_base_url=UNREACHABLE,
         kie_api_key=kie.api_key, kie_base_url=kie.base_url, kie_upload_base_url=kie.base_url,
         kling_api_key="kl-key", kling_base_url=UNREACHABLE,
@@ -121,15 +119,15 @@ H = TypeVar("H", bound=Harness)
 
 @asynccontextmanager
 async def harness_factory(
-    settings_dir: Callable[[int], Path], fake: FakeDiscord, kie: FakeKieVendor, extensions: tuple[str, ...],
+    database_url: str, fake: FakeDiscord, kie: FakeKieVendor, extensions: tuple[str, ...],
     harness_class: type[H],
 ) -> AsyncIterator[Callable[..., Awaitable[H]]]:
     """Real FramecastBots logged in to the Discord stand-in (poller stopped: tests drive it), closed at exit.
-    `settings_dir(n)` is where the n-th bot keeps its database: one folder means "the same bot restarted"."""
+    All of them use one database: a second bot is "the same bot restarted"."""
     bots: list[FramecastBot] = []
 
     async def factory(**setting_overrides: Any) -> H:
-        settings = harness_settings(settings_dir(len(bots)), fake, kie, **setting_overrides)
+        settings = harness_settings(database_url, fake, kie, **setting_overrides)
         bot = FramecastBot(settings, extensions=extensions)
         bots.append(bot)
         await bot.login(fake.token)  # runs setup_hook: services, cogs, command sync
@@ -144,8 +142,8 @@ async def harness_factory(
 
 
 @pytest.fixture
-async def make_harness(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
-    async with harness_factory(lambda n: tmp_path / f"bot{n}", fake, kie, COG_EXTENSIONS, Harness) as factory:
+async def make_harness(database_url: str, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
+    async with harness_factory(database_url, fake, kie, COG_EXTENSIONS, Harness) as factory:
         yield factory
 
 

@@ -5,7 +5,6 @@ stand-in and a real database, including after a restart (a new client on the sam
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +20,9 @@ EXTENSIONS = ("cogs.generate", "cogs.jobs", "cogs.actions")
 
 
 @pytest.fixture
-async def same_bot(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
-    """Every bot made here uses one database folder: the second is the first one restarted."""
-    async with harness_factory(lambda n: tmp_path / "bot", fake, kie, EXTENSIONS, Harness) as factory:
+async def same_bot(database_url: str, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:
+    """Every bot made here uses one database: the second is the first one restarted."""
+    async with harness_factory(database_url, fake, kie, EXTENSIONS, Harness) as factory:
         yield factory
 
 

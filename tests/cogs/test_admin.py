@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -110,9 +109,9 @@ AdminFactory = Callable[..., Awaitable[AdminHarness]]
 
 
 @pytest.fixture
-async def make_admin(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[AdminFactory]:
-    """Bots on one database file (`tmp_path/bot.db`), so a second bot is "the same bot after a restart"."""
-    async with harness_factory(lambda n: tmp_path, fake, kie, EXTENSIONS, AdminHarness) as factory:
+async def make_admin(database_url: str, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[AdminFactory]:
+    """Bots on one database, so a second bot is "the same bot after a restart"."""
+    async with harness_factory(database_url, fake, kie, EXTENSIONS, AdminHarness) as factory:
         yield factory
 
 

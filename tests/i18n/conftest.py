@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,8 @@ from fakes.vendors import FakeKieVendor
 
 
 @pytest.fixture
-async def make_harness(tmp_path: Path, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:  # noqa: F811
-    async with harness_factory(lambda n: tmp_path / f"bot{n}", fake, kie, EXTENSIONS, Harness) as factory:
+async def make_harness(database_url: str, fake: FakeDiscord, kie: FakeKieVendor) -> AsyncIterator[BotFactory]:  # noqa: F811
+    async with harness_factory(database_url, fake, kie, EXTENSIONS, Harness) as factory:
         yield factory
 
 

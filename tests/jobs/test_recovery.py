@@ -8,7 +8,8 @@ from bot.clock import FakeClock
 from bot.jobs.models import DeliveryState, JobRecord, JobStatus
 from bot.jobs.poller import Poller
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE
-from bot.providers.base import ErrorKind, ProviderError
+from bot.providers.base import ErrorKind, PollResult, ProviderError
+from bot.validation import JobSpec
 from storage.database import Database, open_database
 from tests.jobs.support import build_rig
 
@@ -210,3 +211,38 @@ async def test_stop_does_not_wait_out_a_slow_submit_and_the_job_is_never_resent(
     await restarted.run_once()
     assert (await rig.job(job.id)).status is JobStatus.UNCERTAIN
     assert len(provider.submits) == 1
+
+
+async def test_a_callback_while_a_poll_of_the_job_is_in_flight_is_not_lost(db: Database, fake_clock: FakeClock) -> None:
+    """The vendor answered the poll "running", then finished and called back before that answer was
+    handled: the poll's plan ("look again later") must not bury the callback. The job stays due at
+    once and is delivered on the next pass, not at the plan's next look minutes later."""
+    rig = build_rig(db, fake_clock)
+    job = await rig.create()
+    await rig.poller.run_once()  # submitted
+    running = await rig.job(job.id)
+    assert running.status is JobStatus.RUNNING and running.next_due_at is not None
+    fake_clock.advance(running.next_due_at - fake_clock.now())
+    provider, task_id = rig.providers[job.provider], running.provider_task_id
+    assert task_id is not None
+    answered, handled = asyncio.Event(), asyncio.Event()
+    vendor_poll = provider.poll
+
+    async def answer_then_wait(task: str, spec: JobSpec) -> PollResult:
+        result = await vendor_poll(task, spec)  # still running when the vendor answers
+        answered.set()
+        await handled.wait()
+        return result
+
+    provider.poll = answer_then_wait  # type: ignore[method-assign]
+    polling = asyncio.create_task(rig.poller.run_once())
+    await asyncio.wait_for(answered.wait(), timeout=10)
+    provider.tasks[task_id] = fake_clock.now()  # the vendor finishes...
+    assert await rig.poller.on_callback(job.id, task_id)  # ...and calls back, while our poll is in flight
+    handled.set()
+    await asyncio.wait_for(polling, timeout=10)
+    provider.poll = vendor_poll  # type: ignore[method-assign]
+    await rig.poller.run_once()  # the clock has not moved: only a job still due is looked at
+    done = await rig.job(job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.delivery_state is DeliveryState.DELIVERED
+    assert provider.polls == [task_id, task_id]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from pathlib import Path
 
 import discord
 import pytest
@@ -20,7 +19,7 @@ from bot.catalog import Family
 from bot.clock import FakeClock
 from bot.publishing.discord_publisher import DiscordPublisher
 from bot.jobs.models import JobStatus
-from storage.database import Database
+from storage.database import open_database
 from fakes.discord_api import FakeDiscord
 from fakes.vendors import Fault, Outcome
 from tests.reliability.fault_fakes import GatedDiscord, result_messages
@@ -44,10 +43,9 @@ def random_fault(rng: random.Random, endpoint: str) -> Fault:
 
 @pytest.mark.soak
 async def test_soak_hundreds_of_jobs_with_random_faults_lose_and_duplicate_nothing(
-        tmp_path: Path, fake_clock: FakeClock) -> None:
+        database_url: str, fake_clock: FakeClock) -> None:
     rng = random.Random(SEED)
-    path = tmp_path / "soak.db"
-    first, second = await Database.open(path), await Database.open(path)
+    first, second = await open_database(database_url), await open_database(database_url)  # two processes
     try:
         async with RigFactory(first, fake_clock) as factory:
             def plan(body: dict[str, object]) -> tuple[float, Outcome]:
@@ -108,7 +106,7 @@ async def test_soak_hundreds_of_jobs_with_random_faults_lose_and_duplicate_nothi
 
 @pytest.mark.soak
 async def test_soak_through_the_real_discord_publisher_posts_each_result_once(
-        tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+        database_url: str, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     """120 jobs delivered by the real DiscordPublisher (discord.py over HTTP) to the Discord fake, with 503s,
     answers lost after the message was made, Discord forgetting nonces, and threads deleted or locked."""
     rng = random.Random(SEED + 1)
@@ -118,7 +116,7 @@ async def test_soak_through_the_real_discord_publisher_posts_each_result_once(
     client = discord.Client(intents=discord.Intents.default(), allowed_mentions=discord.AllowedMentions.none())
     await client.login(fake.token)
     publisher = DiscordPublisher(client, clock=fake_clock)
-    database = await Database.open(tmp_path / "soak-discord.db")
+    database = await open_database(database_url)
     try:
         async with RigFactory(database, fake_clock) as factory:
             rig = factory.build(publisher=publisher, provider_max_in_flight=100)

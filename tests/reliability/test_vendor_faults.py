@@ -18,7 +18,7 @@ from bot.jobs.models import JobStatus
 from bot.jobs.submission import LOST_SUBMIT_MESSAGE
 from bot.jobs.service import Requester
 from bot.validation import GenerationRequest
-from storage.database import Database
+from storage.database import Database, open_database
 from tests.e2e.harness import free_port
 from fakes.vendors import Fault, Outcome
 from tests.reliability.support import CHANNEL_ID, GUILD_ID, RigFactory
@@ -329,9 +329,9 @@ async def test_a_job_the_vendor_never_accepts_times_out_at_its_deadline(
     assert await rig.violations() == []
 
 
-async def test_in_flight_limit_holds_across_two_pollers(db: Database, fake_clock: FakeClock) -> None:
+async def test_in_flight_limit_holds_across_two_pollers(db: Database, database_url: str, fake_clock: FakeClock) -> None:
     """The in-flight cap is counted in SQL inside the submit transaction, so two processes share it."""
-    second = await Database.open(db.path)
+    second = await open_database(database_url)  # another process's connection
     try:
         async with RigFactory(db, fake_clock) as factory:
             rig = factory.build(provider_max_in_flight=4)
@@ -352,8 +352,8 @@ async def test_in_flight_limit_holds_across_two_pollers(db: Database, fake_clock
         await second.close()
 
 
-async def test_kie_submit_window_holds_across_two_pollers(db: Database, fake_clock: FakeClock) -> None:
-    second = await Database.open(db.path)
+async def test_kie_submit_window_holds_across_two_pollers(db: Database, database_url: str, fake_clock: FakeClock) -> None:
+    second = await open_database(database_url)  # another process's connection
     try:
         async with RigFactory(db, fake_clock) as factory:
             rig = factory.build(kie_submits_per_10s=20, provider_max_in_flight=100)
