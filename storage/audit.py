@@ -66,18 +66,15 @@ class AuditStore:
         )
 
     async def pending(self, now: float, limit: int = 20) -> list[AuditEvent]:
-        """Unposted events that are due, for servers that have an audit channel, oldest first."""
-        # SQLite's CROSS JOIN fixes the loop order: servers with a channel first, then their pending
-        # rows (index audit_pending_guild), so servers without a channel cost nothing. PostgreSQL's
-        # planner picks that order from its statistics (and has no CROSS JOIN ... ON).
-        join = "JOIN" if is_postgres(self.db) else "CROSS JOIN"
-        rows = await self.db.fetchall(
-            f"SELECT e.*, g.audit_channel_id AS channel_id FROM guild_settings AS g "
-            f"{join} audit_events AS e ON e.guild_id = g.guild_id "
-            "WHERE g.audit_channel_id IS NOT NULL AND e.posted_at IS NULL AND e.next_attempt_at <= ? "
-            "ORDER BY e.next_attempt_at, e.id LIMIT ?",
-            (now, limit),
-        )
+        """Unposted events that are due, for servers that have an audit channel, oldest first.
+
+        Servers with a channel first, then each one's pending rows (index audit_pending_guild), so the
+        events of servers without a channel (never posted, possibly thousands) cost nothing. Asked on
+        every poller pass of every process, it must stay cheap. SQLite keeps CROSS JOIN's loop order;
+        PostgreSQL's planner walked the pending index in time order and probed each event's server
+        (~5 ms with 12,000 events of a server without a channel), so it gets a LATERAL subquery per
+        server (0.07 ms)."""
+        rows = await self.db.fetchall(pending_sql(is_postgres(self.db)), {"now": now, "limit": limit})
         return [_event(row) for row in rows]
 
     async def mark_posted(self, event_id: int, message_id: int, now: float) -> bool:
@@ -102,3 +99,16 @@ class AuditStore:
             "SELECT * FROM audit_events WHERE guild_id = ? ORDER BY id DESC LIMIT ?", (guild_id, limit)
         )
         return [_event(row) for row in rows]
+
+
+def pending_sql(postgres: bool) -> str:
+    """`AuditStore.pending`'s query for one dialect (the plan test reads it too)."""
+    if postgres:
+        return ("SELECT e.*, g.audit_channel_id AS channel_id FROM guild_settings AS g CROSS JOIN LATERAL ("
+                "SELECT * FROM audit_events AS e WHERE e.guild_id = g.guild_id AND e.posted_at IS NULL"
+                " AND e.next_attempt_at <= :now ORDER BY e.next_attempt_at, e.id LIMIT :limit) AS e"
+                " WHERE g.audit_channel_id IS NOT NULL ORDER BY e.next_attempt_at, e.id LIMIT :limit")
+    return ("SELECT e.*, g.audit_channel_id AS channel_id FROM guild_settings AS g"
+            " CROSS JOIN audit_events AS e ON e.guild_id = g.guild_id"
+            " WHERE g.audit_channel_id IS NOT NULL AND e.posted_at IS NULL AND e.next_attempt_at <= :now"
+            " ORDER BY e.next_attempt_at, e.id LIMIT :limit")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import bot.audit
 from bot.audit import AuditService, quote
 from bot.clock import FakeClock
-from storage.database import Database
+from storage.audit import pending_sql
+from storage.database import Database, execute_many, is_postgres
 from storage.guild_settings import GuildSettingsStore
 
 WITH_CHANNEL, WITHOUT_CHANNEL = 1, 2
@@ -74,3 +77,27 @@ def test_quote_defuses_mentions_and_formatting() -> None:
         assert mention not in text
     assert "\n" not in text and "`" not in text
     assert quote("x" * 50, limit=10) == "x" * 9 + "…"
+
+
+async def test_pending_reads_only_the_servers_with_a_channel(db: Database, audit: AuditService) -> None:
+    """Asked on every poller pass: thousands of events of a server without a channel (never posted) must
+    not be read to find the one that is due. The plan reads the channel's server first, then its rows."""
+    async with db.transaction() as conn:
+        await execute_many(conn, "INSERT INTO audit_events (guild_id, kind, text, created_at, next_attempt_at)"
+                           " VALUES (?, 'job', 'x', ?, ?)", [(WITHOUT_CHANNEL, float(n), float(n)) for n in range(3000)])
+    due = await audit.record(guild_id=WITH_CHANNEL, kind="job", text="due", now=5000.0)
+    await db.execute("ANALYZE")
+    assert [e.id for e in await audit.pending(10_000.0)] == [due]
+    if is_postgres(db):
+        [row] = await db.fetchall("EXPLAIN (ANALYZE, FORMAT JSON) " + pending_sql(True), {"now": 10_000.0, "limit": 20})
+        plan = row["QUERY PLAN"]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+
+        def rows_of_events(node: dict[str, Any]) -> float:
+            own = node.get("Actual Rows", 0) * node.get("Actual Loops", 1) if node.get("Relation Name") == "audit_events" else 0
+            return own + sum(rows_of_events(child) for child in node.get("Plans", []))
+        assert rows_of_events(plan[0]["Plan"]) <= 1
+    else:
+        steps = [r["detail"] for r in await db.fetchall("EXPLAIN QUERY PLAN " + pending_sql(False),
+                                                        {"now": 10_000.0, "limit": 20})]
+        assert steps[0].startswith("SCAN g") and "audit_pending_guild" in steps[1], steps
