@@ -166,10 +166,7 @@ class RestMixin(DiscordState):
         if message is None:
             return _error(404, 10008, "Unknown Message")
         body = body or {}
-        if "content" in body:
-            message.content = body["content"] or ""
-        if "embeds" in body:
-            message.embeds = body["embeds"] or []
+        _edit_text(message, body)
         if "allowed_mentions" in body:
             message.allowed_mentions = body["allowed_mentions"]
         message.flags &= ~128  # no longer "thinking"
@@ -239,10 +236,7 @@ class RestMixin(DiscordState):
         if message is None or message.channel_id != cid or mid in self.deleted_messages:
             return _error(404, 10008, "Unknown Message")
         body = body or {}
-        if "content" in body:
-            message.content = body["content"] or ""
-        if "embeds" in body:
-            message.embeds = body["embeds"] or []
+        _edit_text(message, body)
         if "components" in body:
             message.payload["components"] = body["components"] or []
         message.edits += 1
@@ -342,6 +336,14 @@ class RestMixin(DiscordState):
                                   payload["embeds"], files, body.get("nonce"), payload["flags"], via, payload)
         self.messages[message_id] = message
         return message
+
+
+def _edit_text(message: RecordedMessage, body: dict[str, Any]) -> None:
+    """An edit's content and embeds, as Discord applies them: a field left out stays as it was."""
+    if "content" in body:
+        message.content = body["content"] or ""
+    if "embeds" in body:
+        message.embeds = body["embeds"] or []
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
